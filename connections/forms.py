@@ -1,0 +1,73 @@
+"""The connection form: a name and a secret, plus the partner's own config form."""
+
+from typing import Any
+
+from django import forms
+
+from connections.models import Connection
+from connections.partners import PARTNERS
+from connections.partners.base import ConfigError, PartnerConfig
+
+
+class ConnectionForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    secret = forms.CharField(
+        required=False,
+        strip=True,
+        max_length=2000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, kind: str, instance: Connection | None = None, **kwargs: Any):
+        partner = PARTNERS[kind]
+        if instance is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"name": instance.name, **instance.config}
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.instance = instance
+        self.partner_form = partner.config_form(*args, **kwargs)
+        self.config: PartnerConfig | None = None
+        secret = self.fields["secret"]
+        secret.label = partner.credential_label
+        if instance is None:
+            secret.required = True
+        else:
+            secret.help_text = f"Stored as {instance.masked_secret}. Leave blank to keep it."
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Enter a name.")
+        return name
+
+    def is_valid(self) -> bool:
+        # Both forms are validated so every error shows at once.
+        own = super().is_valid()
+        partner = self.partner_form.is_valid()
+        if not (own and partner):
+            return False
+        try:
+            self.config = PARTNERS[self.kind].parse_config(self.partner_form.cleaned_data)
+        except ConfigError as exc:
+            target = exc.field if exc.field in self.partner_form.fields else None
+            self.partner_form.add_error(target, str(exc))
+            return False
+        return True
+
+    @property
+    def all_fields(self) -> list[forms.BoundField]:
+        return [*self, *self.partner_form]
+
+
+class ConfirmDeleteForm(forms.Form):
+    confirm_name = forms.CharField(max_length=100, label="Type the connection's name to confirm")
+
+    def __init__(self, *args: Any, connection: Connection, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection = connection
+
+    def clean_confirm_name(self) -> str:
+        value: str = self.cleaned_data["confirm_name"].strip()
+        if value != self.connection.name:
+            raise forms.ValidationError("That is not this connection's name.")
+        return value

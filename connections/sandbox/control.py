@@ -1,0 +1,189 @@
+"""The sandbox's own JSON control and read API under `/_sandbox/`, for tests and local setups."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from .appsflyer import new_import_key
+from .state import PARTNERS, PLATFORMS, JsonDict, SandboxState
+
+Response = tuple[int, dict[str, str], JsonDict]
+
+PREFIX = "/_sandbox"
+
+
+class BadRequest(Exception):
+    pass
+
+
+def owns(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def handle(
+    state: SandboxState, method: str, path: str, headers: Mapping[str, str], body: bytes
+) -> Response:
+    route = path[len(PREFIX) :]
+    try:
+        if method == "GET":
+            if route in _GET_ROUTES:
+                return 200, {}, _GET_ROUTES[route](state)
+            for prefix, reader in _GET_PREFIXES:
+                if route.startswith(prefix) and len(route) > len(prefix):
+                    return reader(state, unquote(route[len(prefix) :]))
+        elif method == "POST" and route in _POST_ROUTES:
+            return 200, {}, _POST_ROUTES[route](state, _json_object(body))
+    except BadRequest as exc:
+        return 400, {}, {"message": str(exc)}
+    return 404, {}, {"message": "Not Found"}
+
+
+def _json_object(body: bytes) -> JsonDict:
+    if not body.strip():
+        return {}
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("Request body must be valid JSON") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return payload
+
+
+def _string(payload: JsonDict, name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"'{name}' must be a non-empty string")
+    return value
+
+
+def _positive_number(payload: JsonDict, name: str, integer: bool) -> Any:
+    value = payload.get(name)
+    if value is None:
+        return None
+    wrong_type = isinstance(value, bool) or not isinstance(value, int | float)
+    if wrong_type or (integer and not isinstance(value, int)) or value <= 0:
+        raise BadRequest(f"'{name}' must be a positive {'integer' if integer else 'number'}")
+    return value
+
+
+def _profile(state: SandboxState, key: str) -> Response:
+    attributes = state.profile(key)
+    if attributes is None:
+        return 404, {}, {"message": "Profile not found", "identifier": key}
+    return 200, {}, {"identifier": key, "attributes": attributes}
+
+
+def _audience(state: SandboxState, import_key: str) -> Response:
+    snapshot = state.audience(import_key)
+    if snapshot is None:
+        return 404, {}, {"message": "Audience not found", "import_key": import_key}
+    return 200, {}, snapshot
+
+
+def _reset(state: SandboxState, payload: JsonDict) -> JsonDict:
+    state.reset()
+    return {"status": "ok"}
+
+
+def _add_braze_key(state: SandboxState, payload: JsonDict) -> JsonDict:
+    key = _string(payload, "key")
+    permissions = payload.get("permissions", ["users.track"])
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise BadRequest("'permissions' must be an array of strings")
+    state.add_braze_key(key, permissions)
+    return {"status": "ok", "permissions": sorted(set(permissions))}
+
+
+def _revoke_braze_key(state: SandboxState, payload: JsonDict) -> JsonDict:
+    state.revoke_braze_key(_string(payload, "key"))
+    return {"status": "ok"}
+
+
+def _add_appsflyer_token(state: SandboxState, payload: JsonDict) -> JsonDict:
+    state.add_appsflyer_token(_string(payload, "token"))
+    return {"status": "ok"}
+
+
+def _revoke_appsflyer_token(state: SandboxState, payload: JsonDict) -> JsonDict:
+    state.revoke_appsflyer_token(_string(payload, "token"))
+    return {"status": "ok"}
+
+
+def _faults(state: SandboxState, payload: JsonDict) -> JsonDict:
+    partner = payload.get("partner")
+    if partner not in PARTNERS:
+        raise BadRequest(f"'partner' must be one of {', '.join(PARTNERS)}")
+    statuses = payload.get("statuses")
+    if statuses is not None and (
+        not isinstance(statuses, list)
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in statuses)
+        or not all(400 <= s <= 599 for s in statuses)
+    ):
+        raise BadRequest("'statuses' must be an array of HTTP error statuses (400-599)")
+    latency = payload.get("latency_ms")
+    if latency is not None and (
+        isinstance(latency, bool) or not isinstance(latency, int) or latency < 0
+    ):
+        raise BadRequest("'latency_ms' must be a non-negative integer")
+    state.set_faults(partner, statuses, latency)
+    with state.lock:
+        pending = list(state.fault_statuses[partner])
+        latency_ms = state.latency_ms[partner]
+    return {"partner": partner, "statuses": pending, "latency_ms": latency_ms}
+
+
+def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
+    known = {"braze_object_cap", "braze_rate_limit", "braze_rate_window", "appsflyer_max_devices"}
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise BadRequest(f"Unknown config keys: {', '.join(unknown)}")
+    return state.configure(
+        braze_object_cap=_positive_number(payload, "braze_object_cap", integer=True),
+        braze_rate_limit=_positive_number(payload, "braze_rate_limit", integer=True),
+        braze_rate_window=_positive_number(payload, "braze_rate_window", integer=False),
+        appsflyer_max_devices=_positive_number(payload, "appsflyer_max_devices", integer=True),
+    )
+
+
+def _seed_audience(state: SandboxState, payload: JsonDict) -> JsonDict:
+    """Create an audience with a caller-chosen import_key, bypassing the partner API."""
+    name = _string(payload, "name")
+    platform = payload.get("platform")
+    if platform not in PLATFORMS:
+        raise BadRequest("'platform' must be android or ios")
+    import_key = payload.get("import_key") or new_import_key()
+    if not isinstance(import_key, str):
+        raise BadRequest("'import_key' must be a string")
+    with state.lock:
+        if import_key in state.audiences:
+            raise BadRequest("An audience with this import_key already exists")
+        if state.audience_name_taken(name):
+            raise BadRequest("Audience name already exists")
+        return state.create_audience(name, platform, import_key).snapshot()
+
+
+_GET_ROUTES: dict[str, Callable[[SandboxState], JsonDict]] = {
+    "/health": lambda state: {"status": "ok"},
+    "/stats": lambda state: state.stats(),
+    "/config": lambda state: state.config(),
+    "/braze/profiles": lambda state: {"profiles": state.profiles()},
+    "/braze/skipped": lambda state: {"skipped": state.skipped_updates()},
+}
+_GET_PREFIXES: list[tuple[str, Callable[[SandboxState, str], Response]]] = [
+    ("/braze/profiles/", _profile),
+    ("/appsflyer/audiences/", _audience),
+]
+_POST_ROUTES: dict[str, Callable[[SandboxState, JsonDict], JsonDict]] = {
+    "/reset": _reset,
+    "/braze/keys": _add_braze_key,
+    "/braze/keys/revoke": _revoke_braze_key,
+    "/appsflyer/tokens": _add_appsflyer_token,
+    "/appsflyer/tokens/revoke": _revoke_appsflyer_token,
+    "/appsflyer/audiences": _seed_audience,
+    "/faults": _faults,
+    "/config": _config,
+}

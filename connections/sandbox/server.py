@@ -1,0 +1,232 @@
+"""HTTP front of the partner sandbox: a threaded, keep-alive, standard-library server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from . import appsflyer, braze, control
+from .state import JsonDict, SandboxState
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+IDLE_TIMEOUT_SECONDS = 120
+_ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only compared against, never bound
+
+
+def dispatch(
+    state: SandboxState, method: str, path: str, headers: Mapping[str, str], body: bytes
+) -> tuple[int, dict[str, str], JsonDict]:
+    """Route one request to its simulator; partner traffic is counted per endpoint and status."""
+    if control.owns(path):
+        return control.handle(state, method, path, headers, body)
+    if braze.owns(path):
+        response = braze.handle(state, method, path, headers, body)
+    elif appsflyer.owns(path):
+        response = appsflyer.handle(state, method, path, headers, body)
+    else:
+        response = (404, {}, {"message": "Not Found"})
+    state.record_request(f"{method} {path}", response[0])
+    return response
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
+        self.state = state
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls getfqdn(), a reverse DNS lookup that can hang for seconds.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def track(self, sock: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(sock)
+
+    def untrack(self, sock: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(sock)
+
+    def close_open_connections(self) -> None:
+        """Wake handler threads parked on idle keep-alive connections so they exit."""
+        with self._open_lock:
+            open_sockets = list(self._open)
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Without this, a keep-alive client's second request waits ~40 ms on delayed ACK.
+    disable_nagle_algorithm = True
+    timeout = IDLE_TIMEOUT_SECONDS
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+        self.server.state.record_connection()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._send(411, {}, {"message": "Content-Length is required"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send(400, {}, {"message": "Invalid Content-Length"})
+            return
+        if length > MAX_BODY_BYTES:
+            # The body stays unread, so the connection cannot be reused.
+            self.close_connection = True
+            self._send(413, {}, {"message": "Request body too large"})
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        path = urlsplit(self.path).path
+        try:
+            status, extra, payload = dispatch(self.server.state, self.command, path, headers, body)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            status, extra, payload = 500, {}, {"message": "Internal sandbox error"}
+        self._send(status, extra, payload)
+
+    def _send(self, status: int, extra: Mapping[str, str], payload: JsonDict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class SandboxServer:
+    """The Braze + AppsFlyer simulator on a real socket.
+
+    `port=0` picks a free port; read it back from `port` or `url`. Use `start()`/`stop()` (or a
+    `with` block) to serve from a daemon thread, or `serve_forever()` in a foreground process.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, state: SandboxState | None = None
+    ) -> None:
+        self.state = state if state is not None else SandboxState()
+        self._httpd = _HTTPServer((host, port), self.state)
+        self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()
+        self._closed = False
+        self._stop_requested = False
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in (_ALL_INTERFACES, ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        with self._lifecycle:
+            if self._closed:
+                raise RuntimeError("SandboxServer was stopped; create a new one")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._httpd.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    name=f"partner-sandbox-{self.port}",
+                    daemon=True,
+                )
+                self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        """Ask `serve_forever()` to return. Only sets a flag, so it is safe in a signal handler."""
+        self._stop_requested = True
+
+    def serve_forever(self) -> None:
+        """Serve until `stop()` or `request_stop()` is called, e.g. from a signal handler."""
+        self.start()
+        try:
+            while not self._stop_requested:
+                time.sleep(0.2)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        with self._lifecycle:
+            if self._closed:
+                return
+            self._closed = True
+            if self._thread is not None:
+                self._httpd.shutdown()
+                self._thread.join()
+            self._httpd.close_open_connections()
+            self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

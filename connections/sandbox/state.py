@@ -1,0 +1,265 @@
+"""In-memory state of the partner sandbox, shared by every request handler.
+
+All mutable data sits behind one re-entrant lock (`SandboxState.lock`). Handlers that need
+several steps to be atomic (validate, then apply a batch) hold the lock themselves; the small
+accessors below take it too, which is why it is re-entrant.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+DEMO_BRAZE_KEY = "sandbox-braze-rest-key"
+DEMO_APPSFLYER_TOKEN = "sandbox-appsflyer-v2-token"  # noqa: S105 - public demo token
+
+PARTNERS = ("braze", "appsflyer")
+PLATFORMS = ("android", "ios")
+
+DEFAULT_BRAZE_PERMISSIONS = frozenset({"users.track"})
+DEFAULT_BRAZE_OBJECT_CAP = 75
+DEFAULT_BRAZE_RATE_LIMIT = 3000
+DEFAULT_BRAZE_RATE_WINDOW = 3.0
+DEFAULT_APPSFLYER_MAX_DEVICES = 10000
+
+JsonDict = dict[str, Any]
+# One AppsFlyer audience member: the device object's non-empty fields, frozen to sit in a set.
+Member = frozenset[tuple[str, str]]
+
+
+class RateVerdict(NamedTuple):
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int  # UTC epoch seconds at which the bucket is full again
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+
+
+class TokenBucket:
+    """`capacity` requests per `window` seconds, refilled continuously."""
+
+    def __init__(self, capacity: int, window: float) -> None:
+        self.capacity = capacity
+        self.window = window
+        self._tokens = float(capacity)
+        self._updated = time.time()
+
+    def take(self, consume: bool = True) -> RateVerdict:
+        now = time.time()
+        rate = self.capacity / self.window
+        self._tokens = min(float(self.capacity), self._tokens + (now - self._updated) * rate)
+        self._updated = now
+        allowed = self._tokens >= 1.0
+        if allowed and consume:
+            self._tokens -= 1.0
+        reset = math.ceil(now + (self.capacity - self._tokens) / rate)
+        return RateVerdict(allowed, self.capacity, math.floor(self._tokens), reset)
+
+
+@dataclass
+class Audience:
+    audience_id: int
+    import_key: str
+    name: str
+    platform: str
+    members: set[Member] = field(default_factory=set)
+
+    def snapshot(self) -> JsonDict:
+        members = sorted((dict(sorted(member)) for member in self.members), key=_member_sort_key)
+        return {
+            "audience_id": self.audience_id,
+            "import_key": self.import_key,
+            "name": self.name,
+            "platform": self.platform,
+            "member_count": len(members),
+            "members": members,
+        }
+
+
+def _member_sort_key(member: dict[str, str]) -> list[tuple[str, str]]:
+    return sorted(member.items())
+
+
+class SandboxState:
+    """Credentials, partner data, injected faults and counters of one sandbox instance."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything and re-seed the demo credentials with default limits."""
+        with self.lock:
+            self.braze_keys: dict[str, set[str]] = {DEMO_BRAZE_KEY: set(DEFAULT_BRAZE_PERMISSIONS)}
+            self.braze_revoked: set[str] = set()
+            self.appsflyer_tokens: set[str] = {DEMO_APPSFLYER_TOKEN}
+            self.appsflyer_revoked: set[str] = set()
+            self.braze_profiles: dict[str, JsonDict] = {}
+            # Update-only objects aimed at unknown profiles: accepted by Braze, applied to nobody.
+            self.braze_skipped: list[JsonDict] = []
+            self.braze_events: list[JsonDict] = []
+            self.audiences: dict[str, Audience] = {}
+            self.next_audience_id = 1
+            self.fault_statuses: dict[str, deque[int]] = {p: deque() for p in PARTNERS}
+            self.latency_ms: dict[str, int] = {p: 0 for p in PARTNERS}
+            self.braze_object_cap = DEFAULT_BRAZE_OBJECT_CAP
+            self.braze_bucket = TokenBucket(DEFAULT_BRAZE_RATE_LIMIT, DEFAULT_BRAZE_RATE_WINDOW)
+            self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
+            self.request_counts: dict[str, dict[str, int]] = {}
+            self.connections_opened = 0
+
+    # Credentials
+
+    def add_braze_key(
+        self, key: str, permissions: Iterable[str] = DEFAULT_BRAZE_PERMISSIONS
+    ) -> None:
+        with self.lock:
+            self.braze_keys[key] = set(permissions)
+            self.braze_revoked.discard(key)
+
+    def revoke_braze_key(self, key: str) -> None:
+        with self.lock:
+            self.braze_revoked.add(key)
+
+    def braze_key_permissions(self, key: str) -> set[str] | None:
+        """The key's permissions, or None when the key is unknown or revoked."""
+        with self.lock:
+            if key in self.braze_revoked or key not in self.braze_keys:
+                return None
+            return set(self.braze_keys[key])
+
+    def add_appsflyer_token(self, token: str) -> None:
+        with self.lock:
+            self.appsflyer_tokens.add(token)
+            self.appsflyer_revoked.discard(token)
+
+    def revoke_appsflyer_token(self, token: str) -> None:
+        with self.lock:
+            self.appsflyer_revoked.add(token)
+
+    def appsflyer_token_valid(self, token: str) -> bool:
+        with self.lock:
+            return token in self.appsflyer_tokens and token not in self.appsflyer_revoked
+
+    # Faults and limits
+
+    def set_faults(
+        self, partner: str, statuses: Iterable[int] | None, latency_ms: int | None
+    ) -> None:
+        with self.lock:
+            if statuses is not None:
+                self.fault_statuses[partner] = deque(statuses)
+            if latency_ms is not None:
+                self.latency_ms[partner] = latency_ms
+
+    def pop_fault(self, partner: str) -> int | None:
+        """The next injected status for this partner, consumed, or None when none is queued."""
+        with self.lock:
+            queue = self.fault_statuses[partner]
+            return queue.popleft() if queue else None
+
+    def latency_seconds(self, partner: str) -> float:
+        with self.lock:
+            return self.latency_ms[partner] / 1000.0
+
+    def take_braze_token(self, consume: bool = True) -> RateVerdict:
+        with self.lock:
+            return self.braze_bucket.take(consume)
+
+    def config(self) -> JsonDict:
+        with self.lock:
+            return {
+                "braze_object_cap": self.braze_object_cap,
+                "braze_rate_limit": self.braze_bucket.capacity,
+                "braze_rate_window": self.braze_bucket.window,
+                "appsflyer_max_devices": self.appsflyer_max_devices,
+            }
+
+    def configure(
+        self,
+        braze_object_cap: int | None = None,
+        braze_rate_limit: int | None = None,
+        braze_rate_window: float | None = None,
+        appsflyer_max_devices: int | None = None,
+    ) -> JsonDict:
+        with self.lock:
+            if braze_object_cap is not None:
+                self.braze_object_cap = braze_object_cap
+            if braze_rate_limit is not None or braze_rate_window is not None:
+                # A new limit starts from a full bucket, so tests get predictable counts.
+                self.braze_bucket = TokenBucket(
+                    braze_rate_limit or self.braze_bucket.capacity,
+                    braze_rate_window or self.braze_bucket.window,
+                )
+            if appsflyer_max_devices is not None:
+                self.appsflyer_max_devices = appsflyer_max_devices
+            return self.config()
+
+    # Partner data reads
+
+    def profile(self, key: str) -> JsonDict | None:
+        with self.lock:
+            found = self.braze_profiles.get(key)
+            return None if found is None else _deep_copy(found)
+
+    def profiles(self) -> dict[str, JsonDict]:
+        with self.lock:
+            return {key: _deep_copy(attrs) for key, attrs in self.braze_profiles.items()}
+
+    def skipped_updates(self) -> list[JsonDict]:
+        with self.lock:
+            return [dict(item) for item in self.braze_skipped]
+
+    def audience(self, import_key: str) -> JsonDict | None:
+        with self.lock:
+            found = self.audiences.get(import_key)
+            return None if found is None else found.snapshot()
+
+    def audience_name_taken(self, name: str) -> bool:
+        with self.lock:
+            return any(audience.name == name for audience in self.audiences.values())
+
+    def create_audience(self, name: str, platform: str, import_key: str) -> Audience:
+        with self.lock:
+            audience = Audience(self.next_audience_id, import_key, name, platform)
+            self.next_audience_id += 1
+            self.audiences[import_key] = audience
+            return audience
+
+    # Counters
+
+    def record_request(self, endpoint: str, status: int) -> None:
+        with self.lock:
+            per_status = self.request_counts.setdefault(endpoint, {})
+            per_status[str(status)] = per_status.get(str(status), 0) + 1
+
+    def record_connection(self) -> None:
+        with self.lock:
+            self.connections_opened += 1
+
+    def stats(self) -> JsonDict:
+        with self.lock:
+            return {
+                "requests": {endpoint: dict(c) for endpoint, c in self.request_counts.items()},
+                "connections": self.connections_opened,
+            }
+
+
+def _deep_copy(value: Any) -> Any:
+    """Copy JSON-shaped data (dicts, lists, scalars) so readers never see later mutation."""
+    if isinstance(value, dict):
+        return {key: _deep_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(item) for item in value]
+    return value

@@ -1,0 +1,213 @@
+"""Connection services: every change runs in a transaction that also writes its audit entry."""
+
+import logging
+from typing import Any
+
+import redis
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cohortsync import audit
+from connections import crypto
+from connections.models import Connection, ConnectionCheck
+from connections.partners import PARTNERS
+from connections.partners.base import PartnerConfig, PartnerError
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectionConflict(ValueError):
+    """Another connection already has this name or destination account."""
+
+
+def _save_unique(connection: Connection) -> None:
+    try:
+        with transaction.atomic():
+            connection.save()
+    except IntegrityError:
+        if Connection.objects.filter(name=connection.name).exclude(pk=connection.pk).exists():
+            raise ConnectionConflict(
+                f"A connection named {connection.name!r} already exists."
+            ) from None
+        raise ConnectionConflict(
+            "A connection to this destination account already exists: one connection per app."
+        ) from None
+
+
+def create_connection(
+    *,
+    kind: str,
+    name: str,
+    config: PartnerConfig,
+    secret: str,
+    actor: AbstractBaseUser | None,
+    ip: str | None = None,
+) -> Connection:
+    partner = PARTNERS[kind]
+    connection = Connection(
+        kind=kind,
+        name=name.strip(),
+        config=config.to_dict(),
+        encrypted_secret=crypto.encrypt(secret),
+        secret_hint=crypto.hint(secret),
+        account_key=partner.account_key(config),
+        created_by=actor,
+    )
+    with transaction.atomic():
+        _save_unique(connection)
+        audit.record(
+            actor=actor,
+            action="connection.created",
+            target=connection,
+            details={"kind": kind, "config": connection.config},
+            ip=ip,
+        )
+    return connection
+
+
+def update_connection(
+    *,
+    connection: Connection,
+    name: str,
+    config: PartnerConfig,
+    secret: str | None,
+    actor: AbstractBaseUser | None,
+    ip: str | None = None,
+) -> Connection:
+    """Save edits; a blank `secret` keeps the stored one. The audit lists what changed."""
+    before = {"name": connection.name, **connection.config}
+    connection.name = name.strip()
+    connection.config = config.to_dict()
+    connection.account_key = connection.partner.account_key(config)
+    changed = sorted(
+        key
+        for key, value in {"name": connection.name, **connection.config}.items()
+        if before.get(key) != value
+    )
+    if secret:
+        connection.encrypted_secret = crypto.encrypt(secret)
+        connection.secret_hint = crypto.hint(secret)
+        # A new credential has not been proven yet.
+        connection.state = Connection.State.UNTESTED
+        connection.last_error = ""
+        changed.append("credentials")
+    with transaction.atomic():
+        _save_unique(connection)
+        audit.record(
+            actor=actor,
+            action="connection.updated",
+            target=connection,
+            details={"changed": changed},
+            ip=ip,
+        )
+    return connection
+
+
+def delete_connection(
+    *, connection: Connection, actor: AbstractBaseUser | None, ip: str | None = None
+) -> None:
+    with transaction.atomic():
+        audit.record(
+            actor=actor,
+            action="connection.deleted",
+            target=connection,
+            details={"kind": connection.kind, "name": connection.name},
+            ip=ip,
+        )
+        connection.delete()
+
+
+def request_connection_check(
+    *, connection: Connection, actor: AbstractBaseUser | None, ip: str | None = None
+) -> ConnectionCheck:
+    """Queue a "Test connection" job; the worker makes the partner call."""
+    from connections.jobs import enqueue_connection_check
+
+    with transaction.atomic():
+        check = ConnectionCheck.objects.create(connection=connection, requested_by=actor)
+        audit.record(
+            actor=actor,
+            action="connection.check_requested",
+            target=connection,
+            details={"check": check.pk},
+            ip=ip,
+        )
+    try:
+        enqueue_connection_check(check.pk)
+    except redis.RedisError as exc:
+        logger.error("Could not queue connection check %s: %s", check.pk, type(exc).__name__)
+        _finish_check(check, ConnectionCheck.Status.FAILED, "The job queue (Redis) is unreachable.")
+    return check
+
+
+def _finish_check(check: ConnectionCheck, status: str, message: str) -> None:
+    check.status = status
+    check.message = message
+    check.finished_at = timezone.now()
+    check.save(update_fields=["status", "message", "finished_at"])
+
+
+def run_connection_check(check_id: int) -> ConnectionCheck | None:
+    """Run one queued check: claim it, call the partner, record the outcome on the connection."""
+    claimed = ConnectionCheck.objects.filter(
+        pk=check_id, status=ConnectionCheck.Status.QUEUED
+    ).update(status=ConnectionCheck.Status.RUNNING)
+    if not claimed:
+        return None  # already run, or gone with its connection
+    check = ConnectionCheck.objects.select_related("connection").get(pk=check_id)
+    connection = check.connection
+    try:
+        partner = connection.partner(
+            connection.get_config(), crypto.decrypt(connection.encrypted_secret)
+        )
+        proof = partner.check()
+    except PartnerError as exc:
+        outcome = _outcome_of_error(exc)
+        message = exc.message
+    except (ValueError, crypto.CredentialError) as exc:
+        outcome, message = ConnectionCheck.Status.FAILED, str(exc)
+    else:
+        outcome, message = ConnectionCheck.Status.OK, proof
+    _record_check_outcome(check, outcome, message)
+    return check
+
+
+def _outcome_of_error(exc: PartnerError) -> str:
+    if exc.auth:
+        return ConnectionCheck.Status.REFUSED
+    if exc.unreachable or exc.retryable:
+        return ConnectionCheck.Status.UNREACHABLE
+    return ConnectionCheck.Status.FAILED
+
+
+def _record_check_outcome(check: ConnectionCheck, outcome: str, message: str) -> None:
+    connection = check.connection
+    fields: dict[str, Any] = {}
+    if outcome == ConnectionCheck.Status.OK:
+        fields = {
+            "state": Connection.State.HEALTHY,
+            "last_error": "",
+            "last_checked_at": timezone.now(),
+        }
+    elif outcome == ConnectionCheck.Status.REFUSED:
+        fields = {
+            "state": Connection.State.NEEDS_ATTENTION,
+            "last_error": message,
+            "last_checked_at": timezone.now(),
+        }
+    # Unreachable or failed: the partner said nothing about the key, so its state stands.
+    with transaction.atomic():
+        _finish_check(check, outcome, message)
+        if fields:
+            Connection.objects.filter(pk=connection.pk).update(**fields)
+        audit.record(
+            actor=None,
+            action="connection.checked",
+            target=connection,
+            details={
+                "outcome": outcome,
+                "message": message,
+                "requested_by": check.requested_by.get_username() if check.requested_by else None,
+            },
+        )

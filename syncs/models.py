@@ -1,0 +1,1 @@
+"""Cohorts, syncs and runs arrive with the cohorts-in and sync-engine issues."""
