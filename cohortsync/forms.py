@@ -9,7 +9,7 @@ from cohortsync.models import AuditEntry
 
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=254, label="Who")
-    action = forms.CharField(required=False, max_length=64, help_text="e.g. importkey.revoked")
+    action = forms.CharField(required=False, max_length=64, help_text="Starts with, e.g. importkey.")
     target_type = forms.ChoiceField(required=False, label="On")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -105,3 +105,9 @@ def make_connection(
         secret=secret,
         actor=None,
     )
+
+
+@pytest.fixture(autouse=True)
+def _allow_simulator_endpoints(settings: Any) -> None:
+    """The partner simulator speaks plain http on 127.0.0.1; tests of the default say so."""
+    settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS = True

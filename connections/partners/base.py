@@ -66,6 +66,9 @@ class PartnerConfig:
 class Partner:
     """A destination partner. Subclasses own their config, form and calls."""
 
+    # Templates read kind and label off the class; without this they would call it.
+    do_not_call_in_templates = True
+
     kind: ClassVar[str]
     label: ClassVar[str]
     credential_label: ClassVar[str]

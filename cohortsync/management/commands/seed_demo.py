@@ -1,0 +1,72 @@
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from cohortsync.roles import Role
+from cohortsync.users import create_user
+from connections.models import Connection
+from connections.partners import PARTNERS
+from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
+from connections.services import create_connection
+
+DEMO_EMAIL = "admin@example.com"
+
+
+class Command(BaseCommand):
+    help = "Seed, idempotently, a demo admin and two sandbox connections (development only)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--sandbox-port", type=int, default=8765)
+
+    def handle(self, *args: Any, sandbox_port: int, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError("seed_demo is for development: it runs only with DEBUG=true.")
+        if not settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS:
+            raise CommandError(
+                "The sandbox connections point at http://127.0.0.1: set "
+                "COHORTSYNC_ALLOW_INSECURE_ENDPOINTS=true (make run does)."
+            )
+        password = self._demo_password()
+        if not get_user_model().objects.filter(username=DEMO_EMAIL).exists():
+            create_user(email=DEMO_EMAIL, role=Role.ADMIN, password=password, check_password=False)
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        self._seed_connection(
+            "braze",
+            "Braze sandbox",
+            {"instance": "custom", "custom_endpoint": sandbox},
+            DEMO_BRAZE_KEY,
+        )
+        self._seed_connection(
+            "appsflyer",
+            "AppsFlyer sandbox",
+            {"app_id": "com.example.cohortsync", "platform": "android", "api_host": sandbox},
+            DEMO_APPSFLYER_TOKEN,
+        )
+        self.stdout.write(
+            f"Demo ready. Log in at http://127.0.0.1:8000 as {DEMO_EMAIL} "
+            f"with the password {password}"
+        )
+
+    def _demo_password(self) -> str:
+        # Random per checkout, kept beside the dev database so every `make run` can print it.
+        path = settings.VAR_DIR / "demo-admin-password"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(12) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _seed_connection(self, kind: str, name: str, config: dict[str, Any], secret: str) -> None:
+        if Connection.objects.filter(name=name).exists():
+            return
+        create_connection(
+            kind=kind,
+            name=name,
+            config=PARTNERS[kind].parse_config(config),
+            secret=secret,
+            actor=None,
+        )
+        self.stdout.write(f"Created the {name} connection.")

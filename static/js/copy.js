@@ -1,0 +1,39 @@
+// Copy buttons: <button data-copy-target="ID"> copies the value (or text) of the element #ID.
+// Loaded with <script src>, never inline, so the pages can run under a strict CSP.
+(function () {
+  "use strict";
+
+  function copied(button) {
+    button.textContent = "Copied";
+  }
+
+  function fallbackCopy(target, button) {
+    // Clipboard API needs a secure context; plain-HTTP installs fall back to a selection copy.
+    if (typeof target.select === "function") {
+      target.select();
+    }
+    if (document.execCommand("copy")) {
+      copied(button);
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-target]");
+    if (!button) {
+      return;
+    }
+    var target = document.getElementById(button.getAttribute("data-copy-target"));
+    if (!target) {
+      return;
+    }
+    var text = "value" in target ? target.value : target.textContent;
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(
+        function () { copied(button); },
+        function () { fallbackCopy(target, button); }
+      );
+    } else {
+      fallbackCopy(target, button);
+    }
+  });
+})();
