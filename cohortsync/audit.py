@@ -2,8 +2,7 @@
 
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, models
 from django.http import HttpRequest
 
@@ -21,7 +20,7 @@ def client_ip(request: HttpRequest | None) -> str | None:
 
 def record(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: User | AnonymousUser | None,
     action: str,
     target: models.Model | None = None,
     target_type: str = "",

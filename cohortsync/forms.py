@@ -1,4 +1,5 @@
 from datetime import datetime, time
+from typing import Any
 
 from django import forms
 from django.db.models import QuerySet
@@ -9,7 +10,9 @@ from cohortsync.models import AuditEntry
 
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=254, label="Who")
-    action = forms.CharField(required=False, max_length=64, help_text="Starts with, e.g. importkey.")
+    action = forms.CharField(
+        required=False, max_length=64, help_text="Starts with, e.g. importkey."
+    )
     target_type = forms.ChoiceField(required=False, label="On")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -17,12 +20,14 @@ class AuditFilterForm(forms.Form):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         types = AuditEntry.objects.order_by().values_list("target_type", flat=True).distinct()
-        self.fields["target_type"].choices = [("", "anything")] + [(t, t) for t in types if t]  # type: ignore[attr-defined]
+        field = self.fields["target_type"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "anything")] + [(t, t) for t in types if t]
 
-    def clean(self) -> dict[str, object]:
-        data = super().clean() or {}
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
         since, until = data.get("since"), data.get("until")
-        if since and until and since > until:  # type: ignore[operator]
+        if since and until and since > until:
             raise forms.ValidationError("'Since' must not be after 'until'.")
         return data
 

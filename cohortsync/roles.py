@@ -44,12 +44,13 @@ def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
         return None
     if getattr(user, "is_superuser", False):
         return Role.ADMIN
-    cached = getattr(user, "_cohortsync_role", False)
+    # Cached on the user object: one query per request, however many checks.
+    cached: Role | bool | None = getattr(user, "_cohortsync_role", False)
     if cached is not False:
-        return cached  # type: ignore[no-any-return]
+        return cached if isinstance(cached, Role) else None
     names = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
     role = next((r for r in ROLE_ORDER if r.value in names), None)
-    user._cohortsync_role = role  # type: ignore[union-attr]
+    setattr(user, "_cohortsync_role", role)  # noqa: B010 -- a private cache, not a model field
     return role
 
 

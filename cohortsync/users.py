@@ -1,8 +1,7 @@
 """People: a user is an email address with one role."""
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -17,9 +16,9 @@ def create_user(
     email: str,
     role: Role,
     password: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     check_password: bool = True,
-) -> AbstractBaseUser:
+) -> User:
     """Create a user whose login is their email. Raises ValidationError with a clear message."""
     email = email.strip().lower()
     validate_email(email)

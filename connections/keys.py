@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -38,7 +37,7 @@ _HMAC_SALT = "cohortsync.import-key"
 NAME_MAX_LENGTH = 100
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 RefusalReason = Literal["unknown", "revoked", "expired", "wrong_partner"]
 
 
@@ -73,7 +72,7 @@ def _new_raw_key() -> tuple[str, str]:
 
 def _user_pk(actor: Actor) -> int | str | None:
     """The acting user's pk; None for the system actor (management commands, jobs)."""
-    return actor.pk if isinstance(actor, AbstractBaseUser) and actor.is_authenticated else None
+    return actor.pk if isinstance(actor, User) and actor.is_authenticated else None
 
 
 def _clean_name(name: str) -> str:

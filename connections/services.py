@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 import redis
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -41,7 +41,7 @@ def create_connection(
     name: str,
     config: PartnerConfig,
     secret: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     ip: str | None = None,
 ) -> Connection:
     partner = PARTNERS[kind]
@@ -72,7 +72,7 @@ def update_connection(
     name: str,
     config: PartnerConfig,
     secret: str | None,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     ip: str | None = None,
 ) -> Connection:
     """Save edits; a blank `secret` keeps the stored one. The audit lists what changed."""
@@ -104,9 +104,7 @@ def update_connection(
     return connection
 
 
-def delete_connection(
-    *, connection: Connection, actor: AbstractBaseUser | None, ip: str | None = None
-) -> None:
+def delete_connection(*, connection: Connection, actor: User | None, ip: str | None = None) -> None:
     with transaction.atomic():
         audit.record(
             actor=actor,
@@ -119,7 +117,7 @@ def delete_connection(
 
 
 def request_connection_check(
-    *, connection: Connection, actor: AbstractBaseUser | None, ip: str | None = None
+    *, connection: Connection, actor: User | None, ip: str | None = None
 ) -> ConnectionCheck:
     """Queue a "Test connection" job; the worker makes the partner call."""
     from connections.jobs import enqueue_connection_check

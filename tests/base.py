@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.test import Client
 
 from cohortsync.roles import Role
@@ -18,7 +18,7 @@ PASSWORD = "correct horse battery staple 42"
 _counter = itertools.count(1)
 
 
-def make_user(role: Role | None, email: str | None = None) -> AbstractBaseUser:
+def make_user(role: Role | None, email: str | None = None) -> User:
     """A user with the role; role None makes an outsider (signed in, no role)."""
     email = email or f"{role.value if role else 'outsider'}{next(_counter)}@example.com"
     if role is None:
@@ -26,49 +26,49 @@ def make_user(role: Role | None, email: str | None = None) -> AbstractBaseUser:
     return create_user(email=email, role=role, password=PASSWORD, check_password=False)
 
 
-def client_for(user: AbstractBaseUser) -> Client:
+def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
 
 
 @pytest.fixture
-def admin_user(db: Any) -> AbstractBaseUser:
+def admin_user(db: Any) -> User:
     return make_user(Role.ADMIN)
 
 
 @pytest.fixture
-def marketer(db: Any) -> AbstractBaseUser:
+def marketer(db: Any) -> User:
     return make_user(Role.MARKETER)
 
 
 @pytest.fixture
-def viewer(db: Any) -> AbstractBaseUser:
+def viewer(db: Any) -> User:
     return make_user(Role.VIEWER)
 
 
 @pytest.fixture
-def outsider(db: Any) -> AbstractBaseUser:
+def outsider(db: Any) -> User:
     return make_user(None)
 
 
 @pytest.fixture
-def admin_client(admin_user: AbstractBaseUser) -> Client:
+def admin_client(admin_user: User) -> Client:
     return client_for(admin_user)
 
 
 @pytest.fixture
-def marketer_client(marketer: AbstractBaseUser) -> Client:
+def marketer_client(marketer: User) -> Client:
     return client_for(marketer)
 
 
 @pytest.fixture
-def viewer_client(viewer: AbstractBaseUser) -> Client:
+def viewer_client(viewer: User) -> Client:
     return client_for(viewer)
 
 
 @pytest.fixture
-def outsider_client(outsider: AbstractBaseUser) -> Client:
+def outsider_client(outsider: User) -> Client:
     return client_for(outsider)
 
 

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_createuser_reads_the_password_file_and_assigns_the_role(tmp_path):
     password_file = tmp_path / "pw"
     password_file.write_text("a long enough passphrase 9\n")
-    call_command("createuser", "Mia@Example.com", "--role", "marketer", "--password-file", str(password_file))
+    call_command(
+        "createuser", "Mia@Example.com", "--role", "marketer", "--password-file", str(password_file)
+    )
     user = get_user_model().objects.get(username="mia@example.com")
     assert user.check_password("a long enough passphrase 9")
     assert user_role(user) == Role.MARKETER
@@ -45,13 +47,18 @@ def test_createuser_refuses_bad_input_and_creates_nothing(tmp_path, email, passw
 def test_createuser_refuses_a_duplicate_email(tmp_path):
     password_file = tmp_path / "pw"
     password_file.write_text("a long enough passphrase 9")
-    call_command("createuser", "a@example.com", "--role", "viewer", "--password-file", str(password_file))
+    call_command(
+        "createuser", "a@example.com", "--role", "viewer", "--password-file", str(password_file)
+    )
     with pytest.raises(CommandError, match="already exists"):
-        call_command("createuser", "A@example.com", "--role", "admin", "--password-file", str(password_file))
+        call_command(
+            "createuser", "A@example.com", "--role", "admin", "--password-file", str(password_file)
+        )
 
 
 def _production_env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         DEBUG="false",
         SECRET_KEY="x" * 10 + "production-secret-key-with-enough-entropy-0123456789",
@@ -69,7 +76,13 @@ def _manage(*args, env):
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_production_env(COHORTSYNC_VAR_DIR=str(tmp_path)))
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env=_production_env(COHORTSYNC_VAR_DIR=str(tmp_path)),
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
 

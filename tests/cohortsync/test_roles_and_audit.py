@@ -81,5 +81,7 @@ def test_the_audit_log_filters_by_action_actor_and_target(admin_client, admin_us
 
 
 def test_a_bad_audit_filter_says_so(admin_client):
-    response = admin_client.get(reverse("audit_log"), {"since": "2026-02-02", "until": "2026-01-01"})
+    response = admin_client.get(
+        reverse("audit_log"), {"since": "2026-02-02", "until": "2026-01-01"}
+    )
     assert "must not be after" in response.content.decode()

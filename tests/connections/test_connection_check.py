@@ -1,4 +1,4 @@
-""""Test connection": a real RQ worker calls the partner simulator over HTTP."""
+""" "Test connection": a real RQ worker calls the partner simulator over HTTP."""
 
 import socket
 

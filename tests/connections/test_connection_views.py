@@ -141,14 +141,19 @@ def test_the_raw_database_never_contains_a_credential(admin_client):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"instance": "custom", "custom_endpoint": "https://rest.x.braze.com/users/track"}, "without a path"),
+        (
+            {"instance": "custom", "custom_endpoint": "https://rest.x.braze.com/users/track"},
+            "without a path",
+        ),
         ({"default_identifier": "user_alias", "alias_label": ""}, "alias label"),
         ({"secret": ""}, "This field is required"),
         ({"name": "   "}, "required"),
         ({"objects_per_request": "100"}, "Select a valid choice"),
     ],
 )
-def test_bad_input_is_refused_with_a_clear_error_and_nothing_is_saved(admin_client, change, message):
+def test_bad_input_is_refused_with_a_clear_error_and_nothing_is_saved(
+    admin_client, change, message
+):
     response = admin_client.post(reverse("connections:create"), {**BRAZE_FORM, **change})
     assert response.status_code == 200
     assert message in response.content.decode()

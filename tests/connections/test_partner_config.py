@@ -8,7 +8,9 @@ appsflyer = PARTNERS["appsflyer"]
 
 
 def test_braze_instances_map_to_their_documented_rest_hosts():
-    assert braze.parse_config({"instance": "US-03"}).rest_endpoint == "https://rest.iad-03.braze.com"
+    assert (
+        braze.parse_config({"instance": "US-03"}).rest_endpoint == "https://rest.iad-03.braze.com"
+    )
     assert braze.parse_config({"instance": "US-10"}).rest_endpoint == "https://rest.us-10.braze.com"
     assert braze.parse_config({"instance": "EU-02"}).rest_endpoint == "https://rest.fra-02.braze.eu"
     assert braze.parse_config({"instance": "AU-01"}).rest_endpoint == "https://rest.au-01.braze.com"
