@@ -31,9 +31,11 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "connections.view_importkey",
         "connections.manage_import_keys",
         "cohortsync.view_auditentry",
+        "syncs.view_cohort",
+        "syncs.manage_cohorts",
     ],
-    Role.MARKETER: ["connections.view_connection"],
-    Role.VIEWER: ["connections.view_connection"],
+    Role.MARKETER: ["connections.view_connection", "syncs.view_cohort", "syncs.manage_cohorts"],
+    Role.VIEWER: ["connections.view_connection", "syncs.view_cohort"],
 }
 
 ROLE_ORDER = [Role.ADMIN, Role.MARKETER, Role.VIEWER]

@@ -1,1 +1,200 @@
-"""Cohorts, syncs and runs arrive with the cohorts-in and sync-engine issues."""
+"""Cohorts and their members, and every change that came in (partner pushes, CSV uploads).
+
+Syncs, runs and the ledger arrive with the sync-engine issue.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from connections.models import ImportKey
+
+
+class IdType(models.TextChoices):
+    """The kinds of primary identifier a member can have."""
+
+    EXTERNAL_ID = "external_id", "External ID"
+    DEVICE_ID = "device_id", "Device ID"
+    USER_ALIAS = "user_alias", "User alias"
+
+
+# Optional identifiers a member may carry, used by identifier mappings in syncs.
+EXTRA_IDENTIFIERS = ("braze_id", "idfa", "idfv", "gaid", "oaid", "amplitude_id")
+MAX_IDENTIFIER_LENGTH = 255
+
+
+class Cohort(models.Model):
+    class Source(models.TextChoices):
+        PARTNER = "partner", "Partner push"
+        CSV = "csv", "CSV upload"
+        MANUAL = "manual", "Manual"
+
+    name = models.CharField(max_length=255)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # For partner pushes: which partner (ImportKey.Partner) and its own cohort id.
+    partner = models.CharField(max_length=32, blank=True, choices=ImportKey.Partner.choices)
+    partner_cohort_id = models.CharField(max_length=255, blank=True)
+    partner_created_at = models.DateTimeField(null=True, blank=True)
+    member_count = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When membership (or the name) last changed.
+    updated_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        permissions = [("manage_cohorts", "Can create, change and delete cohorts")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "partner_cohort_id"],
+                condition=models.Q(source="partner"),
+                name="one_cohort_per_partner_cohort_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CohortMember(models.Model):
+    """One identity in a cohort: a primary identifier plus optional extra identifiers."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="members")
+    id_type = models.CharField(max_length=16, choices=IdType.choices)
+    # The alias label for user aliases; empty for the other types (part of the identity).
+    alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
+    braze_id = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
+    idfa = models.CharField(max_length=64, null=True, blank=True)
+    idfv = models.CharField(max_length=64, null=True, blank=True)
+    gaid = models.CharField(max_length=64, null=True, blank=True)
+    oaid = models.CharField(max_length=128, null=True, blank=True)
+    amplitude_id = models.CharField(max_length=64, null=True, blank=True)
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cohort", "id_type", "alias_label", "value"], name="one_member_per_identity"
+            )
+        ]
+        # Keyset paging by id within a cohort, and member search by value.
+        indexes = [
+            models.Index(fields=["cohort", "id"]),
+            models.Index(fields=["value"]),
+        ]
+
+    def __str__(self) -> str:
+        if self.id_type == IdType.USER_ALIAS:
+            return f"{self.alias_label}:{self.value}"
+        return f"{self.id_type}:{self.value}"
+
+
+class CohortSizeSample(models.Model):
+    """The cohort's size at a moment, recorded when it changes (at most one a minute)."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="size_samples")
+    at = models.DateTimeField()
+    member_count = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [
+            models.UniqueConstraint(fields=["cohort", "at"], name="one_size_sample_per_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort_id} @ {self.at}: {self.member_count}"
+
+
+class ImportRequest(models.Model):
+    """One inbound push from a partner, whatever its outcome."""
+
+    class Status(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        REJECTED = "rejected", "Rejected"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    key = models.ForeignKey(
+        ImportKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="requests"
+    )
+    partner = models.CharField(max_length=32)
+    endpoint = models.CharField(max_length=32)  # "cohorts" or "cohorts/users"
+    cohort = models.ForeignKey(
+        Cohort, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_requests"
+    )
+    partner_cohort_id = models.CharField(max_length=255, blank=True)
+    added = models.IntegerField(default=0)
+    removed = models.IntegerField(default=0)
+    # Identifiers that changed nothing: already present on add, absent on remove.
+    ignored = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    http_status = models.PositiveSmallIntegerField()
+    error = models.TextField(blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["cohort", "-created_at"]),
+            models.Index(fields=["key", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.endpoint} {self.http_status}"
+
+
+class CsvUpload(models.Model):
+    """A CSV file applied to a cohort by an RQ job, with its progress and outcome."""
+
+    class Mode(models.TextChoices):
+        REPLACE = "replace", "Replace the members"
+        ADD = "add", "Add these members"
+        REMOVE = "remove", "Remove these members"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="uploads")
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    file_name = models.CharField(max_length=255)
+    # Path in default storage; removed once the upload is applied.
+    stored_path = models.CharField(max_length=500)
+    size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    bytes_done = models.BigIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0)
+    rows_bad = models.BigIntegerField(default=0)
+    added = models.BigIntegerField(default=0)
+    removed = models.BigIntegerField(default=0)
+    ignored = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # Path in default storage of the CSV of bad rows (line, reason), if there were any.
+    bad_rows_path = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} → {self.cohort_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.is_finished:
+            return 100
+        return int(100 * self.bytes_done / self.size_bytes) if self.size_bytes else 0
