@@ -3,9 +3,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from cohortsync import views
+from syncs.views.home import home
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", home, name="home"),
     path("audit/", views.audit_log, name="audit_log"),
     path(
         "accounts/login/",
@@ -14,5 +15,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("connections/", include("connections.urls")),
+    path("cohorts/", include("syncs.urls")),
+    path("partners/", include("syncs.inbound_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,13 @@
+"""Placeholder until this module is written: every view answers 404."""
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+
+
+def upsert_cohort(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    raise Http404
+
+
+def change_cohort_users(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    raise Http404
