@@ -25,7 +25,7 @@ run: export DEBUG := true
 run: export COHORTSYNC_ALLOW_INSECURE_ENDPOINTS := true
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo --sandbox-port $(SANDBOX_PORT)
+	$(PY) manage.py seed_demo --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 	$(PY) manage.py runstack --port $(PORT) --sandbox-port $(SANDBOX_PORT) $(RUNSTACK_ARGS)
 
 # DATABASE_URL and REDIS_URL pass through when set; unset, tests use SQLite and an embedded Valkey.

@@ -20,8 +20,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--sandbox-port", type=int, default=8765)
+        parser.add_argument("--port", type=int, default=8000, help="The web server's port.")
 
-    def handle(self, *args: Any, sandbox_port: int, **options: Any) -> None:
+    def handle(self, *args: Any, sandbox_port: int, port: int, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("seed_demo is for development: it runs only with DEBUG=true.")
         if not settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS:
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             DEMO_APPSFLYER_TOKEN,
         )
         self.stdout.write(
-            f"Demo ready. Log in at http://127.0.0.1:8000 as {DEMO_EMAIL} "
+            f"Demo ready. Log in at http://127.0.0.1:{port} as {DEMO_EMAIL} "
             f"with the password {password}"
         )
 
