@@ -59,16 +59,9 @@ class AppsFlyer(Partner):
     label = "AppsFlyer"
     credential_label = "API V2 token"
     config_form = AppsFlyerConfigForm
+    config_class = AppsFlyerConfig
 
     config: AppsFlyerConfig
-
-    @classmethod
-    def parse_config(cls, data: dict[str, Any]) -> AppsFlyerConfig:
-        known = {name: data[name] for name in AppsFlyerConfig.__dataclass_fields__ if name in data}
-        try:
-            return AppsFlyerConfig(**known)
-        except TypeError as exc:
-            raise ConfigError(f"Incomplete AppsFlyer config: {exc}") from None
 
     @classmethod
     def account_key(cls, config: AppsFlyerConfig) -> str:

@@ -73,6 +73,7 @@ class Partner:
     label: ClassVar[str]
     credential_label: ClassVar[str]
     config_form: ClassVar[type[forms.Form]]
+    config_class: ClassVar[type[PartnerConfig]]
 
     def __init__(self, config: Any, secret: str) -> None:
         self.config = config
@@ -80,8 +81,13 @@ class Partner:
 
     @classmethod
     def parse_config(cls, data: dict[str, Any]) -> Any:
-        """The typed config from stored JSON; ValueError with a clear message if invalid."""
-        raise NotImplementedError
+        """The typed config from stored JSON or a form; ConfigError with a clear message."""
+        fields = cls.config_class.__dataclass_fields__  # type: ignore[attr-defined]
+        known = {name: data[name] for name in fields if name in data}
+        try:
+            return cls.config_class(**known)
+        except TypeError as exc:
+            raise ConfigError(f"Incomplete {cls.label} config: {exc}") from None
 
     @classmethod
     def account_key(cls, config: Any) -> str | None:

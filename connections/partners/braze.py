@@ -129,16 +129,9 @@ class Braze(Partner):
     label = "Braze"
     credential_label = "REST API key"
     config_form = BrazeConfigForm
+    config_class = BrazeConfig
 
     config: BrazeConfig
-
-    @classmethod
-    def parse_config(cls, data: dict[str, Any]) -> BrazeConfig:
-        known = {name: data[name] for name in BrazeConfig.__dataclass_fields__ if name in data}
-        try:
-            return BrazeConfig(**known)
-        except TypeError as exc:
-            raise ConfigError(f"Incomplete Braze config: {exc}") from None
 
     def check(self) -> str:
         url = f"{self.config.rest_endpoint}/users/track"
