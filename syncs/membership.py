@@ -65,64 +65,86 @@ def _chunks(items: Sequence[Identity]) -> Iterable[Sequence[Identity]]:
 
 
 TABLE = CohortMember._meta.db_table
-KEY_COLUMNS = "id_type, alias_label, value"
+KEY_COLUMNS = ("id_type", "alias_label", "value")
+JOIN_ON_KEY = " AND ".join(f"m.{column} = v.{column}" for column in KEY_COLUMNS)
+
+
+def _source(batch: Sequence[Identity], with_extras: bool) -> tuple[str, list[Any]]:
+    """The batch as a derived table `v` with the key columns (and the extras).
+
+    PostgreSQL takes one array per column through unnest: a handful of parameters however big
+    the batch, so the statement parses fast and its plan does not depend on the batch size.
+    SQLite has no arrays: a VALUES list, joined on the unique index below.
+    """
+    columns = list(KEY_COLUMNS) + (list(EXTRA_IDENTIFIERS) if with_extras else [])
+    rows: list[list[str | None]] = []
+    for identity in batch:
+        row: list[str | None] = [identity.id_type, identity.alias_label, identity.value]
+        if with_extras:
+            extras = dict(identity.extras)
+            row += [extras.get(name) or None for name in EXTRA_IDENTIFIERS]
+        rows.append(row)
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(["%s::text[]"] * len(columns))
+        return f"SELECT * FROM unnest({arrays}) AS u({', '.join(columns)})", [
+            list(column) for column in zip(*rows, strict=True)
+        ]
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    names = ", ".join(f"column{n} AS {name}" for n, name in enumerate(columns, 1))
+    return f"SELECT {names} FROM (VALUES {', '.join([placeholders] * len(rows))})", [
+        value for values in rows for value in values
+    ]
+
+
+def _count_present(cursor: Any, cohort_id: int, batch: Sequence[Identity]) -> int:
+    source, params = _source(batch, with_extras=False)
+    cursor.execute(
+        f"SELECT COUNT(*) FROM ({source}) v JOIN {TABLE} m ON m.cohort_id = %s AND {JOIN_ON_KEY}",
+        [*params, cohort_id],
+    )
+    return int(cursor.fetchone()[0])
 
 
 def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extras: bool) -> int:
     """Insert what is new; returns how many rows were inserted."""
-    columns = ["cohort_id", "id_type", "alias_label", "value", "added_at"]
-    if with_extras:
-        columns += list(EXTRA_IDENTIFIERS)
-    params: list[Any] = []
-    for identity in batch:
-        params += [cohort_id, identity.id_type, identity.alias_label, identity.value, now]
-        if with_extras:
-            extras = dict(identity.extras)
-            params += [extras.get(name) or None for name in EXTRA_IDENTIFIERS]
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    extras = list(EXTRA_IDENTIFIERS) if with_extras else []
+    columns = ["cohort_id", "added_at", *KEY_COLUMNS, *extras]
+    selected = ["%s", "%s", *(f"v.{name}" for name in (*KEY_COLUMNS, *extras))]
+    source, params = _source(batch, with_extras)
     conflict = "DO NOTHING"
     if with_extras:
         # A known member's extra identifiers are refreshed; a blank in the file keeps the old one.
         conflict = "DO UPDATE SET " + ", ".join(
-            f"{name} = COALESCE(excluded.{name}, {TABLE}.{name})" for name in EXTRA_IDENTIFIERS
+            f"{name} = COALESCE(excluded.{name}, {TABLE}.{name})" for name in extras
         )
-    # Only column names and placeholders are interpolated; values travel as parameters.
+    # Only names and placeholders are interpolated; values travel as parameters. `WHERE true`
+    # keeps SQLite from reading ON CONFLICT as a join constraint.
     sql = (
-        f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES {', '.join([row] * len(batch))} "  # noqa: S608
-        f"ON CONFLICT (cohort_id, {KEY_COLUMNS}) {conflict}"
+        f"INSERT INTO {TABLE} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selected)} FROM ({source}) v WHERE true "
+        f"ON CONFLICT (cohort_id, {', '.join(KEY_COLUMNS)}) {conflict}"
     )
+    params = [cohort_id, now, *params]
     with connection.cursor() as cursor:
         if not with_extras:
             cursor.execute(sql + " RETURNING 1", params)
             return len(cursor.fetchall())
+        if connection.vendor == "postgresql":
+            # xmax is 0 on a freshly inserted row and set on one the conflict clause updated.
+            cursor.execute(sql + " RETURNING (xmax = 0)", params)
+            return sum(1 for (inserted,) in cursor.fetchall() if inserted)
         existing = _count_present(cursor, cohort_id, batch)
         cursor.execute(sql, params)
         return len(batch) - existing
 
 
-def _keys_clause(batch: Sequence[Identity]) -> tuple[str, list[Any]]:
-    values = ", ".join(["(%s, %s, %s)"] * len(batch))
-    params: list[Any] = []
-    for identity in batch:
-        params += [identity.id_type, identity.alias_label, identity.value]
-    return f"({KEY_COLUMNS}) IN (VALUES {values})", params
-
-
-def _count_present(cursor: Any, cohort_id: int, batch: Sequence[Identity]) -> int:
-    clause, params = _keys_clause(batch)
-    cursor.execute(
-        f"SELECT COUNT(*) FROM {TABLE} WHERE cohort_id = %s AND {clause}",  # noqa: S608
-        [cohort_id, *params],
-    )
-    return int(cursor.fetchone()[0])
-
-
 def _delete(cohort_id: int, batch: Sequence[Identity]) -> int:
-    clause, params = _keys_clause(batch)
+    source, params = _source(batch, with_extras=False)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {TABLE} WHERE cohort_id = %s AND {clause}",  # noqa: S608
-            [cohort_id, *params],
+            f"DELETE FROM {TABLE} WHERE id IN (SELECT m.id FROM ({source}) v "
+            f"JOIN {TABLE} m ON m.cohort_id = %s AND {JOIN_ON_KEY})",
+            [*params, cohort_id],
         )
         return int(cursor.rowcount)
 
