@@ -197,6 +197,8 @@ if DEBUG:
 # default storage at shared storage (a network volume, or an S3 backend).
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
+# The largest CSV a marketer may upload, in bytes (1 GiB by default).
+CSV_UPLOAD_MAX_BYTES = int(env_str("CSV_UPLOAD_MAX_BYTES", str(1024**3)))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -226,6 +228,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "cohortsync@localhost")
 
 # How long a rotated data-import key keeps working, unless the admin picks another window.
 IMPORT_KEY_ROTATION_GRACE_HOURS = int(env_str("IMPORT_KEY_ROTATION_GRACE_HOURS", "24"))
+# Requests per hour one data-import key may make to the inbound API (Braze allows 250,000).
+INBOUND_RATE_LIMIT_PER_HOUR = int(env_str("INBOUND_RATE_LIMIT_PER_HOUR", "250000"))
 
 LOGGING = {
     "version": 1,

@@ -225,3 +225,37 @@ class Sync(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CsvUploadRow(models.Model):
+    """A good row of a CSV upload, staged by the import job until it applies them all at once.
+
+    Rows are inserted in file order, so a higher id is a later line; when an identity repeats,
+    the earlier rows are deleted before applying (last row wins). The rows are deleted in the
+    transaction that applies them.
+    """
+
+    # The composite index below leads with the upload, so the column needs no index of its own.
+    upload = models.ForeignKey(
+        CsvUpload, on_delete=models.CASCADE, related_name="staged_rows", db_index=False
+    )
+    id_type = models.CharField(max_length=16, choices=IdType.choices)
+    alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
+    braze_id = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
+    idfa = models.CharField(max_length=64, null=True, blank=True)
+    idfv = models.CharField(max_length=64, null=True, blank=True)
+    gaid = models.CharField(max_length=64, null=True, blank=True)
+    oaid = models.CharField(max_length=128, null=True, blank=True)
+    amplitude_id = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Keyset paging through an upload's rows by id.
+            models.Index(fields=["upload", "id"]),
+            # Finding repeats, and the members a replace keeps.
+            models.Index(fields=["upload", "id_type", "alias_label", "value"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.upload_id}: {self.id_type}:{self.value}"

@@ -1,0 +1,34 @@
+"""RQ entry points for cohorts: thin, ids in, the services do the work."""
+
+from typing import Any
+
+import django_rq
+from rq import Callback
+
+from syncs.csv_import import fail_interrupted_upload, import_csv_upload
+
+CSV_JOB_TIMEOUT = 3600
+
+
+def import_csv(upload_id: int) -> str:
+    upload = import_csv_upload(upload_id)
+    return upload.status if upload is not None else "skipped"
+
+
+def import_csv_failed(job: Any, connection: Any, *exc_info: Any) -> None:
+    """RQ failure callback: a job that timed out, or whose worker was killed and the job later
+    found abandoned, must not leave its upload running for ever."""
+    fail_interrupted_upload(job.args[0])
+
+
+def enqueue_csv_import(upload_id: int) -> None:
+    # Called after the upload row committed, so the worker always finds it.
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queue.enqueue(
+        import_csv,
+        upload_id,
+        job_timeout=CSV_JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=86400,
+        on_failure=Callback(import_csv_failed),
+    )

@@ -1,0 +1,187 @@
+"""Replace is atomic: a worker SIGKILLed while applying leaves the cohort exactly as it was.
+
+The job runs in a real subprocess, against a database both processes can see: a migrated
+temporary SQLite file, or a scratch PostgreSQL database when DATABASE_URL points at PostgreSQL
+(the test database lives inside this process's transaction, invisible to any other).
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from syncs.csv_import import CHUNK_ROWS, TEST_APPLY_PAUSE_ENV
+
+OLD = sorted(f"old-{n:03}" for n in range(50))
+# Three apply chunks, and ten of the old members named again.
+NEW = sorted({f"new-{n:05}" for n in range(2 * CHUNK_ROWS + 2000)} | set(OLD[:10]))
+
+SETUP = """
+import json, os
+from django.core.files.storage import default_storage
+from syncs.membership import Identity, apply_changes
+from syncs.models import Cohort, CsvUpload
+cohort = Cohort.objects.create(name="Kill test", source="csv")
+old = json.loads(os.environ["OLD_MEMBERS"])
+apply_changes(cohort.pk, add=[Identity("external_id", value) for value in old])
+uploads = [
+    CsvUpload.objects.create(
+        cohort=cohort, mode="replace", file_name=os.path.basename(path), stored_path=path,
+        size_bytes=default_storage.size(path),
+    ).pk
+    for path in ("uploads/killed.csv", "uploads/retried.csv")
+]
+print(json.dumps({"cohort": cohort.pk, "uploads": uploads}))
+"""
+
+STATE = """
+import json, os
+from syncs.models import Cohort, CohortMember, CsvUpload, CsvUploadRow
+cohort = Cohort.objects.get(pk=os.environ["COHORT_ID"])
+upload = CsvUpload.objects.get(pk=os.environ["UPLOAD_ID"])
+print(json.dumps({
+    "members": sorted(CohortMember.objects.filter(cohort=cohort).values_list("value", flat=True)),
+    "member_count": cohort.member_count,
+    "status": upload.status,
+    "staged": CsvUploadRow.objects.filter(upload=upload).count(),
+}))
+"""
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def shell(env: dict[str, str], code: str, **extra: str) -> dict:
+    out = manage({**env, **extra}, "shell", "--no-imports", "-c", code)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def scratch_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    tmp = tmp_path_factory.mktemp("csv-kill")
+    server_url = os.environ.get("DATABASE_URL", "")
+    scratch_db = ""
+    if server_url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        scratch_db = f"cohortsync_csv_kill_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{scratch_db}"')
+        database_url = urlsplit(server_url)._replace(path=f"/{scratch_db}").geturl()
+    else:
+        database_url = f"sqlite:///{tmp / 'db.sqlite3'}"
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update(
+        DEBUG="true",
+        COHORTSYNC_VAR_DIR=str(tmp),
+        MEDIA_ROOT=str(tmp / "media"),
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="cohortsync.settings",
+        SECRET_KEY="subprocess-test-secret-key-that-is-long-enough-for-django-checks",
+    )
+    manage(env, "migrate", "--no-input")
+    try:
+        yield env
+    finally:
+        if scratch_db:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{scratch_db}" WITH (FORCE)')
+
+
+def write_csv(env: dict[str, str], name: str, values: list[str]) -> None:
+    path = Path(env["MEDIA_ROOT"]) / "uploads" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("external_id,gaid\n" + "".join(f"{v},g-{v}\n" for v in values))
+
+
+def start_job(env: dict[str, str], upload_id: int) -> subprocess.Popen[str]:
+    code = f"from syncs.jobs import import_csv; import_csv({upload_id})"
+    return subprocess.Popen(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "shell", "-c", code],
+        env={**env, TEST_APPLY_PAUSE_ENV: "60"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float = 120) -> None:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if not ready:
+            continue
+        line = process.stderr.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return
+    pytest.fail(f"the job never logged {marker!r}; its stderr:\n{''.join(seen)}")
+
+
+def test_a_replace_killed_mid_apply_leaves_the_cohort_exactly_as_it_was(scratch_env):
+    write_csv(scratch_env, "killed.csv", NEW)
+    write_csv(scratch_env, "retried.csv", NEW)
+    ids = shell(scratch_env, SETUP, OLD_MEMBERS=json.dumps(OLD))
+    cohort_id = ids["cohort"]
+    killed_id, retried_id = ids["uploads"]
+
+    job = start_job(scratch_env, killed_id)
+    try:
+        # The first chunk's 5,000 members are written, uncommitted, when the hook pauses the job.
+        wait_for_line(job, "applied chunk 1")
+    finally:
+        job.kill()  # SIGKILL: no handler, no cleanup, no commit
+        job.wait(timeout=30)
+    assert job.returncode == -9
+
+    after_kill = shell(scratch_env, STATE, COHORT_ID=str(cohort_id), UPLOAD_ID=str(killed_id))
+    assert after_kill["members"] == OLD
+    assert after_kill["member_count"] == len(OLD)
+    # Phase 1 had committed its staging; phase 2 rolled back.
+    assert after_kill["status"] == "running"
+    assert after_kill["staged"] == len(NEW)
+
+    # RQ's failure callback for the abandoned job fails the upload and drops its staging.
+    callback = (
+        "from types import SimpleNamespace; from syncs.jobs import import_csv_failed; "
+        f"import_csv_failed(SimpleNamespace(args=[{killed_id}]), None)"
+    )
+    manage(scratch_env, "shell", "--no-imports", "-c", callback)
+    failed = shell(scratch_env, STATE, COHORT_ID=str(cohort_id), UPLOAD_ID=str(killed_id))
+    assert (failed["status"], failed["staged"], failed["members"]) == ("failed", 0, OLD)
+
+    # The same file, not killed, does replace the members: the kill is what kept them.
+    manage(
+        scratch_env,
+        "shell",
+        "--no-imports",
+        "-c",
+        f"from syncs.jobs import import_csv; import_csv({retried_id})",
+    )
+    retried = shell(scratch_env, STATE, COHORT_ID=str(cohort_id), UPLOAD_ID=str(retried_id))
+    assert retried["status"] == "succeeded"
+    assert retried["members"] == NEW
+    assert retried["member_count"] == len(NEW)
