@@ -4,6 +4,7 @@ Syncs, runs and the ledger arrive with the sync-engine issue.
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -57,6 +58,14 @@ class Cohort(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def refuse_manual_changes(self) -> None:
+        """A partner-fed cohort changes only with its partner's pushes, or they would diverge."""
+        if self.source == self.Source.PARTNER:
+            raise ValidationError(
+                f"{self.name} is fed by {self.get_partner_display()}: its members change only "
+                "with that partner's pushes. Change the cohort there."
+            )
+
 
 class CohortMember(models.Model):
     """One identity in a cohort: a primary identifier plus optional extra identifiers."""
@@ -80,10 +89,22 @@ class CohortMember(models.Model):
                 fields=["cohort", "id_type", "alias_label", "value"], name="one_member_per_identity"
             )
         ]
-        # Keyset paging by id within a cohort, and member search by value.
+        # Keyset paging by id within a cohort, and member search by any identifier: the pattern
+        # ops serve prefix searches on PostgreSQL whatever the collation (other databases ignore
+        # them); the extras are indexed only where present, which keeps bulk inserts cheap.
         indexes = [
             models.Index(fields=["cohort", "id"]),
-            models.Index(fields=["value"]),
+            models.Index(
+                fields=["value"], name="member_value_idx", opclasses=["varchar_pattern_ops"]
+            ),
+            *(
+                models.Index(
+                    fields=[name],
+                    name=f"member_{name}_idx",
+                    condition=models.Q(**{f"{name}__isnull": False}),
+                )
+                for name in EXTRA_IDENTIFIERS
+            ),
         ]
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ from django.db.models import ProtectedError
 from cohortsync import audit
 from syncs import membership
 from syncs.membership import ChangeCounts, Identity
-from syncs.models import MAX_IDENTIFIER_LENGTH, Cohort, IdType, Sync
+from syncs.models import MAX_IDENTIFIER_LENGTH, Cohort, CsvUpload, IdType, Sync
 
 # ---------------------------------------------------------------------------------------------
 # Cohorts in the dashboard: create, rename, change members by pasting identifiers, delete.
@@ -134,6 +134,7 @@ def change_members(
 
     The audit entry keeps the counts, never the identifiers.
     """
+    cohort.refuse_manual_changes()
     label = _clean_alias_label(id_type, alias_label)
     values = parse_identifiers(text)
     identities = [Identity(id_type, value, label) for value in values]
@@ -168,6 +169,9 @@ def _refuse_delete(cohort: Cohort, sync_names: list[str]) -> ValidationError:
     )
 
 
+FINISHED_UPLOADS = (CsvUpload.Status.SUCCEEDED, CsvUpload.Status.FAILED)
+
+
 def _sync_names(cohort_id: int) -> list[str]:
     return list(Sync.objects.filter(cohort_id=cohort_id).values_list("name", flat=True))
 
@@ -180,6 +184,11 @@ def delete_cohort(*, cohort: Cohort, actor: User | None, ip: str | None = None) 
             names = _sync_names(pk)
             if names:
                 raise _refuse_delete(cohort, names)
+            if cohort.uploads.exclude(status__in=FINISHED_UPLOADS).exists():
+                raise ValidationError(
+                    f"{cohort.name} cannot be deleted while a CSV upload is being applied to it; "
+                    "try again when it has finished."
+                )
             audit.record(
                 actor=actor,
                 action="cohort.deleted",

@@ -35,6 +35,7 @@ def start_csv_upload(
 ) -> CsvUpload:
     """Store the file, record the upload and queue its import. If the queue is unreachable the
     upload is returned FAILED, with the reason."""
+    cohort.refuse_manual_changes()
     file_name = os.path.basename(uploaded_file.name or "upload.csv")[:255]
     # Storage streams the file in chunks (or moves Django's temporary file): never read whole.
     stored_path = default_storage.save(f"uploads/{uuid.uuid4().hex}.csv", uploaded_file)

@@ -4,6 +4,7 @@ download of its bad rows. Marketers and admins upload; every role reads."""
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -59,6 +60,11 @@ def _upload_of(cohort_pk: int, upload_pk: int) -> CsvUpload:
 @role_required(MANAGE)
 def upload_create(request: HttpRequest, pk: int) -> HttpResponse:
     cohort = get_object_or_404(Cohort, pk=pk)
+    try:
+        cohort.refuse_manual_changes()
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("syncs:cohort_detail", pk=cohort.pk)
     if request.method == "POST":
         form = CsvUploadForm(request.POST, request.FILES)
     else:

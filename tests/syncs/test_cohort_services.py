@@ -243,3 +243,23 @@ def test_the_last_change_of_a_cohort_follows_its_members(cohort):
     before = timezone.now()
     paste(cohort, "a")
     assert cohort.updated_at >= before
+
+
+def test_a_partner_fed_cohort_refuses_pasted_changes(partner_cohort):
+    with pytest.raises(ValidationError, match="change only with that partner's pushes"):
+        paste(partner_cohort, "u-1")
+    assert not CohortMember.objects.filter(cohort=partner_cohort).exists()
+
+
+def test_a_cohort_cannot_be_deleted_while_an_upload_is_being_applied(cohort, marketer):
+    from syncs.models import CsvUpload
+
+    upload = CsvUpload.objects.create(
+        cohort=cohort, mode="add", file_name="a.csv", stored_path="x", status="running"
+    )
+    with pytest.raises(ValidationError, match="while a CSV upload is being applied"):
+        services.delete_cohort(cohort=cohort, actor=marketer)
+    assert Cohort.objects.filter(pk=cohort.pk).exists()
+    CsvUpload.objects.filter(pk=upload.pk).update(status="succeeded")
+    services.delete_cohort(cohort=cohort, actor=marketer)
+    assert not Cohort.objects.filter(pk=cohort.pk).exists()

@@ -242,3 +242,16 @@ def test_a_queued_upload_waits_for_a_worker(upload, viewer_client):
     html = viewer_client.get(urls(upload)["progress"]).content.decode()
     assert 'data-status="queued"' in html and "Waiting for a worker" in html
     assert '<progress max="100" value="0"' in html
+
+
+def test_a_partner_fed_cohort_refuses_csv_uploads(marketer_client):
+    cohort = Cohort.objects.create(
+        name="AF audience",
+        source=Cohort.Source.PARTNER,
+        partner="appsflyer",
+        partner_cohort_id="c1",
+    )
+    url = reverse("syncs:upload_create", args=[cohort.pk])
+    response = marketer_client.post(url, {"mode": "add", "file": csv_file()}, follow=True)
+    assert "change only with that partner" in response.content.decode()
+    assert not CsvUpload.objects.filter(cohort=cohort).exists()
