@@ -70,7 +70,10 @@ class Cohort(models.Model):
 class CohortMember(models.Model):
     """One identity in a cohort: a primary identifier plus optional extra identifiers."""
 
-    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="members")
+    # No index of its own: the unique identity and (cohort, id) indexes both start with it.
+    cohort = models.ForeignKey(
+        Cohort, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
     id_type = models.CharField(max_length=16, choices=IdType.choices)
     # The alias label for user aliases; empty for the other types (part of the identity).
     alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
