@@ -67,13 +67,9 @@ class Cohort(models.Model):
             )
 
 
-class CohortMember(models.Model):
-    """One identity in a cohort: a primary identifier plus optional extra identifiers."""
+class IdentityFields(models.Model):
+    """A primary identifier plus optional extra identifiers: a member, or a staged CSV row."""
 
-    # No index of its own: the unique identity and (cohort, id) indexes both start with it.
-    cohort = models.ForeignKey(
-        Cohort, on_delete=models.CASCADE, related_name="members", db_index=False
-    )
     id_type = models.CharField(max_length=16, choices=IdType.choices)
     # The alias label for user aliases; empty for the other types (part of the identity).
     alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
@@ -84,6 +80,18 @@ class CohortMember(models.Model):
     gaid = models.CharField(max_length=64, null=True, blank=True)
     oaid = models.CharField(max_length=128, null=True, blank=True)
     amplitude_id = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class CohortMember(IdentityFields):
+    """One identity in a cohort: a primary identifier plus optional extra identifiers."""
+
+    # No index of its own: the unique identity and (cohort, id) indexes both start with it.
+    cohort = models.ForeignKey(
+        Cohort, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
     added_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -251,7 +259,7 @@ class Sync(models.Model):
         return self.name
 
 
-class CsvUploadRow(models.Model):
+class CsvUploadRow(IdentityFields):
     """A good row of a CSV upload, staged by the import job until it applies them all at once.
 
     Rows are inserted in file order, so a higher id is a later line; when an identity repeats,
@@ -263,15 +271,6 @@ class CsvUploadRow(models.Model):
     upload = models.ForeignKey(
         CsvUpload, on_delete=models.CASCADE, related_name="staged_rows", db_index=False
     )
-    id_type = models.CharField(max_length=16, choices=IdType.choices)
-    alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
-    value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
-    braze_id = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
-    idfa = models.CharField(max_length=64, null=True, blank=True)
-    idfv = models.CharField(max_length=64, null=True, blank=True)
-    gaid = models.CharField(max_length=64, null=True, blank=True)
-    oaid = models.CharField(max_length=128, null=True, blank=True)
-    amplitude_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         indexes = [
