@@ -33,9 +33,17 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "cohortsync.view_auditentry",
         "syncs.view_cohort",
         "syncs.manage_cohorts",
+        "syncs.view_sync",
+        "syncs.manage_syncs",
     ],
-    Role.MARKETER: ["connections.view_connection", "syncs.view_cohort", "syncs.manage_cohorts"],
-    Role.VIEWER: ["connections.view_connection", "syncs.view_cohort"],
+    Role.MARKETER: [
+        "connections.view_connection",
+        "syncs.view_cohort",
+        "syncs.manage_cohorts",
+        "syncs.view_sync",
+        "syncs.manage_syncs",
+    ],
+    Role.VIEWER: ["connections.view_connection", "syncs.view_cohort", "syncs.view_sync"],
 }
 
 ROLE_ORDER = [Role.ADMIN, Role.MARKETER, Role.VIEWER]

@@ -19,7 +19,11 @@ def test_the_role_groups_exist_with_their_permissions():
     assert "connections.manage_import_keys" in perms["admin"]
     assert "connections.manage_connections" in perms["admin"]
     assert "connections.manage_connections" not in perms["marketer"]
-    assert perms["viewer"] == {"connections.view_connection", "syncs.view_cohort"}
+    assert perms["viewer"] == {
+        "connections.view_connection",
+        "syncs.view_cohort",
+        "syncs.view_sync",
+    }
 
 
 def test_a_user_without_a_group_has_no_role():

@@ -1,7 +1,4 @@
-"""Cohorts and their members, and every change that came in (partner pushes, CSV uploads).
-
-Syncs, runs and the ledger arrive with the sync-engine issue.
-"""
+"""Cohorts and their members, and every change that came in (partner pushes, CSV uploads)."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -230,33 +227,6 @@ class CsvUpload(models.Model):
         if self.is_finished:
             return 100
         return int(100 * self.bytes_done / self.size_bytes) if self.size_bytes else 0
-
-
-class Sync(models.Model):
-    """A cohort kept in sync with a destination connection.
-
-    The cadence, identifier mapping, guards and runs arrive with the sync-engine issue; the row
-    exists now so a cohort knows which syncs use it (and cannot be deleted from under them).
-    """
-
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused"
-        NEEDS_ATTENTION = "needs_attention", "Needs attention"
-
-    name = models.CharField(max_length=255)
-    cohort = models.ForeignKey(Cohort, on_delete=models.PROTECT, related_name="syncs")
-    connection = models.ForeignKey(
-        "connections.Connection", on_delete=models.PROTECT, related_name="syncs"
-    )
-    status = models.CharField(max_length=32, choices=Status.choices, default=Status.ACTIVE)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["name", "id"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class CsvUploadRow(IdentityFields):

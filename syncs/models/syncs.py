@@ -1,0 +1,172 @@
+"""Syncs, their runs and the ledger of what each sync has put into its destination."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from syncs.models.cohorts import MAX_IDENTIFIER_LENGTH, Cohort, IdType
+
+
+class Sync(models.Model):
+    """A cohort kept in sync with a destination connection."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        NEEDS_ATTENTION = "needs_attention", "Needs attention"
+
+    class Leaving(models.TextChoices):
+        REMOVE = "remove", "Remove them from the destination"
+        KEEP = "keep", "Keep them in the destination"
+
+    name = models.CharField(max_length=255)
+    cohort = models.ForeignKey(Cohort, on_delete=models.PROTECT, related_name="syncs")
+    connection = models.ForeignKey(
+        "connections.Connection", on_delete=models.PROTECT, related_name="syncs"
+    )
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.ACTIVE)
+    # Destination identifier types in order of preference, e.g. ["external_id", "braze_id"].
+    identifier_mapping = models.JSONField(default=list)
+    # syncs.cadence.Cadence.to_dict(); validated when read.
+    cadence = models.JSONField(default=dict)
+    leaving_members = models.CharField(
+        max_length=16, choices=Leaving.choices, default=Leaving.REMOVE
+    )
+    # A run that would remove more than this share of the ledger waits for approval.
+    mass_removal_threshold_pct = models.PositiveSmallIntegerField(default=50)
+    # Per-partner options, e.g. {"membership_mode": "both"} for Braze.
+    options = models.JSONField(default=dict, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The latest run's outcome, copied here so list pages cost one query.
+    last_run_status = models.CharField(max_length=32, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_summary = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        permissions = [("manage_syncs", "Can create, run, pause and delete syncs")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SyncRun(models.Model):
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Run now"
+        REALTIME = "realtime", "Real-time change"
+        API = "api", "API"
+        RESUME = "resume", "Resume"
+        RESYNC = "resync", "Full resync"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIALLY_FAILED = "partially_failed", "Partially failed"
+        FAILED = "failed", "Failed"
+        HELD = "held", "Held for approval"
+        SKIPPED = "skipped", "Skipped"
+        CANCELED = "canceled", "Canceled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    planned_adds = models.IntegerField(default=0)
+    planned_removes = models.IntegerField(default=0)
+    added = models.IntegerField(default=0)
+    removed = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    # Members with no identifier the mapping can use.
+    skipped = models.IntegerField(default=0)
+    requests = models.IntegerField(default=0)
+    retries = models.IntegerField(default=0)
+    throttled_seconds = models.FloatField(default=0)
+    interruptions = models.PositiveSmallIntegerField(default=0)
+    error_summary = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            # At most one queued or running run per sync, enforced by the database.
+            models.UniqueConstraint(
+                fields=["sync"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_run_per_sync",
+            )
+        ]
+        indexes = [models.Index(fields=["sync", "-queued_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.sync_id}: {self.status}"
+
+    @property
+    def processed(self) -> int:
+        return self.added + self.removed + self.failed + self.skipped
+
+    @property
+    def planned(self) -> int:
+        return self.planned_adds + self.planned_removes
+
+
+class SyncRunError(models.Model):
+    """A member a run could not add or remove (or skipped), with the reason."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="errors")
+    operation = models.CharField(max_length=8)  # "add" or "remove"
+    member = models.CharField(max_length=600)  # the cohort identity, as text
+    reason = models.CharField(max_length=255)
+    partner_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.member}: {self.reason}"
+
+
+class SyncedMember(models.Model):
+    """The ledger: a member this sync put into the destination, and how it was addressed there.
+
+    Written in the same transaction as the run's counters, after the partner accepted the batch.
+    """
+
+    # The unique identity index below leads with the sync.
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="ledger", db_index=False)
+    id_type = models.CharField(max_length=16, choices=IdType.choices)
+    alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
+    # The destination identifier that was sent, so a removal addresses the same profile.
+    dest_type = models.CharField(max_length=16)
+    dest_value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
+    dest_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sync", "id_type", "alias_label", "value"],
+                name="one_ledger_row_per_identity",
+            )
+        ]
+        indexes = [models.Index(fields=["sync", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.sync_id}: {self.id_type}:{self.value} as {self.dest_type}"
