@@ -1,6 +1,7 @@
 """What every partner adapter shares: the interface, the one exception, the one HTTP helper."""
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -40,12 +41,67 @@ class PartnerError(Exception):
         self.body = body
         self.headers = headers or {}
 
+    @property
+    def rate_limit(self) -> "RateLimitSignal | None":
+        """The partner's `X-RateLimit-*` headers on this answer, for backoff until the reset."""
+        return RateLimitSignal.from_headers(self.headers)
+
 
 @dataclass(frozen=True)
 class PartnerResponse:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One member to send: `ref` is the caller's id for it, opaque to the adapter."""
+
+    ref: int
+    identifier_type: str
+    identifier: str
+    alias_label: str = ""
+
+
+@dataclass(frozen=True)
+class RateLimitSignal:
+    """What the partner said about its rate limit; `reset_at` is epoch seconds."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> "RateLimitSignal | None":
+        """Parsed from `X-RateLimit-*` (any case); None when the partner sent none of them."""
+        lowered = {key.lower(): value for key, value in headers.items()}
+
+        def number(name: str) -> float | None:
+            try:
+                return float(lowered[f"x-ratelimit-{name}"])
+            except (KeyError, ValueError):
+                return None
+
+        limit, remaining, reset_at = number("limit"), number("remaining"), number("reset")
+        if limit is None and remaining is None and reset_at is None:
+            return None
+        return cls(
+            limit=None if limit is None else int(limit),
+            remaining=None if remaining is None else int(remaining),
+            reset_at=reset_at,
+        )
+
+
+@dataclass
+class BatchResult:
+    """What the partner did with one batch: accepted refs, failed refs with the partner's reason."""
+
+    accepted: list[int]
+    failed: list[tuple[int, str]]
+    requests: int
+    status: int
+    rate_limit: RateLimitSignal | None = None
 
 
 class ConfigError(ValueError):
@@ -96,6 +152,26 @@ class Partner:
 
     def check(self) -> str:
         """A cheap authenticated call: returns what it proved, raises PartnerError otherwise."""
+        raise NotImplementedError
+
+    def max_batch_size(self) -> int:
+        """The most recipients (adds and removes together) one `send_batch` call accepts."""
+        raise NotImplementedError
+
+    def send_batch(
+        self,
+        *,
+        cohort_label: str,
+        add: Sequence[Recipient],
+        remove: Sequence[Recipient],
+        options: Mapping[str, Any],
+        session: requests.Session | None = None,
+    ) -> BatchResult:
+        """Put `add` into and take `remove` out of the cohort at the partner.
+
+        Per-recipient refusals come back in `failed`; a refusal of the whole call raises
+        PartnerError. Pass one `session` per run so requests reuse the connection.
+        """
         raise NotImplementedError
 
 

@@ -1,18 +1,24 @@
 """Braze: membership written as custom attributes through POST /users/track."""
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import requests
 from django import forms
 
 from connections.partners.base import (
+    BatchResult,
     ConfigError,
     Partner,
     PartnerConfig,
     PartnerError,
+    RateLimitSignal,
+    Recipient,
     call,
     normalise_endpoint,
 )
+from connections.partners.braze_payload import build_track_payload, split_outcome
 
 # REST hosts per instance, from Braze's endpoint table (docs/partner-apis.md §1.1).
 INSTANCES: dict[str, str] = {
@@ -142,3 +148,49 @@ class Braze(Partner):
                 return "Braze accepted the REST API key (users.track permission)."
             raise
         return "Braze accepted the REST API key."
+
+    def max_batch_size(self) -> int:
+        return self.config.objects_per_request
+
+    def send_batch(
+        self,
+        *,
+        cohort_label: str,
+        add: Sequence[Recipient],
+        remove: Sequence[Recipient],
+        options: Mapping[str, Any],
+        session: requests.Session | None = None,
+    ) -> BatchResult:
+        """One `/users/track` request; objects Braze rejects by index fail, the rest pass."""
+        size = len(add) + len(remove)
+        if size > self.config.objects_per_request:
+            # Braze would refuse the whole request with 400 "Max Input Length Exceeded".
+            raise ValueError(
+                f"{size} recipients exceed Braze's {self.config.objects_per_request} per request."
+            )
+        if size == 0:
+            return BatchResult(accepted=[], failed=[], requests=0, status=0)
+        payload, refs = build_track_payload(
+            cohort_label=cohort_label,
+            add=add,
+            remove=remove,
+            mode=str(options.get("membership_mode", self.config.membership_mode)),
+            array_attribute=self.config.array_attribute,
+            update_existing_only=self.config.update_existing_only,
+            default_alias_label=self.config.alias_label,
+        )
+        response = call(
+            "POST",
+            f"{self.config.rest_endpoint}/users/track",
+            secret=self.secret,
+            payload=payload,
+            session=session,
+        )
+        accepted, failed = split_outcome(response.body, refs)
+        return BatchResult(
+            accepted=accepted,
+            failed=failed,
+            requests=1,
+            status=response.status,
+            rate_limit=RateLimitSignal.from_headers(response.headers),
+        )

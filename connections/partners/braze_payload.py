@@ -1,0 +1,94 @@
+"""The `/users/track` body for a membership batch, and reading Braze's answer back to refs.
+
+Pure functions, no I/O, so the exact payload is testable without HTTP.
+"""
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from connections.partners.base import Recipient
+
+logger = logging.getLogger(__name__)
+
+IDENTIFIER_TYPES = ("external_id", "user_alias", "braze_id")
+
+
+def membership_attributes(
+    mode: str, array_attribute: str, cohort_label: str, *, member: bool
+) -> dict[str, Any]:
+    """The custom attributes that put a profile into (or take it out of) the cohort."""
+    attributes: dict[str, Any] = {}
+    if mode in ("array", "both"):
+        # add/remove edits the array in place, so other cohorts written there are left alone.
+        attributes[array_attribute] = {("add" if member else "remove"): [cohort_label]}
+    if mode in ("boolean", "both"):
+        attributes[f"In {cohort_label}"] = member
+    if not attributes:
+        raise ValueError(f"Unknown membership mode {mode!r}.")
+    return attributes
+
+
+def identifier_fields(recipient: Recipient, default_alias_label: str) -> dict[str, Any]:
+    if recipient.identifier_type == "user_alias":
+        label = recipient.alias_label or default_alias_label
+        if not label:
+            raise ValueError(f"Recipient {recipient.ref} is a user alias without an alias label.")
+        return {"user_alias": {"alias_name": recipient.identifier, "alias_label": label}}
+    if recipient.identifier_type in IDENTIFIER_TYPES:
+        return {recipient.identifier_type: recipient.identifier}
+    raise ValueError(
+        f"Recipient {recipient.ref} has an identifier type Braze does not take: "
+        f"{recipient.identifier_type!r}."
+    )
+
+
+def build_track_payload(
+    *,
+    cohort_label: str,
+    add: Sequence[Recipient],
+    remove: Sequence[Recipient],
+    mode: str,
+    array_attribute: str,
+    update_existing_only: bool,
+    default_alias_label: str,
+) -> tuple[dict[str, Any], list[int]]:
+    """The request body and the refs in `attributes` order (Braze's error indexes point there)."""
+    objects: list[dict[str, Any]] = []
+    refs: list[int] = []
+    for recipients, member in ((add, True), (remove, False)):
+        for recipient in recipients:
+            objects.append(
+                {
+                    **identifier_fields(recipient, default_alias_label),
+                    # Always explicit: Braze's default differs by identifier (true for aliases).
+                    "_update_existing_only": update_existing_only,
+                    **membership_attributes(mode, array_attribute, cohort_label, member=member),
+                }
+            )
+            refs.append(recipient.ref)
+    return {"attributes": objects}, refs
+
+
+def split_outcome(body: Any, refs: Sequence[int]) -> tuple[list[int], list[tuple[int, str]]]:
+    """Accepted refs and (ref, reason) failures from a 201 body's non-fatal `errors`."""
+    failed: dict[int, str] = {}
+    errors = body.get("errors") if isinstance(body, dict) else None
+    for item in errors if isinstance(errors, list) else []:
+        if not isinstance(item, dict):
+            continue
+        reason = str(item.get("type") or item.get("message") or "rejected by Braze")
+        index = item.get("index")
+        in_attributes = item.get("input_array", "attributes") == "attributes"
+        if (
+            in_attributes
+            and isinstance(index, int)
+            and not isinstance(index, bool)
+            and 0 <= index < len(refs)
+        ):
+            failed.setdefault(index, reason)
+        else:
+            # Nobody to blame: the batch was accepted, so failing every member would be wrong.
+            logger.warning("Braze reported an error not tied to a sent object: %s", reason)
+    accepted = [ref for index, ref in enumerate(refs) if index not in failed]
+    return accepted, [(refs[index], reason) for index, reason in sorted(failed.items())]
