@@ -6,6 +6,23 @@ RQ's cron has no leader election: run exactly ONE rqcron process per deployment.
 from rq import cron
 
 from cohortsync.jobs import heartbeat
+from syncs.jobs import dispatch_due_syncs, reap_stuck_runs
 
-# The sync-engine issue adds dispatch_due_syncs (every minute) and reap_stuck_runs here.
 cron.register(heartbeat, queue_name="default", interval=60, result_ttl=600, name="heartbeat")
+# Both are safe to run twice (compare-and-set claims), so an accidental second rqcron is harmless.
+cron.register(
+    dispatch_due_syncs,
+    queue_name="default",
+    cron="* * * * *",
+    job_timeout=300,
+    result_ttl=600,
+    name="dispatch_due_syncs",
+)
+cron.register(
+    reap_stuck_runs,
+    queue_name="default",
+    interval=60,
+    job_timeout=300,
+    result_ttl=600,
+    name="reap_stuck_runs",
+)

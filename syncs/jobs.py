@@ -32,3 +32,39 @@ def enqueue_csv_import(upload_id: int) -> None:
         failure_ttl=86400,
         on_failure=Callback(import_csv_failed),
     )
+
+
+RUN_JOB_TIMEOUT = 6 * 3600
+
+
+def run_sync_job(run_id: int) -> str:
+    from syncs.engine import run_sync
+
+    return run_sync(run_id)
+
+
+def enqueue_run(run_id: int, *, attempt: int = 0) -> None:
+    # The run id and its attempt make the job id: a second enqueue of the same attempt is
+    # refused by RQ, while a resume after an interruption gets a job of its own.
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queue.enqueue(
+        run_sync_job,
+        run_id,
+        job_id=f"sync-run-{run_id}-{attempt}",
+        unique=True,
+        job_timeout=RUN_JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=7 * 86400,
+    )
+
+
+def dispatch_due_syncs() -> int:
+    from syncs.scheduler import dispatch_due_syncs as dispatch
+
+    return dispatch()
+
+
+def reap_stuck_runs() -> int:
+    from syncs.scheduler import reap_stuck_runs as reap
+
+    return reap()

@@ -1,0 +1,65 @@
+"""What a sync must send: the cohort minus the ledger (to add), the ledger minus the cohort (to
+remove). Computed in SQL, a keyset page at a time, never the whole cohort in memory."""
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from connections.partners.base import Recipient
+from syncs.models import EXTRA_IDENTIFIERS, CohortMember, IdType, Sync, SyncedMember
+
+PRIMARY_TYPES = {choice.value for choice in IdType}
+
+
+def _in_ledger(sync: Sync) -> Exists:
+    return Exists(
+        SyncedMember.objects.filter(
+            sync_id=sync.pk,
+            id_type=OuterRef("id_type"),
+            alias_label=OuterRef("alias_label"),
+            value=OuterRef("value"),
+        )
+    )
+
+
+def _in_cohort(sync: Sync) -> Exists:
+    return Exists(
+        CohortMember.objects.filter(
+            cohort_id=sync.cohort_id,
+            id_type=OuterRef("id_type"),
+            alias_label=OuterRef("alias_label"),
+            value=OuterRef("value"),
+        )
+    )
+
+
+def members_to_add(sync: Sync) -> QuerySet[CohortMember]:
+    return CohortMember.objects.filter(cohort_id=sync.cohort_id).filter(~_in_ledger(sync))
+
+
+def ledger_to_remove(sync: Sync) -> QuerySet[SyncedMember]:
+    return SyncedMember.objects.filter(sync_id=sync.pk).filter(~_in_cohort(sync))
+
+
+def page_to_add(sync: Sync, *, after_id: int, limit: int) -> list[CohortMember]:
+    return list(members_to_add(sync).filter(id__gt=after_id).order_by("id")[:limit])
+
+
+def page_to_remove(sync: Sync, *, after_id: int, limit: int) -> list[SyncedMember]:
+    return list(ledger_to_remove(sync).filter(id__gt=after_id).order_by("id")[:limit])
+
+
+def recipient_for(member: CohortMember, mapping: list[str]) -> Recipient | None:
+    """The first identifier in the mapping's order that this member has, or None (skipped)."""
+    for choice in mapping:
+        if choice in PRIMARY_TYPES:
+            if member.id_type == choice:
+                label = member.alias_label if choice == IdType.USER_ALIAS else ""
+                return Recipient(member.pk, choice, member.value, label)
+        elif choice in EXTRA_IDENTIFIERS:
+            value = getattr(member, choice)
+            if value:
+                return Recipient(member.pk, choice, value)
+    return None
+
+
+def identity_text(id_type: str, alias_label: str, value: str) -> str:
+    return f"{alias_label}:{value}" if id_type == IdType.USER_ALIAS else f"{id_type}:{value}"

@@ -1,0 +1,314 @@
+"""run_sync: claim a queued run, send the diff in batches, checkpoint every accepted batch.
+
+A checkpoint writes the ledger and the run's counters in one transaction after the partner
+accepted the batch, so a run that dies resumes from the ledger: nothing sent twice (beyond the
+batch in flight), nothing skipped.
+"""
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import django_rq
+import requests
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from cohortsync import audit
+from connections import crypto
+from connections.models import Connection
+from connections.partners.base import BatchResult, Partner, PartnerError, Recipient
+from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
+from syncs import diff
+from syncs.models import CohortMember, Sync, SyncedMember, SyncRun, SyncRunError
+
+logger = logging.getLogger(__name__)
+
+Status = SyncRun.Status
+MAX_ATTEMPTS = 6
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class StopRun(Exception):
+    """The run cannot go on; `status` is how it ends."""
+
+    def __init__(self, message: str, status: str = Status.FAILED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
+    now = timezone.now()
+    claimed = SyncRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return "not claimed"
+    run = SyncRun.objects.select_related("sync__connection", "sync__cohort").get(pk=run_id)
+    try:
+        RunSender(run, sleep=sleep).execute()
+    except StopRun as stop:
+        finish_run(run, stop.status, stop.message)
+    except Exception:
+        logger.exception("Sync run %s crashed", run_id)
+        finish_run(run, Status.FAILED, "cohortsync hit an internal error; the run was stopped.")
+        raise
+    return SyncRun.objects.values_list("status", flat=True).get(pk=run_id)
+
+
+class RunSender:
+    def __init__(self, run: SyncRun, *, sleep: Callable[[float], None]) -> None:
+        self.run = run
+        self.sync: Sync = run.sync
+        self.connection: Connection = run.sync.connection
+        self.sleep = sleep
+        self.session = requests.Session()
+        try:
+            secret = crypto.decrypt(self.connection.encrypted_secret)
+            self.partner: Partner = self.connection.partner(self.connection.get_config(), secret)
+        except (ValueError, crypto.CredentialError) as exc:
+            raise StopRun(f"The connection cannot be used: {exc}") from None
+        config = self.partner.config
+        self.bucket = TokenBucket(
+            django_rq.get_connection("default"),
+            connection_bucket_key(self.connection.pk),
+            capacity=getattr(config, "rate_limit_requests", 100),
+            per_seconds=float(getattr(config, "rate_limit_seconds", 1)),
+            sleep=sleep,
+        )
+        self.batch_size = self.partner.max_batch_size()
+        self.mapping: list[str] = self.sync.identifier_mapping or [
+            getattr(config, "default_identifier", "external_id")
+        ]
+
+    def execute(self) -> None:
+        self._plan()
+        after = 0
+        while page := diff.page_to_add(self.sync, after_id=after, limit=self.batch_size):
+            after = page[-1].pk
+            self._send_adds(page)
+        if self.sync.leaving_members == Sync.Leaving.REMOVE:
+            after = 0
+            while rows := diff.page_to_remove(self.sync, after_id=after, limit=self.batch_size):
+                after = rows[-1].pk
+                self._send_removes(rows)
+        self.run.refresh_from_db()
+        status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
+        finish_run(self.run, status, "")
+
+    def _plan(self) -> None:
+        adds = diff.members_to_add(self.sync).count()
+        removes = 0
+        if self.sync.leaving_members == Sync.Leaving.REMOVE:
+            removes = diff.ledger_to_remove(self.sync).count()
+        SyncRun.objects.filter(pk=self.run.pk).update(planned_adds=adds, planned_removes=removes)
+        self.run.planned_adds, self.run.planned_removes = adds, removes
+        in_destination = SyncedMember.objects.filter(sync_id=self.sync.pk).count()
+        threshold = self.sync.mass_removal_threshold_pct
+        guarded = self.run.trigger != SyncRun.Trigger.RESYNC
+        if guarded and in_destination and removes * 100 > threshold * in_destination:
+            raise StopRun(
+                f"This run would remove {removes:,} of the {in_destination:,} members in the "
+                f"destination (more than {threshold} %): approve or reject it.",
+                status=Status.HELD,
+            )
+
+    def _send_adds(self, page: Sequence[CohortMember]) -> None:
+        recipients, skipped = [], []
+        for member in page:
+            recipient = diff.recipient_for(member, self.mapping)
+            if recipient is None:
+                skipped.append(member)
+            else:
+                recipients.append(recipient)
+        result = self._send(add=recipients, remove=[]) if recipients else None
+        by_ref = {member.pk: member for member in page}
+        accepted = set(result.accepted) if result else set()
+        with transaction.atomic():
+            self._check_still_running()
+            SyncedMember.objects.bulk_create(
+                [
+                    SyncedMember(
+                        sync_id=self.sync.pk,
+                        id_type=by_ref[r.ref].id_type,
+                        alias_label=by_ref[r.ref].alias_label,
+                        value=by_ref[r.ref].value,
+                        dest_type=r.identifier_type,
+                        dest_value=r.identifier,
+                        dest_label=r.alias_label,
+                        run_id=self.run.pk,
+                    )
+                    for r in recipients
+                    if r.ref in accepted
+                ],
+                ignore_conflicts=True,
+            )
+            errors = [
+                _error(self.run.pk, "add", by_ref[ref], reason, result.status if result else None)
+                for ref, reason in (result.failed if result else [])
+            ]
+            mapping = " → ".join(self.mapping)
+            reason = f"No usable identifier ({mapping})"
+            errors += [_error(self.run.pk, "add", m, reason, None) for m in skipped]
+            SyncRunError.objects.bulk_create(errors)
+            self._count(
+                added=len(accepted),
+                failed=len(result.failed) if result else 0,
+                skipped=len(skipped),
+            )
+
+    def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
+        recipients = [
+            Recipient(row.pk, row.dest_type, row.dest_value, row.dest_label) for row in rows
+        ]
+        result = self._send(add=[], remove=recipients)
+        accepted = set(result.accepted)
+        by_ref = {row.pk: row for row in rows}
+        with transaction.atomic():
+            self._check_still_running()
+            SyncedMember.objects.filter(pk__in=accepted).delete()
+            SyncRunError.objects.bulk_create(
+                [
+                    SyncRunError(
+                        run_id=self.run.pk,
+                        operation="remove",
+                        member=diff.identity_text(
+                            by_ref[ref].id_type, by_ref[ref].alias_label, by_ref[ref].value
+                        ),
+                        reason=reason[:255],
+                        partner_status=result.status,
+                    )
+                    for ref, reason in result.failed
+                ]
+            )
+            self._count(removed=len(accepted), failed=len(result.failed))
+
+    def _send(self, *, add: list[Recipient], remove: list[Recipient]) -> BatchResult:
+        """One batch, retried on 429, 5xx and network errors with backoff; auth stops the run."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+            except RateLimitTimeout as timeout:
+                self._count(throttled=timeout.waited)
+                continue
+            try:
+                result = self.partner.send_batch(
+                    cohort_label=self.sync.cohort.name,
+                    add=add,
+                    remove=remove,
+                    options=self.sync.options,
+                    session=self.session,
+                )
+            except PartnerError as exc:
+                self._count(requests=1, throttled=waited)
+                if exc.auth:
+                    _refuse_connection(self.connection, exc.message)
+                    raise StopRun(
+                        f"{self.partner.label} refused the credentials: {exc.message}"
+                    ) from None
+                if not exc.retryable or attempt == MAX_ATTEMPTS:
+                    raise StopRun(
+                        f"{self.partner.label} answered {exc.status or 'nothing'}"
+                        f" ({exc.message}) after {attempt} attempt(s)."
+                    ) from None
+                if exc.status == 429 and exc.rate_limit is not None:
+                    # Every worker on this connection waits for the partner's reset, not just us.
+                    self.bucket.observe(exc.rate_limit)
+                delay = self._backoff(attempt, exc)
+                self._count(retries=1, throttled=delay if exc.status == 429 else 0.0)
+                self.sleep(delay)
+                continue
+            self._count(requests=result.requests, throttled=waited)
+            if result.rate_limit is not None:
+                self.bucket.observe(result.rate_limit)
+            return result
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, exc: PartnerError) -> float:
+        signal = exc.rate_limit
+        if signal is not None and signal.reset_at is not None:
+            # Braze says when the window resets; jitter spreads the workers that wait for it.
+            delay = max(0.0, signal.reset_at - time.time()) + random.uniform(0, 0.5)  # noqa: S311
+        else:
+            delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+        return min(delay, MAX_BACKOFF_SECONDS)
+
+    def _check_still_running(self) -> None:
+        status = SyncRun.objects.values_list("status", flat=True).get(pk=self.run.pk)
+        if status != Status.RUNNING:
+            raise StopRun("The run was canceled.", status=status)
+
+    def _count(self, **counts: Any) -> None:
+        columns = {
+            "requests": "requests",
+            "retries": "retries",
+            "throttled": "throttled_seconds",
+            "added": "added",
+            "removed": "removed",
+            "failed": "failed",
+            "skipped": "skipped",
+        }
+        updates: dict[str, Any] = {
+            columns[name]: F(columns[name]) + value for name, value in counts.items() if value
+        }
+        updates["heartbeat_at"] = timezone.now()
+        SyncRun.objects.filter(pk=self.run.pk).update(**updates)
+
+
+def _error(
+    run_id: int, operation: str, member: CohortMember, reason: str, status: int | None
+) -> SyncRunError:
+    return SyncRunError(
+        run_id=run_id,
+        operation=operation,
+        member=diff.identity_text(member.id_type, member.alias_label, member.value),
+        reason=reason[:255],
+        partner_status=status,
+    )
+
+
+def _refuse_connection(connection: Connection, message: str) -> None:
+    """The partner refused the credentials: one alert, every sync of the connection paused."""
+    with transaction.atomic():
+        changed = (
+            Connection.objects.filter(pk=connection.pk)
+            .exclude(state=Connection.State.NEEDS_ATTENTION)
+            .update(state=Connection.State.NEEDS_ATTENTION, last_error=message)
+        )
+        Sync.objects.filter(connection_id=connection.pk, status=Sync.Status.ACTIVE).update(
+            status=Sync.Status.NEEDS_ATTENTION
+        )
+        if changed:
+            audit.record(
+                actor=None,
+                action="connection.auth_failed",
+                target=connection,
+                details={"message": message},
+            )
+
+
+def finish_run(run: SyncRun, status: str, message: str) -> None:
+    """End the run; whatever was planned but not reached counts as failed, so counts add up."""
+    with transaction.atomic():
+        current = SyncRun.objects.select_for_update().get(pk=run.pk)
+        unreached = max(0, current.planned - current.processed)
+        if status in (Status.FAILED, Status.CANCELED) and unreached:
+            current.failed += unreached
+            message = f"{message} {unreached:,} member(s) were not reached.".strip()
+        now = timezone.now()
+        current.status = status
+        current.finished_at = now if status != Status.HELD else None
+        current.error_summary = message
+        current.save(update_fields=["status", "finished_at", "error_summary", "failed"])
+        summary = (
+            f"+{current.added:,} -{current.removed:,}"
+            + (f", {current.failed:,} failed" if current.failed else "")
+            + (f", {current.skipped:,} skipped" if current.skipped else "")
+        )
+        Sync.objects.filter(pk=current.sync_id).update(
+            last_run_status=status, last_run_at=now, last_run_summary=summary[:255]
+        )

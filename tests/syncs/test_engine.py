@@ -1,0 +1,183 @@
+"""The sync engine end to end: a real RQ worker, a real Redis, the partner simulator over HTTP."""
+
+import pytest
+import requests
+
+from cohortsync.models import AuditEntry
+from connections.models import Connection
+from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.membership import Identity, apply_changes
+from syncs.models import Cohort, Sync, SyncedMember, SyncRun, SyncRunError
+from syncs.sync_services import create_sync, start_run
+from tests.base import make_connection
+from tests.jobs import run_jobs
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
+
+
+def ext(value):
+    return Identity("external_id", value)
+
+
+@pytest.fixture
+def cohort():
+    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
+
+
+@pytest.fixture
+def connection(sandbox):
+    # Profiles are created on first write so the simulator's state shows every member.
+    return make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False)
+
+
+def make_sync(cohort, connection, **extra):
+    return create_sync(
+        name="Churn → Braze",
+        cohort=cohort,
+        connection=connection,
+        identifier_mapping=extra.pop("mapping", ["external_id"]),
+        cadence={"kind": "once"},
+        actor=None,
+        **extra,
+    )
+
+
+def run(sync):
+    started, created = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    assert created
+    run_jobs()
+    started.refresh_from_db()
+    return started
+
+
+def profile(sandbox, external_id):
+    response = requests.get(
+        f"{sandbox.url}/_sandbox/braze/profiles/external_id:{external_id}", timeout=5
+    )
+    if response.status_code == 404:
+        return None
+    return response.json()["attributes"]
+
+
+def users_track_requests(sandbox):
+    stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["requests"]
+    return sum(stats.get("POST /users/track", {}).values())
+
+
+def in_destination(sandbox, values):
+    return {
+        value
+        for value in values
+        if "Churn risk" in ((profile(sandbox, value) or {}).get("cohortsync_cohorts") or [])
+    }
+
+
+def test_a_run_sends_the_cohort_and_a_second_run_sends_only_the_changes(
+    cohort, connection, sandbox
+):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(200)])
+    sync = make_sync(cohort, connection)
+
+    first = run(sync)
+    assert first.status == SyncRun.Status.SUCCEEDED
+    assert (first.planned_adds, first.added, first.failed, first.skipped) == (200, 200, 0, 0)
+    assert first.requests == 3  # 75 + 75 + 50
+    assert in_destination(sandbox, [f"u{n}" for n in range(200)]) == {f"u{n}" for n in range(200)}
+    assert SyncedMember.objects.filter(sync=sync).count() == 200
+
+    apply_changes(cohort.pk, add=[ext("new-1")], remove=[ext("u0"), ext("u1")])
+    before = users_track_requests(sandbox)
+    second = run(sync)
+    assert second.status == SyncRun.Status.SUCCEEDED
+    assert (second.planned_adds, second.planned_removes) == (1, 2)
+    assert (second.added, second.removed) == (1, 2)
+    assert users_track_requests(sandbox) - before == 2  # one add batch, one remove batch
+    assert in_destination(sandbox, ["u0", "u1", "u2", "new-1"]) == {"u2", "new-1"}
+    sync.refresh_from_db()
+    assert sync.last_run_status == SyncRun.Status.SUCCEEDED
+    assert sync.last_run_summary == "+1 -2"
+
+
+def test_members_without_a_usable_identifier_are_skipped_with_the_reason(
+    cohort, connection, sandbox
+):
+    apply_changes(cohort.pk, add=[ext("u1"), Identity("device_id", "dev-1")])
+    finished = run(make_sync(cohort, connection))
+    assert finished.status == SyncRun.Status.SUCCEEDED
+    assert (finished.planned_adds, finished.added, finished.skipped) == (2, 1, 1)
+    error = SyncRunError.objects.get(run=finished)
+    assert error.member == "device_id:dev-1"
+    assert "No usable identifier" in error.reason
+
+
+def test_the_mapping_falls_back_in_order(cohort, connection, sandbox):
+    apply_changes(
+        cohort.pk,
+        add=[Identity("device_id", "dev-1", extras=(("braze_id", "b-1"),))],
+        update_extras=True,
+    )
+    finished = run(make_sync(cohort, connection, mapping=["external_id", "braze_id"]))
+    assert finished.added == 1
+    assert SyncedMember.objects.get().dest_type == "braze_id"
+
+
+def test_keeping_leaving_members_sends_no_removal(cohort, connection, sandbox):
+    apply_changes(cohort.pk, add=[ext("u1"), ext("u2")])
+    sync = make_sync(cohort, connection, leaving_members=Sync.Leaving.KEEP)
+    run(sync)
+    apply_changes(cohort.pk, remove=[ext("u1")])
+    second = run(sync)
+    assert (second.planned_removes, second.removed) == (0, 0)
+    assert in_destination(sandbox, ["u1"]) == {"u1"}
+
+
+def test_a_mass_removal_is_held_for_approval(cohort, connection, sandbox):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(10)])
+    sync = make_sync(cohort, connection)
+    run(sync)
+    apply_changes(cohort.pk, remove=[ext(f"u{n}") for n in range(6)])
+    held = run(sync)
+    assert held.status == SyncRun.Status.HELD
+    assert "would remove 6 of the 10" in held.error_summary
+    assert held.removed == 0
+    assert SyncedMember.objects.filter(sync=sync).count() == 10
+
+
+def test_a_refused_key_fails_the_run_pauses_the_syncs_and_alerts_once(cohort, sandbox):
+    bad = make_connection(endpoint=sandbox.url, secret="braze-key-nobody-knows-0000")
+    apply_changes(cohort.pk, add=[ext("u1")])
+    sync = make_sync(cohort, bad)
+    other = make_sync(cohort, bad)
+    finished = run(sync)
+    assert finished.status == SyncRun.Status.FAILED
+    assert "refused the credentials" in finished.error_summary
+    assert finished.failed == finished.planned_adds == 1  # counts add up
+    bad.refresh_from_db()
+    assert bad.state == Connection.State.NEEDS_ATTENTION
+    assert set(
+        Sync.objects.filter(pk__in=[sync.pk, other.pk]).values_list("status", flat=True)
+    ) == {Sync.Status.NEEDS_ATTENTION}
+    assert AuditEntry.objects.filter(action="connection.auth_failed").count() == 1
+
+
+def test_a_5xx_burst_is_retried_and_the_retries_are_recorded(cohort, connection, sandbox):
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"partner": "braze", "statuses": [503, 502]},
+        timeout=5,
+    ).raise_for_status()
+    apply_changes(cohort.pk, add=[ext("u1")])
+    finished = run(make_sync(cohort, connection))
+    assert finished.status == SyncRun.Status.SUCCEEDED
+    assert finished.retries == 2
+    assert finished.requests == 3
+    assert finished.added == 1
+
+
+def test_two_run_requests_make_one_run(cohort, connection):
+    sync = make_sync(cohort, connection)
+    first, created = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    second, created_again = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    assert created and not created_again
+    assert first.pk == second.pk
+    assert SyncRun.objects.filter(sync=sync).count() == 1
