@@ -24,6 +24,7 @@ from connections.partners.base import BatchResult, Partner, PartnerError, Recipi
 from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
 from syncs import diff
 from syncs.models import CohortMember, Sync, SyncedMember, SyncRun, SyncRunError
+from syncs.realtime import start_follow_up
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
         logger.exception("Sync run %s crashed", run_id)
         finish_run(run, Status.FAILED, "cohortsync hit an internal error; the run was stopped.")
         raise
+    finally:
+        start_follow_up(run.sync_id)
     return SyncRun.objects.values_list("status", flat=True).get(pk=run_id)
 
 

@@ -37,6 +37,8 @@ class Sync(models.Model):
     # Per-partner options, e.g. {"membership_mode": "both"} for Braze.
     options = models.JSONField(default=dict, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # A real-time change arrived while a run was going: run once more when it ends.
+    follow_up_requested = models.BooleanField(default=False)
     # The latest run's outcome, copied here so list pages cost one query.
     last_run_status = models.CharField(max_length=32, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
