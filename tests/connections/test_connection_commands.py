@@ -45,6 +45,12 @@ def test_seed_demo_is_idempotent_and_says_how_to_log_in(settings, capsys, tmp_pa
     assert Connection.objects.count() == 2
     braze = Connection.objects.get(kind="braze")
     assert braze.get_config().rest_endpoint == "http://127.0.0.1:8765"
+    from syncs.models import Sync
+
+    sync = Sync.objects.get()
+    assert sync.connection == braze
+    assert sync.cohort.member_count == 520
+    assert sync.next_run_at is not None
 
 
 def test_seed_demo_refuses_to_run_in_production(settings):

@@ -4,6 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from cohortsync.roles import Role
 from cohortsync.users import create_user
@@ -11,6 +12,9 @@ from connections.models import Connection
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
 from connections.services import create_connection
+from syncs.membership import Identity, apply_changes
+from syncs.models import Cohort, Sync
+from syncs.sync_services import create_sync
 
 DEMO_EMAIL = "admin@example.com"
 
@@ -37,7 +41,8 @@ class Command(BaseCommand):
         self._seed_connection(
             "braze",
             "Braze sandbox",
-            {"instance": "custom", "custom_endpoint": sandbox},
+            # The simulator starts empty: let the demo create the profiles it writes to.
+            {"instance": "custom", "custom_endpoint": sandbox, "update_existing_only": False},
             DEMO_BRAZE_KEY,
         )
         self._seed_connection(
@@ -46,6 +51,7 @@ class Command(BaseCommand):
             {"app_id": "com.example.cohortsync", "platform": "android", "api_host": sandbox},
             DEMO_APPSFLYER_TOKEN,
         )
+        self._seed_sync()
         self.stdout.write(
             f"Demo ready. Log in at http://127.0.0.1:{port} as {DEMO_EMAIL} "
             f"with the password {password}"
@@ -59,6 +65,28 @@ class Command(BaseCommand):
             path.write_text(secrets.token_urlsafe(12) + "\n")
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def _seed_sync(self) -> None:
+        """A cohort and an hourly sync to the Braze sandbox, due now so a run shows up within
+        the dispatcher's next minute. (AppsFlyer syncs arrive with the next engine slice.)"""
+        if Sync.objects.filter(name="Demo: lapsed buyers → Braze").exists():
+            return
+        cohort = Cohort.objects.create(name="Demo: lapsed buyers", source=Cohort.Source.MANUAL)
+        apply_changes(
+            cohort.pk,
+            add=[Identity("external_id", f"demo-user-{n:04d}") for n in range(500)]
+            + [Identity("device_id", f"demo-device-{n:03d}") for n in range(20)],
+        )
+        sync = create_sync(
+            name="Demo: lapsed buyers → Braze",
+            cohort=cohort,
+            connection=Connection.objects.get(name="Braze sandbox"),
+            identifier_mapping=["external_id", "braze_id"],
+            cadence={"kind": "hourly"},
+            actor=None,
+        )
+        Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
+        self.stdout.write("Created the demo cohort and its hourly sync to the Braze sandbox.")
 
     def _seed_connection(self, kind: str, name: str, config: dict[str, Any], secret: str) -> None:
         if Connection.objects.filter(name=name).exists():
