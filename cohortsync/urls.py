@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("connections/", include("connections.urls")),
     path("cohorts/", include("syncs.urls")),
+    path("syncs/", include("syncs.sync_urls")),
     path("partners/", include("syncs.inbound_urls")),
     path("admin/", admin.site.urls),
 ]
