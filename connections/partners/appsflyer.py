@@ -1,17 +1,35 @@
 """AppsFlyer: audiences filled through the Audiences Import API v2 (add / remove)."""
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import requests
 from django import forms
 
-from connections.partners.base import ConfigError, Partner, PartnerConfig, call, normalise_endpoint
+from connections.partners.appsflyer_payload import device_limit, device_rows, import_payload
+from connections.partners.base import (
+    BatchResult,
+    BatchTooLarge,
+    ConfigError,
+    Partner,
+    PartnerConfig,
+    PartnerError,
+    PartnerResponse,
+    Recipient,
+    call,
+    normalise_endpoint,
+)
 
 DEFAULT_API_HOST = "https://hq1.appsflyer.com"
 PLATFORMS = {"android": "Android", "ios": "iOS"}
 ANDROID_APP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$")
 IOS_APP_ID = re.compile(r"^id\d{5,15}$")
+IMPORT_PATH = "/api/audiences-import-api/v2"
+AUDIENCE_PATH = "/api/audiences-external-api/audience"
+AUDIENCE_NAME_EXISTS = 1001
+AUDIENCE_NAME_LENGTH = (2, 100)
 
 
 @dataclass(frozen=True)
@@ -75,3 +93,109 @@ class AppsFlyer(Partner):
             secret=self.secret,
         )
         return "AppsFlyer accepted the API V2 token."
+
+    def max_batch_size(self) -> int:
+        return self.config.batch_size
+
+    def send_batch(
+        self,
+        *,
+        cohort_label: str,
+        add: Sequence[Recipient],
+        remove: Sequence[Recipient],
+        options: Mapping[str, Any],
+        session: requests.Session | None = None,
+    ) -> BatchResult:
+        """`add` then `remove` on the audience named by `options["import_key"]`.
+
+        Recipients whose identifier the platform does not accept fail here without being sent:
+        AppsFlyer would refuse the whole request for one such row. AppsFlyer names the audience
+        by its import key, so `cohort_label` is not sent.
+        """
+        import_key = options.get("import_key")
+        if not isinstance(import_key, str) or not import_key.strip():
+            raise ValueError(
+                "An AppsFlyer sync needs options['import_key']: the audience's import key, "
+                "from its page in AppsFlyer Audiences or from create_audience()."
+            )
+        size = len(add) + len(remove)
+        if size > self.config.batch_size:
+            raise ValueError(
+                f"{size} recipients exceed this connection's batch size of "
+                f"{self.config.batch_size} devices."
+            )
+        accepted: list[int] = []
+        failed: list[tuple[int, str]] = []
+        sent = status = 0
+        # Add and remove are separate endpoints. If the remove request fails after the add
+        # succeeded, the engine resends the whole batch; re-adding the same devices is harmless.
+        for action, recipients in (("add", add), ("remove", remove)):
+            rows = device_rows(recipients, app_id=self.config.app_id, platform=self.config.platform)
+            failed.extend(rows.refused)
+            if not rows.devices:
+                # AppsFlyer answers an empty device list with 400.
+                continue
+            response = self._post(
+                f"{IMPORT_PATH}/{action}",
+                import_payload(
+                    import_key=import_key, platform=self.config.platform, devices=rows.devices
+                ),
+                session=session,
+            )
+            sent += 1
+            status = response.status
+            # A 200 is all or nothing: AppsFlyer reports no per-device outcome.
+            accepted.extend(rows.refs)
+        return BatchResult(accepted=accepted, failed=failed, requests=sent, status=status)
+
+    def create_audience(self, *, name: str, session: requests.Session | None = None) -> str:
+        """A new imported audience on this connection's platform; returns its import key."""
+        shortest, longest = AUDIENCE_NAME_LENGTH
+        audience_name = name.strip()[:longest]
+        if len(audience_name) < shortest:
+            raise ValueError(
+                f"An AppsFlyer audience name needs {shortest} to {longest} characters."
+            )
+        try:
+            response = self._post(
+                AUDIENCE_PATH,
+                {"audience_name": audience_name, "platform": self.config.platform},
+                session=session,
+            )
+        except PartnerError as exc:
+            if isinstance(exc.body, dict) and exc.body.get("error_code") == AUDIENCE_NAME_EXISTS:
+                raise PartnerError(
+                    f"An AppsFlyer audience named {audience_name!r} already exists; choose "
+                    "another name or use that audience's import key.",
+                    status=exc.status,
+                    retryable=False,
+                    body=exc.body,
+                ) from None
+            raise
+        message = response.body.get("message") if isinstance(response.body, dict) else None
+        import_key = message.get("import_key") if isinstance(message, dict) else None
+        if not isinstance(import_key, str) or not import_key:
+            raise PartnerError(
+                "AppsFlyer created the audience but its answer carried no import_key.",
+                status=response.status,
+                body=response.body,
+            )
+        return import_key
+
+    def _post(
+        self, path: str, payload: dict[str, Any], *, session: requests.Session | None
+    ) -> PartnerResponse:
+        """call(), plus the one 400 the engine can act on: too many devices per request."""
+        try:
+            return call(
+                "POST",
+                f"{self.config.api_host}{path}",
+                secret=self.secret,
+                payload=payload,
+                session=session,
+            )
+        except PartnerError as exc:
+            limit = device_limit(exc.message) if exc.status == 400 else None
+            if limit is not None:
+                raise BatchTooLarge(exc.message, limit=limit, body=exc.body) from None
+            raise

@@ -47,6 +47,18 @@ class PartnerError(Exception):
         return RateLimitSignal.from_headers(self.headers)
 
 
+class BatchTooLarge(PartnerError):
+    """The partner refused a request for carrying more than `limit` recipients.
+
+    Not retryable as is: the engine should resend in halves and remember `limit` for the
+    connection (AppsFlyer publishes no maximum and only says it in this 400).
+    """
+
+    def __init__(self, message: str, *, limit: int, body: Any = None) -> None:
+        super().__init__(message, status=400, retryable=False, body=body)
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class PartnerResponse:
     status: int
