@@ -31,16 +31,21 @@ def _in_cohort(sync: Sync) -> Exists:
     )
 
 
-def members_to_add(sync: Sync) -> QuerySet[CohortMember]:
-    return CohortMember.objects.filter(cohort_id=sync.cohort_id).filter(~_in_ledger(sync))
+def members_to_add(sync: Sync, *, everyone: bool = False) -> QuerySet[CohortMember]:
+    """The cohort minus the ledger; `everyone` (a full resync) re-sends the whole cohort."""
+    members = CohortMember.objects.filter(cohort_id=sync.cohort_id)
+    return members if everyone else members.filter(~_in_ledger(sync))
 
 
 def ledger_to_remove(sync: Sync) -> QuerySet[SyncedMember]:
     return SyncedMember.objects.filter(sync_id=sync.pk).filter(~_in_cohort(sync))
 
 
-def page_to_add(sync: Sync, *, after_id: int, limit: int) -> list[CohortMember]:
-    return list(members_to_add(sync).filter(id__gt=after_id).order_by("id")[:limit])
+def page_to_add(
+    sync: Sync, *, after_id: int, limit: int, everyone: bool = False
+) -> list[CohortMember]:
+    members = members_to_add(sync, everyone=everyone)
+    return list(members.filter(id__gt=after_id).order_by("id")[:limit])
 
 
 def page_to_remove(sync: Sync, *, after_id: int, limit: int) -> list[SyncedMember]:

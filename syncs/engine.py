@@ -84,6 +84,9 @@ class RunSender:
             sleep=sleep,
         )
         self.batch_size = self.partner.max_batch_size()
+        # A full resync re-sends every cohort member, whatever the ledger says; removals still
+        # come from the ledger, so members who left are removed all the same.
+        self.everyone = run.trigger == SyncRun.Trigger.RESYNC
         self.mapping: list[str] = self.sync.identifier_mapping or [
             getattr(config, "default_identifier", "external_id")
         ]
@@ -91,7 +94,9 @@ class RunSender:
     def execute(self) -> None:
         self._plan()
         after = 0
-        while page := diff.page_to_add(self.sync, after_id=after, limit=self.batch_size):
+        while page := diff.page_to_add(
+            self.sync, after_id=after, limit=self.batch_size, everyone=self.everyone
+        ):
             after = page[-1].pk
             self._send_adds(page)
         if self.sync.leaving_members == Sync.Leaving.REMOVE:
@@ -104,7 +109,7 @@ class RunSender:
         finish_run(self.run, status, "")
 
     def _plan(self) -> None:
-        adds = diff.members_to_add(self.sync).count()
+        adds = diff.members_to_add(self.sync, everyone=self.everyone).count()
         removes = 0
         if self.sync.leaving_members == Sync.Leaving.REMOVE:
             removes = diff.ledger_to_remove(self.sync).count()
@@ -112,7 +117,8 @@ class RunSender:
         self.run.planned_adds, self.run.planned_removes = adds, removes
         in_destination = SyncedMember.objects.filter(sync_id=self.sync.pk).count()
         threshold = self.sync.mass_removal_threshold_pct
-        guarded = self.run.trigger != SyncRun.Trigger.RESYNC
+        # An approved held run is started with trigger resume: the person already said yes.
+        guarded = self.run.trigger not in (SyncRun.Trigger.RESYNC, SyncRun.Trigger.RESUME)
         if guarded and in_destination and removes * 100 > threshold * in_destination:
             raise StopRun(
                 f"This run would remove {removes:,} of the {in_destination:,} members in the "

@@ -1,7 +1,7 @@
 """The sync creation form. It collects input; syncs.sync_services.create_sync validates and saves.
 
-Only what the engine does today is offered: Braze destinations (AppsFlyer is refused with the
-reason, so nobody picks something that does nothing).
+The identifier choices cover every partner; create_sync refuses one the destination cannot
+take (for AppsFlyer, per platform) with the list it can.
 """
 
 from typing import Any
@@ -13,7 +13,6 @@ from connections.models import Connection
 from syncs.models import Cohort, Sync
 from syncs.sync_services import IDENTIFIERS_BY_KIND
 
-APPSFLYER_REFUSED = "AppsFlyer syncs arrive with the next release of the engine."
 CADENCE_CHOICES = [
     ("once", "Once (run it with Run now)"),
     ("hourly", "Hourly (at a minute of the hour picked for this sync)"),
@@ -21,9 +20,13 @@ CADENCE_CHOICES = [
     ("realtime", "Real-time (within a minute of each cohort change)"),
 ]
 IDENTIFIER_LABELS = {
-    "external_id": "External ID",
-    "user_alias": "User alias",
+    "external_id": "External ID (AppsFlyer: customer user id)",
+    "user_alias": "User alias (Braze)",
     "braze_id": "Braze ID",
+    "gaid": "GAID (AppsFlyer, Android)",
+    "oaid": "OAID (AppsFlyer, Android)",
+    "idfv": "IDFV (AppsFlyer, iOS)",
+    "amplitude_id": "Amplitude ID (AppsFlyer)",
 }
 LEAVING_HELP = {
     Sync.Leaving.REMOVE: "When a member leaves the cohort, the next run takes them out of the "
@@ -37,7 +40,8 @@ THRESHOLD_HELP = (
 
 
 def _identifier_choices() -> list[tuple[str, str]]:
-    return [(name, IDENTIFIER_LABELS.get(name, name)) for name in IDENTIFIERS_BY_KIND["braze"]]
+    names = dict.fromkeys(name for names in IDENTIFIERS_BY_KIND.values() for name in names)
+    return [(name, IDENTIFIER_LABELS.get(name, name)) for name in names]
 
 
 class SyncForm(forms.Form):
@@ -49,7 +53,7 @@ class SyncForm(forms.Form):
     primary_identifier = forms.ChoiceField(
         choices=_identifier_choices,
         label="Identify members by",
-        help_text="The Braze identifier each member is sent with.",
+        help_text="The identifier each member is sent to the destination with.",
     )
     fallback_identifier = forms.ChoiceField(
         choices=lambda: [("", "No fallback"), *_identifier_choices()],
@@ -79,6 +83,12 @@ class SyncForm(forms.Form):
         initial=Sync.Leaving.REMOVE,
         label="Members who leave the cohort",
     )
+    import_key = forms.CharField(
+        required=False,
+        max_length=200,
+        label="AppsFlyer audience import key",
+        help_text="Leave blank and the first run creates an audience named after the cohort.",
+    )
     mass_removal_threshold_pct = forms.IntegerField(
         min_value=1,
         max_value=100,
@@ -86,12 +96,6 @@ class SyncForm(forms.Form):
         label="Mass-removal threshold (%)",
         help_text=THRESHOLD_HELP,
     )
-
-    def clean_connection(self) -> Connection:
-        connection: Connection = self.cleaned_data["connection"]
-        if connection.kind != Connection.Kind.BRAZE:
-            raise ValidationError(APPSFLYER_REFUSED)
-        return connection
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -101,6 +105,10 @@ class SyncForm(forms.Form):
         if data.get("cadence") == "daily" and not data.get("daily_time"):
             self.add_error("daily_time", "A daily sync needs its time of day.")
         return data
+
+    def options(self) -> dict[str, Any]:
+        key = (self.cleaned_data.get("import_key") or "").strip()
+        return {"import_key": key} if key else {}
 
     def cadence_dict(self) -> dict[str, Any]:
         """The cadence as syncs.cadence reads it; create_sync validates it (time zone included)."""

@@ -1,6 +1,7 @@
 """Sync services: create syncs and start their runs. Each change is audited in its transaction."""
 
 import logging
+import secrets
 
 import redis
 from django.contrib.auth.models import User
@@ -19,6 +20,16 @@ IDENTIFIERS_BY_KIND = {
     "braze": ["external_id", "user_alias", "braze_id"],
     "appsflyer": ["gaid", "oaid", "idfv", "external_id", "amplitude_id", "braze_id"],
 }
+# AppsFlyer audiences take different device identifiers per platform (partner-apis.md §4.2).
+NOT_ON_PLATFORM = {"android": {"idfv"}, "ios": {"gaid", "oaid"}}
+
+
+def allowed_identifiers(connection: Connection) -> list[str]:
+    allowed = IDENTIFIERS_BY_KIND.get(connection.kind, [])
+    if connection.kind == Connection.Kind.APPSFLYER:
+        platform = connection.config.get("platform", "")
+        allowed = [name for name in allowed if name not in NOT_ON_PLATFORM.get(platform, set())]
+    return allowed
 
 
 def create_sync(
@@ -30,6 +41,7 @@ def create_sync(
     cadence: dict[str, object],
     leaving_members: str = Sync.Leaving.REMOVE,
     mass_removal_threshold_pct: int = 50,
+    options: dict[str, object] | None = None,
     actor: User | None,
     ip: str | None = None,
 ) -> Sync:
@@ -37,7 +49,7 @@ def create_sync(
     name = name.strip()
     if not 0 < len(name) <= 255:
         raise ValidationError({"name": "Enter a name of at most 255 characters."})
-    allowed = IDENTIFIERS_BY_KIND.get(connection.kind, [])
+    allowed = allowed_identifiers(connection)
     if not identifier_mapping or any(choice not in allowed for choice in identifier_mapping):
         raise ValidationError(
             {"identifier_mapping": f"Choose identifiers among: {', '.join(allowed)}."}
@@ -48,6 +60,10 @@ def create_sync(
         raise ValidationError({"cadence": str(exc)}) from None
     if not 1 <= mass_removal_threshold_pct <= 100:
         raise ValidationError({"mass_removal_threshold_pct": "Choose 1 to 100 %."})
+    options = dict(options or {})
+    if connection.kind == Connection.Kind.APPSFLYER and not options.get("import_key"):
+        # The audience is created on the first run as "<cohort name>-<short id>".
+        options["audience_suffix"] = secrets.token_hex(3)
     first_run = cadences.next_run_at(parsed, after=timezone.now())
     with transaction.atomic():
         sync = Sync.objects.create(
@@ -59,6 +75,7 @@ def create_sync(
             cadence=parsed.to_dict(),
             leaving_members=leaving_members,
             mass_removal_threshold_pct=mass_removal_threshold_pct,
+            options=options,
             created_by=actor,
         )
         audit.record(

@@ -166,6 +166,11 @@ class Partner:
         """A cheap authenticated call: returns what it proved, raises PartnerError otherwise."""
         raise NotImplementedError
 
+    def prepare_sync(self, *, cohort_label: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Before a run sends anything: make what the destination needs (an AppsFlyer audience,
+        say) and return the options to keep on the sync. Most partners need nothing."""
+        return dict(options)
+
     def max_batch_size(self) -> int:
         """The most recipients (adds and removes together) one `send_batch` call accepts."""
         raise NotImplementedError

@@ -19,9 +19,19 @@ from django.views.decorators.http import require_POST
 from cohortsync.audit import client_ip
 from cohortsync.roles import role_required
 from syncs import cadence as cadences
+from syncs import diff
 from syncs.models import Sync, SyncRun, SyncRunError
 from syncs.run_progress import RunProgress, duration_between, estimate_progress
 from syncs.sync_forms import LEAVING_HELP, SyncForm
+from syncs.sync_lifecycle import (
+    approve_held_run,
+    cancel_run,
+    delete_sync,
+    full_resync,
+    pause_sync,
+    reject_held_run,
+    resume_sync,
+)
 from syncs.sync_services import create_sync, start_run
 
 VIEW = "syncs.view_sync"
@@ -30,6 +40,7 @@ PAGE_SIZE = 50
 HISTORY_SIZE = 25
 ERROR_REASONS_SHOWN = 20
 SAMPLES_PER_REASON = 5
+REMOVAL_SAMPLE = 20
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ def sync_create(request: HttpRequest) -> HttpResponse:
                 connection=data["connection"],
                 identifier_mapping=form.identifier_mapping(),
                 cadence=form.cadence_dict(),
+                options=form.options(),
                 leaving_members=data["leaving_members"],
                 mass_removal_threshold_pct=data["mass_removal_threshold_pct"],
                 actor=_actor(request),
@@ -160,6 +172,14 @@ def _error_groups(run: SyncRun) -> list[ErrorGroup]:
     return groups
 
 
+def _removal_sample(run: SyncRun) -> list[str]:
+    """For a held run: some of the members approving it would remove, for the approver."""
+    if run.status != SyncRun.Status.HELD:
+        return []
+    rows = diff.ledger_to_remove(run.sync).order_by("id")[:REMOVAL_SAMPLE]
+    return [diff.identity_text(row.id_type, row.alias_label, row.value) for row in rows]
+
+
 @role_required(VIEW)
 def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     run = _run_of(pk, run_pk)
@@ -170,6 +190,7 @@ def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
         "duration": duration_between(run.started_at, run.finished_at),
         "error_groups": _error_groups(run),
         "reasons_shown": ERROR_REASONS_SHOWN,
+        "removal_sample": _removal_sample(run),
     }
     return render(request, "syncs/syncs/run_detail.html", context)
 
@@ -179,3 +200,103 @@ def run_progress(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     run = _run_of(pk, run_pk)
     context = {"run": run, "progress": _progress(run)}
     return render(request, "syncs/syncs/_run_progress.html", context)
+
+
+# Lifecycle: thin POST views over syncs.sync_lifecycle; a refusal comes back as a flash message.
+
+
+def _refused(request: HttpRequest, exc: ValidationError) -> None:
+    messages.error(request, " ".join(exc.messages))
+
+
+@role_required(MANAGE)
+@require_POST
+def sync_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    sync = get_object_or_404(Sync, pk=pk)
+    try:
+        pause_sync(sync=sync, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"{sync.name} is paused; it runs again once resumed.")
+    return redirect("sync_pages:sync_detail", pk=sync.pk)
+
+
+@role_required(MANAGE)
+@require_POST
+def sync_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    sync = get_object_or_404(Sync.objects.select_related("connection"), pk=pk)
+    try:
+        resume_sync(sync=sync, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"{sync.name} is active again.")
+    return redirect("sync_pages:sync_detail", pk=sync.pk)
+
+
+@role_required(MANAGE)
+@require_POST
+def run_cancel(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    run = _run_of(pk, run_pk)
+    try:
+        run = cancel_run(run=run, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Run {run.pk} canceled.")
+    return redirect("sync_pages:run_detail", pk=pk, run_pk=run.pk)
+
+
+@role_required(MANAGE)
+@require_POST
+def run_approve(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    run = _run_of(pk, run_pk)
+    try:
+        new_run = approve_held_run(run=run, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+        return redirect("sync_pages:run_detail", pk=pk, run_pk=run.pk)
+    messages.success(request, f"Approved: run {new_run.pk} sends it.")
+    return redirect("sync_pages:run_detail", pk=pk, run_pk=new_run.pk)
+
+
+@role_required(MANAGE)
+@require_POST
+def run_reject(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    run = _run_of(pk, run_pk)
+    try:
+        reject_held_run(run=run, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Rejected; {run.sync.name} is paused until you resume it.")
+    return redirect("sync_pages:run_detail", pk=pk, run_pk=run.pk)
+
+
+@role_required(MANAGE)
+def sync_resync(request: HttpRequest, pk: int) -> HttpResponse:
+    sync = get_object_or_404(Sync.objects.select_related("cohort"), pk=pk)
+    if request.method != "POST":
+        return render(request, "syncs/syncs/confirm_resync.html", {"sync": sync})
+    try:
+        run = full_resync(sync=sync, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+        return redirect("sync_pages:sync_detail", pk=sync.pk)
+    messages.success(request, "Full resync queued: every member is sent again.")
+    return redirect("sync_pages:run_detail", pk=sync.pk, run_pk=run.pk)
+
+
+@role_required(MANAGE)
+def sync_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    sync = get_object_or_404(Sync.objects.select_related("cohort", "connection"), pk=pk)
+    if request.method != "POST":
+        return render(request, "syncs/syncs/confirm_delete.html", {"sync": sync})
+    try:
+        delete_sync(sync=sync, actor=_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+        return redirect("sync_pages:sync_detail", pk=sync.pk)
+    messages.success(request, f"Sync {sync.name} deleted.")
+    return redirect("sync_pages:sync_list")

@@ -11,7 +11,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncs.models import Cohort, Sync, SyncRun, SyncRunError
-from syncs.sync_forms import APPSFLYER_REFUSED
 from syncs.sync_services import create_sync
 from tests.base import make_connection
 
@@ -213,14 +212,29 @@ def test_creating_a_sync_saves_it_and_goes_to_its_page(request, who, form_data, 
     assert sync.created_by == user
 
 
-def test_an_appsflyer_connection_is_refused_with_the_reason(marketer_client, form_data):
+def test_an_appsflyer_sync_takes_only_identifiers_its_platform_accepts(marketer_client, form_data):
     form_data["connection"] = make_connection("appsflyer", name="AF android").pk
-    page = marketer_client.get(reverse("sync_pages:sync_create")).content.decode()
-    assert "AF android" in page  # listed, so people see it is coming
+    form_data.update(primary_identifier="idfv", fallback_identifier="")  # an iOS identifier
     response = marketer_client.post(reverse("sync_pages:sync_create"), form_data)
     assert response.status_code == 200
-    assert APPSFLYER_REFUSED in response.content.decode()
-    assert not Sync.objects.exists()
+    assert "Choose identifiers among" in response.content.decode()
+    assert not Sync.objects.filter(connection__name="AF android").exists()
+
+
+def test_an_appsflyer_sync_is_created_with_an_audience_to_make_on_its_first_run(
+    marketer_client, form_data
+):
+    form_data.update(
+        connection=make_connection("appsflyer", name="AF android").pk,
+        primary_identifier="gaid",
+        fallback_identifier="external_id",
+    )
+    response = marketer_client.post(reverse("sync_pages:sync_create"), form_data)
+    assert response.status_code == 302
+    sync = Sync.objects.get()
+    assert sync.identifier_mapping == ["gaid", "external_id"]
+    assert "import_key" not in sync.options
+    assert len(sync.options["audience_suffix"]) == 6
 
 
 @pytest.mark.parametrize(
