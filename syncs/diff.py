@@ -42,14 +42,15 @@ def ledger_to_remove(sync: Sync) -> QuerySet[SyncedMember]:
 
 
 def page_to_add(
-    sync: Sync, *, after_id: int, limit: int, everyone: bool = False
+    sync: Sync, *, after_id: int, until_id: int, limit: int, everyone: bool = False
 ) -> list[CohortMember]:
     members = members_to_add(sync, everyone=everyone)
-    return list(members.filter(id__gt=after_id).order_by("id")[:limit])
+    return list(members.filter(id__gt=after_id, id__lte=until_id).order_by("id")[:limit])
 
 
-def page_to_remove(sync: Sync, *, after_id: int, limit: int) -> list[SyncedMember]:
-    return list(ledger_to_remove(sync).filter(id__gt=after_id).order_by("id")[:limit])
+def page_to_remove(sync: Sync, *, after_id: int, until_id: int, limit: int) -> list[SyncedMember]:
+    rows = ledger_to_remove(sync).filter(id__gt=after_id, id__lte=until_id)
+    return list(rows.order_by("id")[:limit])
 
 
 def recipient_for(member: CohortMember, mapping: list[str]) -> Recipient | None:

@@ -14,13 +14,19 @@ from typing import Any
 import django_rq
 import requests
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 
 from cohortsync import audit
 from connections import crypto
 from connections.models import Connection
-from connections.partners.base import BatchResult, Partner, PartnerError, Recipient
+from connections.partners.base import (
+    BatchResult,
+    BatchTooLarge,
+    Partner,
+    PartnerError,
+    Recipient,
+)
 from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
 from syncs import diff
 from syncs.models import CohortMember, Sync, SyncedMember, SyncRun, SyncRunError
@@ -92,29 +98,74 @@ class RunSender:
         ]
 
     def execute(self) -> None:
-        self._plan()
-        after = 0
+        self._prepare_destination()
+        # A run resumed after its worker died keeps the plan it made; a new one makes its own.
+        if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
+            self._plan()
+        # A resumed run goes on from its checkpointed cursors, within the bounds of its plan.
+        after = self.run.add_cursor
         while page := diff.page_to_add(
-            self.sync, after_id=after, limit=self.batch_size, everyone=self.everyone
+            self.sync,
+            after_id=after,
+            until_id=self.run.add_until,
+            limit=self.batch_size,
+            everyone=self.everyone,
         ):
             after = page[-1].pk
             self._send_adds(page)
-        if self.sync.leaving_members == Sync.Leaving.REMOVE:
-            after = 0
-            while rows := diff.page_to_remove(self.sync, after_id=after, limit=self.batch_size):
-                after = rows[-1].pk
-                self._send_removes(rows)
+        after = self.run.remove_cursor
+        while self.sync.leaving_members == Sync.Leaving.REMOVE and (
+            rows := diff.page_to_remove(
+                self.sync, after_id=after, until_id=self.run.remove_until, limit=self.batch_size
+            )
+        ):
+            after = rows[-1].pk
+            self._send_removes(rows)
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")
 
+    def _prepare_destination(self) -> None:
+        """Let the partner make what the sync needs first (AppsFlyer: its audience)."""
+        try:
+            options = self.partner.prepare_sync(
+                cohort_label=self.sync.cohort.name, options=self.sync.options
+            )
+        except PartnerError as exc:
+            if exc.auth:
+                _refuse_connection(self.connection, exc.message)
+            raise StopRun(
+                f"{self.partner.label} could not prepare the sync: {exc.message}"
+            ) from None
+        if options != self.sync.options:
+            Sync.objects.filter(pk=self.sync.pk).update(options=options)
+            self.sync.options = options
+
     def _plan(self) -> None:
-        adds = diff.members_to_add(self.sync, everyone=self.everyone).count()
-        removes = 0
+        to_add = diff.members_to_add(self.sync, everyone=self.everyone)
+        add_until = (
+            CohortMember.objects.filter(cohort_id=self.sync.cohort_id).aggregate(top=Max("id"))[
+                "top"
+            ]
+            or 0
+        )
+        adds = to_add.filter(id__lte=add_until).count()
+        removes, remove_until = 0, 0
         if self.sync.leaving_members == Sync.Leaving.REMOVE:
-            removes = diff.ledger_to_remove(self.sync).count()
-        SyncRun.objects.filter(pk=self.run.pk).update(planned_adds=adds, planned_removes=removes)
-        self.run.planned_adds, self.run.planned_removes = adds, removes
+            remove_until = (
+                SyncedMember.objects.filter(sync_id=self.sync.pk).aggregate(top=Max("id"))["top"]
+                or 0
+            )
+            removes = diff.ledger_to_remove(self.sync).filter(id__lte=remove_until).count()
+        plan = {
+            "planned_adds": adds,
+            "planned_removes": removes,
+            "add_until": add_until,
+            "remove_until": remove_until,
+        }
+        SyncRun.objects.filter(pk=self.run.pk).update(**plan)
+        for field, value in plan.items():
+            setattr(self.run, field, value)
         in_destination = SyncedMember.objects.filter(sync_id=self.sync.pk).count()
         threshold = self.sync.mass_removal_threshold_pct
         # An approved held run is started with trigger resume: the person already said yes.
@@ -138,7 +189,6 @@ class RunSender:
         by_ref = {member.pk: member for member in page}
         accepted = set(result.accepted) if result else set()
         with transaction.atomic():
-            self._check_still_running()
             SyncedMember.objects.bulk_create(
                 [
                     SyncedMember(
@@ -168,7 +218,10 @@ class RunSender:
                 added=len(accepted),
                 failed=len(result.failed) if result else 0,
                 skipped=len(skipped),
+                add_cursor=page[-1].pk,
             )
+        # Checked after the checkpoint: what the partner accepted is always in the ledger.
+        self._check_still_running()
 
     def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
         recipients = [
@@ -178,7 +231,6 @@ class RunSender:
         accepted = set(result.accepted)
         by_ref = {row.pk: row for row in rows}
         with transaction.atomic():
-            self._check_still_running()
             SyncedMember.objects.filter(pk__in=accepted).delete()
             SyncRunError.objects.bulk_create(
                 [
@@ -194,7 +246,8 @@ class RunSender:
                     for ref, reason in result.failed
                 ]
             )
-            self._count(removed=len(accepted), failed=len(result.failed))
+            self._count(removed=len(accepted), failed=len(result.failed), remove_cursor=rows[-1].pk)
+        self._check_still_running()
 
     def _send(self, *, add: list[Recipient], remove: list[Recipient]) -> BatchResult:
         """One batch, retried on 429, 5xx and network errors with backoff; auth stops the run."""
@@ -212,6 +265,9 @@ class RunSender:
                     options=self.sync.options,
                     session=self.session,
                 )
+            except BatchTooLarge as too_large:
+                self._count(requests=1, throttled=waited)
+                return self._send_in_halves(add, remove, too_large.limit)
             except PartnerError as exc:
                 self._count(requests=1, throttled=waited)
                 if exc.auth:
@@ -237,6 +293,27 @@ class RunSender:
             return result
         raise AssertionError("unreachable")
 
+    def _send_in_halves(
+        self, add: list[Recipient], remove: list[Recipient], limit: int
+    ) -> BatchResult:
+        """The partner said how many recipients it takes: send this batch in smaller ones and
+        remember the size on the connection for every later run."""
+        size = max(1, min(limit, (len(add) + len(remove)) // 2))
+        if size >= len(add) + len(remove):
+            raise StopRun(f"{self.partner.label} refuses even a batch of {size}.")
+        self.batch_size = size
+        config = dict(self.connection.config, batch_size=size)
+        Connection.objects.filter(pk=self.connection.pk).update(config=config)
+        merged = BatchResult(accepted=[], failed=[], requests=0, status=200)
+        for items, is_add in ((add, True), (remove, False)):
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                result = self._send(add=chunk if is_add else [], remove=[] if is_add else chunk)
+                merged.accepted += result.accepted
+                merged.failed += result.failed
+                merged.status = result.status
+        return merged
+
     def _backoff(self, attempt: int, exc: PartnerError) -> float:
         signal = exc.rate_limit
         if signal is not None and signal.reset_at is not None:
@@ -261,9 +338,13 @@ class RunSender:
             "failed": "failed",
             "skipped": "skipped",
         }
+        # Cursors are set, not added to: they are where the next page starts.
         updates: dict[str, Any] = {
-            columns[name]: F(columns[name]) + value for name, value in counts.items() if value
+            name: counts.pop(name) for name in ("add_cursor", "remove_cursor") if name in counts
         }
+        updates.update(
+            {columns[name]: F(columns[name]) + value for name, value in counts.items() if value}
+        )
         updates["heartbeat_at"] = timezone.now()
         SyncRun.objects.filter(pk=self.run.pk).update(**updates)
 
@@ -301,18 +382,44 @@ def _refuse_connection(connection: Connection, message: str) -> None:
 
 
 def finish_run(run: SyncRun, status: str, message: str) -> None:
-    """End the run; whatever was planned but not reached counts as failed, so counts add up."""
+    """End the run so its counts add up: planned = added + removed + failed + skipped.
+
+    What a stopped run did not reach counts as failed; what a finished run did not reach had
+    left its diff meanwhile (the member left, or came back), and counts as skipped. A held run
+    that is approved or rejected sent nothing: its plan moves into the message.
+    """
     with transaction.atomic():
         current = SyncRun.objects.select_for_update().get(pk=run.pk)
+        if current.status == Status.HELD:
+            message = (
+                f"{message} (It would have added {current.planned_adds:,} and removed "
+                f"{current.planned_removes:,}.)"
+            ).strip()
+            current.planned_adds = current.planned_removes = 0
+        elif current.status == Status.CANCELED and current.error_summary:
+            message = current.error_summary  # keeps who canceled it
         unreached = max(0, current.planned - current.processed)
-        if status in (Status.FAILED, Status.CANCELED) and unreached:
+        if unreached and status in (Status.FAILED, Status.CANCELED):
             current.failed += unreached
             message = f"{message} {unreached:,} member(s) were not reached.".strip()
+        elif unreached and status in (Status.SUCCEEDED, Status.PARTIALLY_FAILED):
+            current.skipped += unreached
+            message = f"{message} {unreached:,} left the diff during the run.".strip()
         now = timezone.now()
         current.status = status
         current.finished_at = now if status != Status.HELD else None
         current.error_summary = message
-        current.save(update_fields=["status", "finished_at", "error_summary", "failed"])
+        current.save(
+            update_fields=[
+                "status",
+                "finished_at",
+                "error_summary",
+                "failed",
+                "skipped",
+                "planned_adds",
+                "planned_removes",
+            ]
+        )
         summary = (
             f"+{current.added:,} -{current.removed:,}"
             + (f", {current.failed:,} failed" if current.failed else "")

@@ -139,7 +139,13 @@ def approve_held_run(*, run: SyncRun, actor: User | None, ip: str | None = None)
     if not created:
         raise ValidationError(f"Run {new_run.pk} of {sync.name} started meanwhile.")
     with transaction.atomic():
-        SyncRun.objects.filter(pk=run.pk, status=Status.HELD).update(status=Status.CANCELED)
+        SyncRun.objects.filter(pk=run.pk, status=Status.HELD).update(
+            # It sent nothing: its plan is not counted as failed, and the summary says who.
+            status=Status.CANCELED,
+            planned_adds=0,
+            planned_removes=0,
+            error_summary="",
+        )
         finish_run(run, Status.CANCELED, f"Approved by {_who(actor)}: run {new_run.pk} sends it.")
         audit.record(
             actor=actor,
@@ -155,7 +161,13 @@ def reject_held_run(*, run: SyncRun, actor: User | None, ip: str | None = None) 
     """Drop the held run and pause the sync, so the next schedule does not hold it again."""
     _require_held(run)
     with transaction.atomic():
-        if not SyncRun.objects.filter(pk=run.pk, status=Status.HELD).update(status=Status.CANCELED):
+        if not SyncRun.objects.filter(pk=run.pk, status=Status.HELD).update(
+            # It sent nothing: its plan is not counted as failed, and the summary says who.
+            status=Status.CANCELED,
+            planned_adds=0,
+            planned_removes=0,
+            error_summary="",
+        ):
             raise ValidationError(f"Run {run.pk} was approved or rejected meanwhile.")
         finish_run(run, Status.CANCELED, f"Rejected by {_who(actor)}")
         Sync.objects.filter(pk=run.sync_id, status=Sync.Status.ACTIVE).update(

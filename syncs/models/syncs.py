@@ -95,6 +95,12 @@ class SyncRun(models.Model):
     retries = models.IntegerField(default=0)
     throttled_seconds = models.FloatField(default=0)
     interruptions = models.PositiveSmallIntegerField(default=0)
+    # The plan's bounds (highest member / ledger id it covers) and the checkpointed progress:
+    # a resumed run goes on after the cursors, within the same bounds, so nothing is counted twice.
+    add_until = models.BigIntegerField(default=0)
+    remove_until = models.BigIntegerField(default=0)
+    add_cursor = models.BigIntegerField(default=0)
+    remove_cursor = models.BigIntegerField(default=0)
     error_summary = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

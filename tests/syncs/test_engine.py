@@ -181,3 +181,85 @@ def test_two_run_requests_make_one_run(cohort, connection):
     assert created and not created_again
     assert first.pk == second.pk
     assert SyncRun.objects.filter(sync=sync).count() == 1
+
+
+def test_a_resumed_run_goes_on_from_its_checkpoint_and_counts_add_up(cohort, connection, sandbox):
+    apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(200)])
+    sync = make_sync(cohort, connection)
+    first = run(sync)
+    # Pretend the worker died after the first checkpoint of a later run: rewind that run's
+    # state to it by hand, drop the rest of the ledger, and let the reaper's resume run it.
+    members = list(sync.cohort.members.order_by("id").values_list("id", flat=True))
+    SyncedMember.objects.filter(sync=sync, value__gte="u075").delete()
+    SyncRun.objects.filter(pk=first.pk).update(
+        status=SyncRun.Status.QUEUED,
+        interruptions=1,
+        added=75,
+        add_cursor=members[74],
+        requests=1,
+    )
+    before = users_track_requests(sandbox)
+    from syncs.jobs import enqueue_run
+
+    enqueue_run(first.pk, attempt=1)
+    run_jobs()
+    first.refresh_from_db()
+    assert first.status == SyncRun.Status.SUCCEEDED
+    assert (first.planned_adds, first.added, first.failed, first.skipped) == (200, 200, 0, 0)
+    assert users_track_requests(sandbox) - before == 2  # only the 125 not yet checkpointed
+    assert SyncedMember.objects.filter(sync=sync).count() == 200
+
+
+def test_members_added_during_a_run_wait_for_the_next_one(cohort, connection, sandbox):
+    apply_changes(cohort.pk, add=[ext("u1")])
+    sync = make_sync(cohort, connection)
+    started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    from syncs.engine import RunSender
+
+    original_plan = RunSender._plan
+
+    def plan_then_grow(sender):
+        original_plan(sender)
+        apply_changes(cohort.pk, add=[ext("late")])
+
+    from unittest import mock
+
+    with mock.patch.object(RunSender, "_plan", plan_then_grow):
+        run_jobs()
+    started.refresh_from_db()
+    assert (started.planned_adds, started.added) == (1, 1)
+    assert run(sync).added == 1  # "late" goes in the next run
+
+
+def test_an_appsflyer_sync_makes_its_audience_and_halves_batches_the_partner_refuses(
+    cohort, sandbox
+):
+    from connections.models import Connection
+    from connections.sandbox import DEMO_APPSFLYER_TOKEN
+
+    requests.post(
+        f"{sandbox.url}/_sandbox/config", json={"appsflyer_max_devices": 40}, timeout=5
+    ).raise_for_status()
+    connection = make_connection(
+        "appsflyer", endpoint=sandbox.url, secret=DEMO_APPSFLYER_TOKEN, batch_size=100
+    )
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(150)])
+    sync = create_sync(
+        name="Churn → AppsFlyer",
+        cohort=cohort,
+        connection=connection,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "once"},
+        actor=None,
+    )
+    finished = run(sync)
+    assert finished.status == SyncRun.Status.SUCCEEDED, finished.error_summary
+    assert finished.added == 150
+    sync.refresh_from_db()
+    import_key = sync.options["import_key"]
+    audience = requests.get(
+        f"{sandbox.url}/_sandbox/appsflyer/audiences/{import_key}", timeout=5
+    ).json()
+    assert audience["name"].startswith("Churn risk-")
+    assert len(audience["members"]) == 150
+    assert Connection.objects.get(pk=connection.pk).config["batch_size"] <= 40

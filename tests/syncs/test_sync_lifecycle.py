@@ -217,11 +217,13 @@ def test_canceling_a_running_run_stops_it_at_the_next_checkpoint(
     started.refresh_from_db()
     assert started.status == Status.CANCELED
     assert started.finished_at is not None
-    assert (started.planned_adds, started.added) == (300, 75)
-    assert started.failed == 225  # planned but not reached
+    # The batch in flight when the cancel came was accepted, so it is in the ledger too.
+    assert (started.planned_adds, started.added) == (300, 150)
+    assert started.failed == 150  # planned but not reached
     assert adds_up(started)
-    assert len(calls) == 2  # no batch after the canceled checkpoint
-    assert SyncedMember.objects.filter(sync=sync).count() == 75
+    assert len(calls) == 2  # no batch after the checkpoint that saw the cancel
+    assert SyncedMember.objects.filter(sync=sync).count() == 150
+    assert started.error_summary.startswith(f"Canceled by {marketer.username}")
 
 
 def test_a_finished_run_cannot_be_canceled(cohort, connection, marketer):
