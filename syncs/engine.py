@@ -17,7 +17,6 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from cohortsync import audit
 from connections import crypto
 from connections.models import Connection
 from connections.partners.base import (
@@ -31,6 +30,7 @@ from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_buck
 from syncs import diff
 from syncs.models import CohortMember, Sync, SyncedMember, SyncRun, SyncRunError
 from syncs.realtime import start_follow_up
+from syncs.run_outcome import finish_run, refuse_connection
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class RunSender:
             )
         except PartnerError as exc:
             if exc.auth:
-                _refuse_connection(self.connection, exc.message)
+                refuse_connection(self.connection, exc.message)
             raise StopRun(
                 f"{self.partner.label} could not prepare the sync: {exc.message}"
             ) from None
@@ -271,7 +271,7 @@ class RunSender:
             except PartnerError as exc:
                 self._count(requests=1, throttled=waited)
                 if exc.auth:
-                    _refuse_connection(self.connection, exc.message)
+                    refuse_connection(self.connection, exc.message)
                     raise StopRun(
                         f"{self.partner.label} refused the credentials: {exc.message}"
                     ) from None
@@ -359,72 +359,3 @@ def _error(
         reason=reason[:255],
         partner_status=status,
     )
-
-
-def _refuse_connection(connection: Connection, message: str) -> None:
-    """The partner refused the credentials: one alert, every sync of the connection paused."""
-    with transaction.atomic():
-        changed = (
-            Connection.objects.filter(pk=connection.pk)
-            .exclude(state=Connection.State.NEEDS_ATTENTION)
-            .update(state=Connection.State.NEEDS_ATTENTION, last_error=message)
-        )
-        Sync.objects.filter(connection_id=connection.pk, status=Sync.Status.ACTIVE).update(
-            status=Sync.Status.NEEDS_ATTENTION
-        )
-        if changed:
-            audit.record(
-                actor=None,
-                action="connection.auth_failed",
-                target=connection,
-                details={"message": message},
-            )
-
-
-def finish_run(run: SyncRun, status: str, message: str) -> None:
-    """End the run so its counts add up: planned = added + removed + failed + skipped.
-
-    What a stopped run did not reach counts as failed; what a finished run did not reach had
-    left its diff meanwhile (the member left, or came back), and counts as skipped. A held run
-    that is approved or rejected sent nothing: its plan moves into the message.
-    """
-    with transaction.atomic():
-        current = SyncRun.objects.select_for_update().get(pk=run.pk)
-        if current.status == Status.HELD:
-            message = (
-                f"{message} (It would have added {current.planned_adds:,} and removed "
-                f"{current.planned_removes:,}.)"
-            ).strip()
-            current.planned_adds = current.planned_removes = 0
-        elif current.status == Status.CANCELED and current.error_summary:
-            message = current.error_summary  # keeps who canceled it
-        unreached = max(0, current.planned - current.processed)
-        if unreached and status in (Status.FAILED, Status.CANCELED):
-            current.failed += unreached
-            message = f"{message} {unreached:,} member(s) were not reached.".strip()
-        elif unreached and status in (Status.SUCCEEDED, Status.PARTIALLY_FAILED):
-            current.skipped += unreached
-            message = f"{message} {unreached:,} left the diff during the run.".strip()
-        now = timezone.now()
-        current.status = status
-        current.finished_at = now if status != Status.HELD else None
-        current.error_summary = message
-        current.save(
-            update_fields=[
-                "status",
-                "finished_at",
-                "error_summary",
-                "failed",
-                "skipped",
-                "planned_adds",
-                "planned_removes",
-            ]
-        )
-        summary = (
-            f"+{current.added:,} -{current.removed:,}"
-            + (f", {current.failed:,} failed" if current.failed else "")
-            + (f", {current.skipped:,} skipped" if current.skipped else "")
-        )
-        Sync.objects.filter(pk=current.sync_id).update(
-            last_run_status=status, last_run_at=now, last_run_summary=summary[:255]
-        )

@@ -10,9 +10,9 @@ from django.utils import timezone
 from rq.job import Job
 
 from syncs import cadence as cadences
-from syncs.engine import finish_run
 from syncs.jobs import enqueue_run
 from syncs.models import Sync, SyncRun
+from syncs.run_outcome import finish_run
 from syncs.sync_services import start_run
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from django.utils import timezone
 from cohortsync import audit
 from connections.models import Connection
 from syncs import cadence as cadences
-from syncs.engine import finish_run
 from syncs.models import Sync, SyncedMember, SyncRun
+from syncs.run_outcome import finish_run
 from syncs.sync_services import start_run
 
 Status = SyncRun.Status

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from syncs.views import syncs
+from syncs.views import sync_lifecycle, syncs
 
 app_name = "sync_pages"
 
@@ -11,11 +11,11 @@ urlpatterns = [
     path("<int:pk>/run/", syncs.sync_run_now, name="sync_run_now"),
     path("<int:pk>/runs/<int:run_pk>/", syncs.run_detail, name="run_detail"),
     path("<int:pk>/runs/<int:run_pk>/progress/", syncs.run_progress, name="run_progress"),
-    path("<int:pk>/pause/", syncs.sync_pause, name="sync_pause"),
-    path("<int:pk>/resume/", syncs.sync_resume, name="sync_resume"),
-    path("<int:pk>/resync/", syncs.sync_resync, name="sync_resync"),
-    path("<int:pk>/delete/", syncs.sync_delete, name="sync_delete"),
-    path("<int:pk>/runs/<int:run_pk>/cancel/", syncs.run_cancel, name="run_cancel"),
-    path("<int:pk>/runs/<int:run_pk>/approve/", syncs.run_approve, name="run_approve"),
-    path("<int:pk>/runs/<int:run_pk>/reject/", syncs.run_reject, name="run_reject"),
+    path("<int:pk>/pause/", sync_lifecycle.sync_pause, name="sync_pause"),
+    path("<int:pk>/resume/", sync_lifecycle.sync_resume, name="sync_resume"),
+    path("<int:pk>/resync/", sync_lifecycle.sync_resync, name="sync_resync"),
+    path("<int:pk>/delete/", sync_lifecycle.sync_delete, name="sync_delete"),
+    path("<int:pk>/runs/<int:run_pk>/cancel/", sync_lifecycle.run_cancel, name="run_cancel"),
+    path("<int:pk>/runs/<int:run_pk>/approve/", sync_lifecycle.run_approve, name="run_approve"),
+    path("<int:pk>/runs/<int:run_pk>/reject/", sync_lifecycle.run_reject, name="run_reject"),
 ]

@@ -23,15 +23,6 @@ from syncs import diff
 from syncs.models import Sync, SyncRun, SyncRunError
 from syncs.run_progress import RunProgress, duration_between, estimate_progress
 from syncs.sync_forms import LEAVING_HELP, SyncForm
-from syncs.sync_lifecycle import (
-    approve_held_run,
-    cancel_run,
-    delete_sync,
-    full_resync,
-    pause_sync,
-    reject_held_run,
-    resume_sync,
-)
 from syncs.sync_services import create_sync, start_run
 
 VIEW = "syncs.view_sync"
@@ -51,7 +42,7 @@ class ErrorGroup:
     samples: list[str]
 
 
-def _actor(request: HttpRequest) -> User:
+def request_actor(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)  # role_required let only signed-in users through
     return user
@@ -75,7 +66,7 @@ def _progress(run: SyncRun) -> RunProgress:
     )
 
 
-def _run_of(pk: int, run_pk: int) -> SyncRun:
+def run_of_sync(pk: int, run_pk: int) -> SyncRun:
     """The run, which must belong to the sync in the URL."""
     return get_object_or_404(
         SyncRun.objects.select_related("sync", "requested_by"), pk=run_pk, sync_id=pk
@@ -109,7 +100,7 @@ def sync_create(request: HttpRequest) -> HttpResponse:
                 options=form.options(),
                 leaving_members=data["leaving_members"],
                 mass_removal_threshold_pct=data["mass_removal_threshold_pct"],
-                actor=_actor(request),
+                actor=request_actor(request),
                 ip=client_ip(request),
             )
         except ValidationError as exc:
@@ -141,7 +132,10 @@ def sync_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def sync_run_now(request: HttpRequest, pk: int) -> HttpResponse:
     sync = get_object_or_404(Sync, pk=pk)
     run, created = start_run(
-        sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=_actor(request), ip=client_ip(request)
+        sync=sync,
+        trigger=SyncRun.Trigger.MANUAL,
+        actor=request_actor(request),
+        ip=client_ip(request),
     )
     run_url = reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
     if not created:
@@ -182,7 +176,7 @@ def _removal_sample(run: SyncRun) -> list[str]:
 
 @role_required(VIEW)
 def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
-    run = _run_of(pk, run_pk)
+    run = run_of_sync(pk, run_pk)
     context = {
         "sync": run.sync,
         "run": run,
@@ -197,106 +191,6 @@ def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
 
 @role_required(VIEW)
 def run_progress(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
-    run = _run_of(pk, run_pk)
+    run = run_of_sync(pk, run_pk)
     context = {"run": run, "progress": _progress(run)}
     return render(request, "syncs/syncs/_run_progress.html", context)
-
-
-# Lifecycle: thin POST views over syncs.sync_lifecycle; a refusal comes back as a flash message.
-
-
-def _refused(request: HttpRequest, exc: ValidationError) -> None:
-    messages.error(request, " ".join(exc.messages))
-
-
-@role_required(MANAGE)
-@require_POST
-def sync_pause(request: HttpRequest, pk: int) -> HttpResponse:
-    sync = get_object_or_404(Sync, pk=pk)
-    try:
-        pause_sync(sync=sync, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{sync.name} is paused; it runs again once resumed.")
-    return redirect("sync_pages:sync_detail", pk=sync.pk)
-
-
-@role_required(MANAGE)
-@require_POST
-def sync_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    sync = get_object_or_404(Sync.objects.select_related("connection"), pk=pk)
-    try:
-        resume_sync(sync=sync, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{sync.name} is active again.")
-    return redirect("sync_pages:sync_detail", pk=sync.pk)
-
-
-@role_required(MANAGE)
-@require_POST
-def run_cancel(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
-    run = _run_of(pk, run_pk)
-    try:
-        run = cancel_run(run=run, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Run {run.pk} canceled.")
-    return redirect("sync_pages:run_detail", pk=pk, run_pk=run.pk)
-
-
-@role_required(MANAGE)
-@require_POST
-def run_approve(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
-    run = _run_of(pk, run_pk)
-    try:
-        new_run = approve_held_run(run=run, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-        return redirect("sync_pages:run_detail", pk=pk, run_pk=run.pk)
-    messages.success(request, f"Approved: run {new_run.pk} sends it.")
-    return redirect("sync_pages:run_detail", pk=pk, run_pk=new_run.pk)
-
-
-@role_required(MANAGE)
-@require_POST
-def run_reject(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
-    run = _run_of(pk, run_pk)
-    try:
-        reject_held_run(run=run, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Rejected; {run.sync.name} is paused until you resume it.")
-    return redirect("sync_pages:run_detail", pk=pk, run_pk=run.pk)
-
-
-@role_required(MANAGE)
-def sync_resync(request: HttpRequest, pk: int) -> HttpResponse:
-    sync = get_object_or_404(Sync.objects.select_related("cohort"), pk=pk)
-    if request.method != "POST":
-        return render(request, "syncs/syncs/confirm_resync.html", {"sync": sync})
-    try:
-        run = full_resync(sync=sync, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-        return redirect("sync_pages:sync_detail", pk=sync.pk)
-    messages.success(request, "Full resync queued: every member is sent again.")
-    return redirect("sync_pages:run_detail", pk=sync.pk, run_pk=run.pk)
-
-
-@role_required(MANAGE)
-def sync_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    sync = get_object_or_404(Sync.objects.select_related("cohort", "connection"), pk=pk)
-    if request.method != "POST":
-        return render(request, "syncs/syncs/confirm_delete.html", {"sync": sync})
-    try:
-        delete_sync(sync=sync, actor=_actor(request), ip=client_ip(request))
-    except ValidationError as exc:
-        _refused(request, exc)
-        return redirect("sync_pages:sync_detail", pk=sync.pk)
-    messages.success(request, f"Sync {sync.name} deleted.")
-    return redirect("sync_pages:sync_list")
