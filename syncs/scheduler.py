@@ -67,11 +67,13 @@ def reap_stuck_runs(*, now: datetime | None = None) -> int:
         status=SyncRun.Status.RUNNING, heartbeat_at__lt=now - STALE_HEARTBEAT
     )
     for run in stale:
-        if run.interruptions + 1 >= MAX_INTERRUPTIONS:
+        # Resumed up to three times; the run whose worker dies a fourth time fails.
+        if run.interruptions >= MAX_INTERRUPTIONS:
             finish_run(
                 run,
                 SyncRun.Status.FAILED,
-                f"The worker stopped during this run {MAX_INTERRUPTIONS} times; giving up.",
+                f"The worker stopped during this run {run.interruptions + 1} times "
+                f"(resumed {run.interruptions}); giving up.",
             )
             touched += 1
             continue

@@ -145,13 +145,17 @@ def test_a_run_with_a_fresh_heartbeat_is_left_alone(cohort):
     assert run.status == SyncRun.Status.RUNNING
 
 
-def test_the_third_interruption_fails_the_run_with_counts_that_add_up(cohort):
+def test_a_run_is_resumed_three_times_and_fails_when_its_worker_dies_a_fourth(cohort):
     sync = hourly_sync(cohort, make_connection())
     run = stuck_run(sync, heartbeat=NOON, interruptions=2)
     reap_stuck_runs(now=NOON + timedelta(minutes=5))
     run.refresh_from_db()
+    assert (run.status, run.interruptions) == (SyncRun.Status.QUEUED, 3)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)
+    reap_stuck_runs(now=NOON + timedelta(minutes=5))
+    run.refresh_from_db()
     assert run.status == SyncRun.Status.FAILED
-    assert "3 times" in run.error_summary
+    assert "4 times (resumed 3)" in run.error_summary
     assert run.planned == run.added + run.removed + run.failed + run.skipped
 
 
