@@ -255,7 +255,7 @@ class RunSender:
             try:
                 waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
             except RateLimitTimeout as timeout:
-                self._count(throttled=timeout.waited)
+                self._count(throttled_seconds=timeout.waited)
                 continue
             try:
                 result = self.partner.send_batch(
@@ -266,10 +266,10 @@ class RunSender:
                     session=self.session,
                 )
             except BatchTooLarge as too_large:
-                self._count(requests=1, throttled=waited)
+                self._count(requests=1, throttled_seconds=waited)
                 return self._send_in_halves(add, remove, too_large.limit)
             except PartnerError as exc:
-                self._count(requests=1, throttled=waited)
+                self._count(requests=1, throttled_seconds=waited)
                 if exc.auth:
                     refuse_connection(self.connection, exc.message)
                     raise StopRun(
@@ -284,10 +284,10 @@ class RunSender:
                     # Every worker on this connection waits for the partner's reset, not just us.
                     self.bucket.observe(exc.rate_limit)
                 delay = self._backoff(attempt, exc)
-                self._count(retries=1, throttled=delay if exc.status == 429 else 0.0)
+                self._count(retries=1, throttled_seconds=delay if exc.status == 429 else 0.0)
                 self.sleep(delay)
                 continue
-            self._count(requests=result.requests, throttled=waited)
+            self._count(requests=result.requests, throttled_seconds=waited)
             if result.rate_limit is not None:
                 self.bucket.observe(result.rate_limit)
             return result
@@ -329,22 +329,12 @@ class RunSender:
             raise StopRun("The run was canceled.", status=status)
 
     def _count(self, **counts: Any) -> None:
-        columns = {
-            "requests": "requests",
-            "retries": "retries",
-            "throttled": "throttled_seconds",
-            "added": "added",
-            "removed": "removed",
-            "failed": "failed",
-            "skipped": "skipped",
-        }
+        """Add to the run's counters (named as its columns) and beat the heartbeat."""
         # Cursors are set, not added to: they are where the next page starts.
         updates: dict[str, Any] = {
             name: counts.pop(name) for name in ("add_cursor", "remove_cursor") if name in counts
         }
-        updates.update(
-            {columns[name]: F(columns[name]) + value for name, value in counts.items() if value}
-        )
+        updates.update({name: F(name) + value for name, value in counts.items() if value})
         updates["heartbeat_at"] = timezone.now()
         SyncRun.objects.filter(pk=self.run.pk).update(**updates)
 

@@ -31,29 +31,3 @@ def test_rotate_credentials_changes_nothing_when_a_secret_cannot_be_read(setting
     with pytest.raises(CommandError, match="Nothing was changed"):
         call_command("rotate_credentials")
     assert Connection.objects.get(pk=good.pk).encrypted_secret == before
-
-
-def test_seed_demo_is_idempotent_and_says_how_to_log_in(settings, capsys, tmp_path):
-    settings.VAR_DIR = tmp_path
-    settings.DEBUG = True
-    call_command("seed_demo")
-    first = capsys.readouterr().out
-    call_command("seed_demo")
-    second = capsys.readouterr().out
-    assert "admin@example.com" in first
-    assert first.splitlines()[-1] == second.splitlines()[-1]  # same password both times
-    assert Connection.objects.count() == 2
-    braze = Connection.objects.get(kind="braze")
-    assert braze.get_config().rest_endpoint == "http://127.0.0.1:8765"
-    from syncs.models import Sync
-
-    sync = Sync.objects.get()
-    assert sync.connection == braze
-    assert sync.cohort.member_count == 520
-    assert sync.next_run_at is not None
-
-
-def test_seed_demo_refuses_to_run_in_production(settings):
-    settings.DEBUG = False
-    with pytest.raises(CommandError, match="DEBUG=true"):
-        call_command("seed_demo")
