@@ -2,6 +2,7 @@
 
 import logging
 import secrets
+from typing import Any
 
 import redis
 from django.contrib.auth.models import User
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from cohortsync import audit
 from connections.models import Connection
+from connections.partners.braze import MEMBERSHIP_MODES as BRAZE_MEMBERSHIP_MODES
 from syncs import cadence as cadences
 from syncs.models import Cohort, Sync, SyncRun
 
@@ -46,21 +48,15 @@ def create_sync(
     ip: str | None = None,
 ) -> Sync:
     """Validate and save a sync. Bad input raises ValidationError and writes nothing."""
-    name = name.strip()
-    if not 0 < len(name) <= 255:
-        raise ValidationError({"name": "Enter a name of at most 255 characters."})
-    allowed = allowed_identifiers(connection)
-    if not identifier_mapping or any(choice not in allowed for choice in identifier_mapping):
-        raise ValidationError(
-            {"identifier_mapping": f"Choose identifiers among: {', '.join(allowed)}."}
-        )
-    try:
-        parsed = cadences.parse_cadence(cadence)
-    except cadences.CadenceError as exc:
-        raise ValidationError({"cadence": str(exc)}) from None
-    if not 1 <= mass_removal_threshold_pct <= 100:
-        raise ValidationError({"mass_removal_threshold_pct": "Choose 1 to 100 %."})
-    options = dict(options or {})
+    name, identifier_mapping, parsed = _validated(
+        connection=connection,
+        name=name,
+        identifier_mapping=identifier_mapping,
+        cadence=cadence,
+        leaving_members=leaving_members,
+        mass_removal_threshold_pct=mass_removal_threshold_pct,
+    )
+    options = _validated_options(connection, options)
     if connection.kind == Connection.Kind.APPSFLYER and not options.get("import_key"):
         # The audience is created on the first run as "<cohort name>-<short id>".
         options["audience_suffix"] = secrets.token_hex(3)
@@ -71,7 +67,7 @@ def create_sync(
             name=name,
             cohort=cohort,
             connection=connection,
-            identifier_mapping=list(dict.fromkeys(identifier_mapping)),
+            identifier_mapping=identifier_mapping,
             cadence=parsed.to_dict(),
             leaving_members=leaving_members,
             mass_removal_threshold_pct=mass_removal_threshold_pct,
@@ -86,6 +82,128 @@ def create_sync(
             ip=ip,
         )
     return sync
+
+
+EDITABLE_FIELDS = (
+    "name",
+    "identifier_mapping",
+    "cadence",
+    "leaving_members",
+    "mass_removal_threshold_pct",
+    "options",
+)
+
+
+def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **changes: Any) -> Sync:
+    """Change a sync's settings (its cohort and destination stay). Bad input raises
+    ValidationError and writes nothing; the audit entry lists what changed, old and new.
+
+    A new identifier mapping applies to members sent from now on; a full resync re-sends
+    everyone with it.
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"These settings cannot be changed: {', '.join(sorted(unknown))}.")
+    values = {field: changes.get(field, getattr(sync, field)) for field in EDITABLE_FIELDS}
+    name, mapping, parsed = _validated(
+        connection=sync.connection,
+        name=values["name"],
+        identifier_mapping=values["identifier_mapping"],
+        cadence=values["cadence"],
+        leaving_members=values["leaving_members"],
+        mass_removal_threshold_pct=values["mass_removal_threshold_pct"],
+    )
+    options = _validated_options(sync.connection, values["options"])
+    if sync.connection.kind == Connection.Kind.APPSFLYER:
+        # What the first run created (or was told) stays unless a new import key is given.
+        for kept in ("audience_suffix", "import_key"):
+            if kept in sync.options and kept not in options:
+                options[kept] = sync.options[kept]
+    new = {
+        "name": name,
+        "identifier_mapping": mapping,
+        "cadence": parsed.to_dict(),
+        "leaving_members": values["leaving_members"],
+        "mass_removal_threshold_pct": values["mass_removal_threshold_pct"],
+        "options": options,
+    }
+    changed = {
+        field: {"from": getattr(sync, field), "to": value}
+        for field, value in new.items()
+        if getattr(sync, field) != value
+    }
+    if not changed:
+        return sync
+    with transaction.atomic():
+        locked = Sync.objects.select_for_update().get(pk=sync.pk)
+        for field, value in new.items():
+            setattr(locked, field, value)
+        update_fields = list(changed)
+        if "cadence" in changed:
+            locked.next_run_at = cadences.next_run_at(parsed, after=timezone.now())
+            update_fields.append("next_run_at")
+        locked.save(update_fields=update_fields)
+        audit.record(actor=actor, action="sync.updated", target=locked, details=changed, ip=ip)
+    return locked
+
+
+def _validated(
+    *,
+    connection: Connection,
+    name: str,
+    identifier_mapping: list[str],
+    cadence: dict[str, object],
+    leaving_members: str,
+    mass_removal_threshold_pct: int,
+) -> tuple[str, list[str], cadences.Cadence]:
+    name = str(name).strip()
+    if not 0 < len(name) <= 255:
+        raise ValidationError({"name": "Enter a name of at most 255 characters."})
+    allowed = allowed_identifiers(connection)
+    if (
+        not isinstance(identifier_mapping, list)
+        or not identifier_mapping
+        or any(choice not in allowed for choice in identifier_mapping)
+    ):
+        raise ValidationError(
+            {"identifier_mapping": f"Choose identifiers among: {', '.join(allowed)}."}
+        )
+    try:
+        parsed = cadences.parse_cadence(cadence)
+    except cadences.CadenceError as exc:
+        raise ValidationError({"cadence": str(exc)}) from None
+    if leaving_members not in Sync.Leaving.values:
+        raise ValidationError(
+            {"leaving_members": f"Choose one of: {', '.join(Sync.Leaving.values)}."}
+        )
+    if (
+        not isinstance(mass_removal_threshold_pct, int)
+        or isinstance(mass_removal_threshold_pct, bool)
+        or not 1 <= mass_removal_threshold_pct <= 100
+    ):
+        raise ValidationError({"mass_removal_threshold_pct": "Choose 1 to 100 %."})
+    return name, list(dict.fromkeys(identifier_mapping)), parsed
+
+
+def _validated_options(connection: Connection, options: object) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValidationError({"options": "Options must be an object."})
+    options = dict(options)
+    mode = options.get("membership_mode")
+    if mode is not None and (
+        connection.kind != Connection.Kind.BRAZE or mode not in BRAZE_MEMBERSHIP_MODES
+    ):
+        raise ValidationError(
+            {"options": f"membership_mode is one of: {', '.join(BRAZE_MEMBERSHIP_MODES)} (Braze)."}
+        )
+    key = options.get("import_key")
+    if key is not None and (
+        connection.kind != Connection.Kind.APPSFLYER or not isinstance(key, str) or len(key) > 200
+    ):
+        raise ValidationError({"options": "import_key is an AppsFlyer audience key."})
+    return options
 
 
 def start_run(
