@@ -37,8 +37,10 @@ def members_to_add(sync: Sync, *, everyone: bool = False) -> QuerySet[CohortMemb
     return members if everyone else members.filter(~_in_ledger(sync))
 
 
-def ledger_to_remove(sync: Sync) -> QuerySet[SyncedMember]:
-    return SyncedMember.objects.filter(sync_id=sync.pk).filter(~_in_cohort(sync))
+def ledger_to_remove(sync: Sync, *, everything: bool = False) -> QuerySet[SyncedMember]:
+    """The ledger minus the cohort; `everything` (a cleanup run) is the whole ledger."""
+    ledger = SyncedMember.objects.filter(sync_id=sync.pk)
+    return ledger if everything else ledger.filter(~_in_cohort(sync))
 
 
 def page_to_add(
@@ -48,8 +50,10 @@ def page_to_add(
     return list(members.filter(id__gt=after_id, id__lte=until_id).order_by("id")[:limit])
 
 
-def page_to_remove(sync: Sync, *, after_id: int, until_id: int, limit: int) -> list[SyncedMember]:
-    rows = ledger_to_remove(sync).filter(id__gt=after_id, id__lte=until_id)
+def page_to_remove(
+    sync: Sync, *, after_id: int, until_id: int, limit: int, everything: bool = False
+) -> list[SyncedMember]:
+    rows = ledger_to_remove(sync, everything=everything).filter(id__gt=after_id, id__lte=until_id)
     return list(rows.order_by("id")[:limit])
 
 

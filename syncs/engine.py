@@ -6,46 +6,34 @@ batch in flight), nothing skipped.
 """
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import django_rq
-import requests
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
 from connections import crypto
 from connections.models import Connection
-from connections.partners.base import (
-    BatchResult,
-    BatchTooLarge,
-    Partner,
-    PartnerError,
-    Recipient,
-)
-from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
+from connections.partners.base import Partner, PartnerError, Recipient
 from syncs import diff
-from syncs.models import CohortMember, Sync, SyncedMember, SyncRun, SyncRunError
+from syncs.models import (
+    CohortMember,
+    Sync,
+    SyncedMember,
+    SyncRemoval,
+    SyncRun,
+    SyncRunError,
+)
 from syncs.realtime import start_follow_up
+from syncs.run_events import Kind, record_event
 from syncs.run_outcome import finish_run, refuse_connection
+from syncs.sending import BatchSender, StopRun
 
 logger = logging.getLogger(__name__)
 
 Status = SyncRun.Status
-MAX_ATTEMPTS = 6
-MAX_BACKOFF_SECONDS = 60.0
-
-
-class StopRun(Exception):
-    """The run cannot go on; `status` is how it ends."""
-
-    def __init__(self, message: str, status: str = Status.FAILED) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
@@ -56,6 +44,13 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
     if not claimed:
         return "not claimed"
     run = SyncRun.objects.select_related("sync__connection", "sync__cohort").get(pk=run_id)
+    record_event(
+        run.pk,
+        Kind.RESUMED if run.interruptions else Kind.CLAIMED,
+        f"A worker took the run up again after {run.interruptions} interruption(s)."
+        if run.interruptions
+        else "A worker claimed the run.",
+    )
     try:
         RunSender(run, sleep=sleep).execute()
     except StopRun as stop:
@@ -74,25 +69,26 @@ class RunSender:
         self.run = run
         self.sync: Sync = run.sync
         self.connection: Connection = run.sync.connection
-        self.sleep = sleep
-        self.session = requests.Session()
         try:
             secret = crypto.decrypt(self.connection.encrypted_secret)
             self.partner: Partner = self.connection.partner(self.connection.get_config(), secret)
         except (ValueError, crypto.CredentialError) as exc:
             raise StopRun(f"The connection cannot be used: {exc}") from None
         config = self.partner.config
-        self.bucket = TokenBucket(
-            django_rq.get_connection("default"),
-            connection_bucket_key(self.connection.pk),
-            capacity=getattr(config, "rate_limit_requests", 100),
-            per_seconds=float(getattr(config, "rate_limit_seconds", 1)),
+        self.sender = BatchSender(
+            run_id=run.pk,
+            connection=self.connection,
+            partner=self.partner,
+            cohort_label=self.sync.cohort.name,
+            options=self.sync.options,
+            count=self._count,
             sleep=sleep,
         )
-        self.batch_size = self.partner.max_batch_size()
         # A full resync re-sends every cohort member, whatever the ledger says; removals still
         # come from the ledger, so members who left are removed all the same.
         self.everyone = run.trigger == SyncRun.Trigger.RESYNC
+        # A cleanup run (before its connection is deleted) removes everything in the ledger.
+        self.cleanup = run.trigger == SyncRun.Trigger.CLEANUP
         self.mapping: list[str] = self.sync.identifier_mapping or [
             getattr(config, "default_identifier", "external_id")
         ]
@@ -104,19 +100,25 @@ class RunSender:
             self._plan()
         # A resumed run goes on from its checkpointed cursors, within the bounds of its plan.
         after = self.run.add_cursor
-        while page := diff.page_to_add(
-            self.sync,
-            after_id=after,
-            until_id=self.run.add_until,
-            limit=self.batch_size,
-            everyone=self.everyone,
+        while not self.cleanup and (
+            page := diff.page_to_add(
+                self.sync,
+                after_id=after,
+                until_id=self.run.add_until,
+                limit=self.sender.batch_size,
+                everyone=self.everyone,
+            )
         ):
             after = page[-1].pk
             self._send_adds(page)
         after = self.run.remove_cursor
-        while self.sync.leaving_members == Sync.Leaving.REMOVE and (
+        while self._removes_members() and (
             rows := diff.page_to_remove(
-                self.sync, after_id=after, until_id=self.run.remove_until, limit=self.batch_size
+                self.sync,
+                after_id=after,
+                until_id=self.run.remove_until,
+                limit=self.sender.batch_size,
+                everything=self.cleanup,
             )
         ):
             after = rows[-1].pk
@@ -124,6 +126,9 @@ class RunSender:
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")
+
+    def _removes_members(self) -> bool:
+        return self.cleanup or self.sync.leaving_members == Sync.Leaving.REMOVE
 
     def _prepare_destination(self) -> None:
         """Let the partner make what the sync needs first (AppsFlyer: its audience)."""
@@ -140,6 +145,7 @@ class RunSender:
         if options != self.sync.options:
             Sync.objects.filter(pk=self.sync.pk).update(options=options)
             self.sync.options = options
+            self.sender.options = options
 
     def _plan(self) -> None:
         to_add = diff.members_to_add(self.sync, everyone=self.everyone)
@@ -149,14 +155,15 @@ class RunSender:
             ]
             or 0
         )
-        adds = to_add.filter(id__lte=add_until).count()
+        adds = 0 if self.cleanup else to_add.filter(id__lte=add_until).count()
         removes, remove_until = 0, 0
-        if self.sync.leaving_members == Sync.Leaving.REMOVE:
+        if self._removes_members():
             remove_until = (
                 SyncedMember.objects.filter(sync_id=self.sync.pk).aggregate(top=Max("id"))["top"]
                 or 0
             )
-            removes = diff.ledger_to_remove(self.sync).filter(id__lte=remove_until).count()
+            to_remove = diff.ledger_to_remove(self.sync, everything=self.cleanup)
+            removes = to_remove.filter(id__lte=remove_until).count()
         plan = {
             "planned_adds": adds,
             "planned_removes": removes,
@@ -166,10 +173,22 @@ class RunSender:
         SyncRun.objects.filter(pk=self.run.pk).update(**plan)
         for field, value in plan.items():
             setattr(self.run, field, value)
+        record_event(
+            self.run.pk,
+            Kind.PLANNED,
+            f"{adds:,} to add and {removes:,} to remove, in batches of up to "
+            f"{self.sender.batch_size:,}.",
+            adds=adds,
+            removes=removes,
+        )
         in_destination = SyncedMember.objects.filter(sync_id=self.sync.pk).count()
         threshold = self.sync.mass_removal_threshold_pct
         # An approved held run is started with trigger resume: the person already said yes.
-        guarded = self.run.trigger not in (SyncRun.Trigger.RESYNC, SyncRun.Trigger.RESUME)
+        guarded = self.run.trigger not in (
+            SyncRun.Trigger.RESYNC,
+            SyncRun.Trigger.RESUME,
+            SyncRun.Trigger.CLEANUP,
+        )
         if guarded and in_destination and removes * 100 > threshold * in_destination:
             raise StopRun(
                 f"This run would remove {removes:,} of the {in_destination:,} members in the "
@@ -185,7 +204,9 @@ class RunSender:
                 skipped.append(member)
             else:
                 recipients.append(recipient)
-        result = self._send(add=recipients, remove=[]) if recipients else None
+        started = time.monotonic()
+        result = self.sender.send(add=recipients, remove=[]) if recipients else None
+        elapsed_ms = round((time.monotonic() - started) * 1000)
         by_ref = {member.pk: member for member in page}
         accepted = set(result.accepted) if result else set()
         with transaction.atomic():
@@ -214,12 +235,13 @@ class RunSender:
             reason = f"No usable identifier ({mapping})"
             errors += [_error(self.run.pk, "add", m, reason, None) for m in skipped]
             SyncRunError.objects.bulk_create(errors)
-            self._count(
-                added=len(accepted),
-                failed=len(result.failed) if result else 0,
-                skipped=len(skipped),
-                add_cursor=page[-1].pk,
-            )
+            counts = {
+                "added": len(accepted),
+                "failed": len(result.failed) if result else 0,
+                "skipped": len(skipped),
+            }
+            self._count(**counts, add_cursor=page[-1].pk)
+            record_event(self.run.pk, Kind.BATCH, "", **counts, ms=elapsed_ms)
         # Checked after the checkpoint: what the partner accepted is always in the ledger.
         self._check_still_running()
 
@@ -227,11 +249,25 @@ class RunSender:
         recipients = [
             Recipient(row.pk, row.dest_type, row.dest_value, row.dest_label) for row in rows
         ]
-        result = self._send(add=[], remove=recipients)
+        started = time.monotonic()
+        result = self.sender.send(add=[], remove=recipients)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
         accepted = set(result.accepted)
         by_ref = {row.pk: row for row in rows}
         with transaction.atomic():
             SyncedMember.objects.filter(pk__in=accepted).delete()
+            SyncRemoval.objects.bulk_create(
+                [
+                    SyncRemoval(
+                        sync_id=self.sync.pk,
+                        run_id=self.run.pk,
+                        id_type=by_ref[ref].id_type,
+                        alias_label=by_ref[ref].alias_label,
+                        value=by_ref[ref].value,
+                    )
+                    for ref in accepted
+                ]
+            )
             SyncRunError.objects.bulk_create(
                 [
                     SyncRunError(
@@ -246,82 +282,10 @@ class RunSender:
                     for ref, reason in result.failed
                 ]
             )
-            self._count(removed=len(accepted), failed=len(result.failed), remove_cursor=rows[-1].pk)
+            counts = {"removed": len(accepted), "failed": len(result.failed)}
+            self._count(**counts, remove_cursor=rows[-1].pk)
+            record_event(self.run.pk, Kind.BATCH, "", **counts, ms=elapsed_ms)
         self._check_still_running()
-
-    def _send(self, *, add: list[Recipient], remove: list[Recipient]) -> BatchResult:
-        """One batch, retried on 429, 5xx and network errors with backoff; auth stops the run."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
-            except RateLimitTimeout as timeout:
-                self._count(throttled_seconds=timeout.waited)
-                continue
-            try:
-                result = self.partner.send_batch(
-                    cohort_label=self.sync.cohort.name,
-                    add=add,
-                    remove=remove,
-                    options=self.sync.options,
-                    session=self.session,
-                )
-            except BatchTooLarge as too_large:
-                self._count(requests=1, throttled_seconds=waited)
-                return self._send_in_halves(add, remove, too_large.limit)
-            except PartnerError as exc:
-                self._count(requests=1, throttled_seconds=waited)
-                if exc.auth:
-                    refuse_connection(self.connection, exc.message)
-                    raise StopRun(
-                        f"{self.partner.label} refused the credentials: {exc.message}"
-                    ) from None
-                if not exc.retryable or attempt == MAX_ATTEMPTS:
-                    raise StopRun(
-                        f"{self.partner.label} answered {exc.status or 'nothing'}"
-                        f" ({exc.message}) after {attempt} attempt(s)."
-                    ) from None
-                if exc.status == 429 and exc.rate_limit is not None:
-                    # Every worker on this connection waits for the partner's reset, not just us.
-                    self.bucket.observe(exc.rate_limit)
-                delay = self._backoff(attempt, exc)
-                self._count(retries=1, throttled_seconds=delay if exc.status == 429 else 0.0)
-                self.sleep(delay)
-                continue
-            self._count(requests=result.requests, throttled_seconds=waited)
-            if result.rate_limit is not None:
-                self.bucket.observe(result.rate_limit)
-            return result
-        raise AssertionError("unreachable")
-
-    def _send_in_halves(
-        self, add: list[Recipient], remove: list[Recipient], limit: int
-    ) -> BatchResult:
-        """The partner said how many recipients it takes: send this batch in smaller ones and
-        remember the size on the connection for every later run."""
-        size = max(1, min(limit, (len(add) + len(remove)) // 2))
-        if size >= len(add) + len(remove):
-            raise StopRun(f"{self.partner.label} refuses even a batch of {size}.")
-        self.batch_size = size
-        config = dict(self.connection.config, batch_size=size)
-        Connection.objects.filter(pk=self.connection.pk).update(config=config)
-        merged = BatchResult(accepted=[], failed=[], requests=0, status=200)
-        for items, is_add in ((add, True), (remove, False)):
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
-                result = self._send(add=chunk if is_add else [], remove=[] if is_add else chunk)
-                merged.accepted += result.accepted
-                merged.failed += result.failed
-                merged.status = result.status
-        return merged
-
-    def _backoff(self, attempt: int, exc: PartnerError) -> float:
-        signal = exc.rate_limit
-        if signal is not None and signal.reset_at is not None:
-            # Braze says when the window resets; jitter spreads the workers that wait for it.
-            delay = max(0.0, signal.reset_at - time.time()) + random.uniform(0, 0.5)  # noqa: S311
-        else:
-            delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
-        return min(delay, MAX_BACKOFF_SECONDS)
 
     def _check_still_running(self) -> None:
         status = SyncRun.objects.values_list("status", flat=True).get(pk=self.run.pk)

@@ -6,7 +6,10 @@ from django.utils import timezone
 
 from cohortsync import audit
 from connections.models import Connection
+from connections.signals import connection_state_changed
 from syncs.models import Sync, SyncRun
+from syncs.run_events import Kind, record_event
+from syncs.signals import run_finished
 
 Status = SyncRun.Status
 
@@ -28,6 +31,14 @@ def refuse_connection(connection: Connection, message: str) -> None:
                 action="connection.auth_failed",
                 target=connection,
                 details={"message": message},
+            )
+            transaction.on_commit(
+                lambda: connection_state_changed.send(
+                    sender=Connection,
+                    connection_id=connection.pk,
+                    state=Connection.State.NEEDS_ATTENTION,
+                ),
+                robust=True,
             )
 
 
@@ -77,4 +88,18 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
         )
         Sync.objects.filter(pk=current.sync_id).update(
             last_run_status=status, last_run_at=now, last_run_summary=summary[:255]
+        )
+        # Listeners (alerts) hear of the outcome once it has committed.
+        transaction.on_commit(
+            lambda: run_finished.send(sender=SyncRun, run_id=current.pk, status=status), robust=True
+        )
+        record_event(
+            current.pk,
+            Kind.HELD if status == Status.HELD else Kind.FINISHED,
+            message or current.get_status_display(),
+            status=status,
+            added=current.added,
+            removed=current.removed,
+            failed=current.failed,
+            skipped=current.skipped,
         )

@@ -12,6 +12,7 @@ from rq.job import Job
 from syncs import cadence as cadences
 from syncs.jobs import enqueue_run
 from syncs.models import Sync, SyncRun
+from syncs.run_events import Kind, record_event
 from syncs.run_outcome import finish_run
 from syncs.sync_services import start_run
 
@@ -69,6 +70,7 @@ def reap_stuck_runs(*, now: datetime | None = None) -> int:
     for run in stale:
         # Resumed up to three times; the run whose worker dies a fourth time fails.
         if run.interruptions >= MAX_INTERRUPTIONS:
+            record_event(run.pk, Kind.INTERRUPTED, "No heartbeat: the worker stopped again.")
             finish_run(
                 run,
                 SyncRun.Status.FAILED,
@@ -82,6 +84,14 @@ def reap_stuck_runs(*, now: datetime | None = None) -> int:
             resumed = SyncRun.objects.filter(
                 pk=run.pk, status=SyncRun.Status.RUNNING, heartbeat_at=run.heartbeat_at
             ).update(status=SyncRun.Status.QUEUED, interruptions=run.interruptions + 1)
+            if resumed:
+                record_event(
+                    run.pk,
+                    Kind.INTERRUPTED,
+                    f"No heartbeat since {run.heartbeat_at:%H:%M:%S}: the worker stopped. "
+                    f"Re-queued from the last checkpoint ({run.interruptions + 1} of "
+                    f"{MAX_INTERRUPTIONS}).",
+                )
         if resumed:
             enqueue_run(run.pk, attempt=run.interruptions + 1)
             touched += 1

@@ -14,6 +14,7 @@ from cohortsync import audit
 from connections.models import Connection
 from syncs import cadence as cadences
 from syncs.models import Sync, SyncedMember, SyncRun
+from syncs.run_events import Kind, record_event
 from syncs.run_outcome import finish_run
 from syncs.sync_services import start_run
 
@@ -94,9 +95,11 @@ def cancel_run(*, run: SyncRun, actor: User | None, ip: str | None = None) -> Sy
         if SyncRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(status=Status.CANCELED):
             # Nothing was processed; finish_run counts anything planned as not reached.
             finish_run(run, Status.CANCELED, message)
-        elif not SyncRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+        elif SyncRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
             status=Status.CANCELED, error_summary=f"{message}; stopping at the next checkpoint."
         ):
+            record_event(run.pk, Kind.CANCEL_REQUESTED, f"{message}; stops at the next checkpoint.")
+        else:
             run.refresh_from_db(fields=["status"])
             if run.status == Status.HELD:
                 raise ValidationError(f"Run {run.pk} is held for approval: approve or reject it.")
@@ -146,6 +149,7 @@ def approve_held_run(*, run: SyncRun, actor: User | None, ip: str | None = None)
             planned_removes=0,
             error_summary="",
         )
+        record_event(run.pk, Kind.APPROVED, f"Approved by {_who(actor)}.", run=new_run.pk)
         finish_run(run, Status.CANCELED, f"Approved by {_who(actor)}: run {new_run.pk} sends it.")
         audit.record(
             actor=actor,
@@ -169,6 +173,7 @@ def reject_held_run(*, run: SyncRun, actor: User | None, ip: str | None = None) 
             error_summary="",
         ):
             raise ValidationError(f"Run {run.pk} was approved or rejected meanwhile.")
+        record_event(run.pk, Kind.REJECTED, f"Rejected by {_who(actor)}; the sync is paused.")
         finish_run(run, Status.CANCELED, f"Rejected by {_who(actor)}")
         Sync.objects.filter(pk=run.sync_id, status=Sync.Status.ACTIVE).update(
             status=Sync.Status.PAUSED

@@ -15,6 +15,7 @@ from connections.models import Connection
 from connections.partners.braze import MEMBERSHIP_MODES as BRAZE_MEMBERSHIP_MODES
 from syncs import cadence as cadences
 from syncs.models import Cohort, Sync, SyncRun
+from syncs.run_events import Kind, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,8 @@ def start_run(
     try:
         with transaction.atomic():
             run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=actor)
+            who = f" by {actor.get_username()}" if actor is not None else ""
+            record_event(run.pk, Kind.QUEUED, f"{run.get_trigger_display()}{who}.")
             # People's requests are audited; the schedule's own runs are in the run history.
             if trigger not in (SyncRun.Trigger.SCHEDULE, SyncRun.Trigger.REALTIME):
                 audit.record(

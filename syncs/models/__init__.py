@@ -12,6 +12,7 @@ from syncs.models.cohorts import (
     IdType,
     ImportRequest,
 )
+from syncs.models.run_history import SyncRemoval, SyncRunEvent
 from syncs.models.syncs import Sync, SyncedMember, SyncRun, SyncRunError
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "IdentityFields",
     "ImportRequest",
     "Sync",
+    "SyncRemoval",
     "SyncRun",
     "SyncRunError",
+    "SyncRunEvent",
     "SyncedMember",
 ]

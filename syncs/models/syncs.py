@@ -64,6 +64,8 @@ class SyncRun(models.Model):
         API = "api", "API"
         RESUME = "resume", "Resume"
         RESYNC = "resync", "Full resync"
+        # Removes everything the sync put in the destination, before its connection is deleted.
+        CLEANUP = "cleanup", "Cleanup before deleting the connection"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -142,6 +144,8 @@ class SyncRunError(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # The member lookup finds a member's failures and skips by its identity text.
+        indexes = [models.Index(fields=["member"], name="syncrunerror_member")]
 
     def __str__(self) -> str:
         return f"{self.member}: {self.reason}"
@@ -174,7 +178,11 @@ class SyncedMember(models.Model):
                 name="one_ledger_row_per_identity",
             )
         ]
-        indexes = [models.Index(fields=["sync", "id"])]
+        indexes = [
+            models.Index(fields=["sync", "id"]),
+            # The member lookup: which syncs have this member in their destination.
+            models.Index(fields=["value"], name="syncedmember_value"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sync_id}: {self.id_type}:{self.value} as {self.dest_type}"
