@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from cohortsync import views
+from syncs.views.connection_removal import connection_delete, connection_delete_cancel
 from syncs.views.home import home
 
 urlpatterns = [
@@ -14,6 +15,13 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Deleting a connection drives its syncs' cleanup runs, so syncs serves it.
+    path("connections/<int:pk>/delete/", connection_delete, name="connection_delete"),
+    path(
+        "connections/<int:pk>/delete/cancel/",
+        connection_delete_cancel,
+        name="connection_delete_cancel",
+    ),
     path("connections/", include("connections.urls")),
     path("cohorts/", include("syncs.urls")),
     path("syncs/", include("syncs.sync_urls")),

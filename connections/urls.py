@@ -9,7 +9,6 @@ urlpatterns = [
     path("new/", connections.connection_create, name="create"),
     path("<int:pk>/", connections.connection_detail, name="detail"),
     path("<int:pk>/edit/", connections.connection_edit, name="edit"),
-    path("<int:pk>/delete/", connections.connection_delete, name="delete"),
     path("<int:pk>/test/", connections.connection_test, name="test"),
     path("<int:pk>/checks/<int:check_pk>/", connections.connection_check, name="check"),
     path("keys/", keys.key_list, name="key_list"),

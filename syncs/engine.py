@@ -18,6 +18,7 @@ from connections import crypto
 from connections.models import Connection
 from connections.partners.base import Partner, PartnerError, Recipient
 from syncs import diff
+from syncs.connection_removal import complete_connection_removal
 from syncs.models import (
     CohortMember,
     Sync,
@@ -61,7 +62,11 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
         raise
     finally:
         start_follow_up(run.sync_id)
-    return SyncRun.objects.values_list("status", flat=True).get(pk=run_id)
+    status = SyncRun.objects.values_list("status", flat=True).get(pk=run_id)
+    if run.trigger == SyncRun.Trigger.CLEANUP:
+        # The last cleanup run to finish deletes the connection (and with it this run).
+        complete_connection_removal(run.sync.connection_id)
+    return status
 
 
 class RunSender:

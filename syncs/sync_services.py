@@ -214,7 +214,11 @@ def start_run(
 
     The database's one-active-run constraint decides, so two clicks make one run.
     """
-    if sync.status != Sync.Status.ACTIVE and trigger != SyncRun.Trigger.MANUAL:
+    # Run now and cleanup runs go ahead on a paused sync; the schedule's runs do not.
+    if sync.status != Sync.Status.ACTIVE and trigger not in (
+        SyncRun.Trigger.MANUAL,
+        SyncRun.Trigger.CLEANUP,
+    ):
         raise ValidationError(f"{sync.name} is {sync.get_status_display().lower()}.")
     try:
         with transaction.atomic():

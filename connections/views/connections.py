@@ -9,7 +9,7 @@ from cohortsync.audit import client_ip
 from cohortsync.models import AuditEntry
 from cohortsync.roles import role_required
 from connections import services
-from connections.forms import ConfirmDeleteForm, ConnectionForm
+from connections.forms import ConnectionForm
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 
@@ -105,24 +105,6 @@ def connection_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "kind": connection.kind,
             "connection": connection,
         },
-    )
-
-
-@role_required(MANAGE)
-def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = get_object_or_404(Connection, pk=pk)
-    form = ConfirmDeleteForm(request.POST or None, connection=connection)
-    if request.method == "POST" and form.is_valid():
-        name = connection.name
-        services.delete_connection(
-            connection=connection,
-            actor=request.user,  # type: ignore[arg-type]
-            ip=client_ip(request),
-        )
-        messages.success(request, f"Connection {name} deleted.")
-        return redirect("connections:list")
-    return render(
-        request, "connections/confirm_delete.html", {"connection": connection, "form": form}
     )
 
 

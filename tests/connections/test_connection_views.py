@@ -31,7 +31,7 @@ def _urls(pk):
         "detail": ("get", reverse("connections:detail", args=[pk])),
         "create": ("get", reverse("connections:create") + "?kind=braze"),
         "edit": ("get", reverse("connections:edit", args=[pk])),
-        "delete": ("get", reverse("connections:delete", args=[pk])),
+        "delete": ("get", reverse("connection_delete", args=[pk])),
         "test": ("post", reverse("connections:test", args=[pk])),
     }
 
@@ -186,7 +186,7 @@ def test_only_one_appsflyer_connection_per_app(admin_client):
 
 def test_deleting_needs_the_name_typed_and_is_audited(admin_client):
     connection = make_connection(name="Doomed")
-    url = reverse("connections:delete", args=[connection.pk])
+    url = reverse("connection_delete", args=[connection.pk])
     response = admin_client.post(url, {"confirm_name": "wrong"})
     assert "not this connection" in response.content.decode()
     assert Connection.objects.filter(pk=connection.pk).exists()

@@ -1,0 +1,159 @@
+"""Deleting a connection its syncs use: leave their members in the destination, or remove
+them with a cleanup run per sync and delete the connection when the last one is done."""
+
+import pytest
+import requests
+from django.urls import reverse
+
+from cohortsync.models import AuditEntry
+from connections.models import Connection
+from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.connection_removal import LEAVE, REMOVE, remove_connection
+from syncs.membership import Identity, apply_changes
+from syncs.models import Cohort, Sync, SyncedMember, SyncRun
+from syncs.sync_services import create_sync, start_run
+from tests.base import make_connection
+from tests.jobs import run_jobs
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
+
+
+def ext(value):
+    return Identity("external_id", value)
+
+
+@pytest.fixture
+def connection(sandbox):
+    return make_connection(
+        name="Braze sandbox",
+        endpoint=sandbox.url,
+        secret=DEMO_BRAZE_KEY,
+        update_existing_only=False,
+    )
+
+
+def synced(connection, name, members):
+    cohort = Cohort.objects.create(name=name, source=Cohort.Source.MANUAL)
+    apply_changes(cohort.pk, add=[ext(f"{name}-{n}") for n in range(members)])
+    sync = create_sync(
+        name=f"{name} → Braze",
+        cohort=cohort,
+        connection=connection,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "hourly"},
+        actor=None,
+    )
+    start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    run_jobs()
+    return sync
+
+
+def in_braze(sandbox, cohort_name, value):
+    response = requests.get(f"{sandbox.url}/_sandbox/braze/profiles/external_id:{value}", timeout=5)
+    if response.status_code == 404:
+        return False
+    return cohort_name in (response.json()["attributes"].get("cohortsync_cohorts") or [])
+
+
+def test_leave_deletes_the_connection_and_its_syncs_and_leaves_the_destination(
+    connection, sandbox, admin_user
+):
+    sync = synced(connection, "churn", 10)
+    assert remove_connection(connection=connection, cleanup=LEAVE, actor=admin_user) is True
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+    assert not Sync.objects.filter(pk=sync.pk).exists()
+    assert in_braze(sandbox, "churn", "churn-3")
+    entry = AuditEntry.objects.get(action="sync.deleted")
+    assert entry.details["left_in_destination"] == 10
+    assert AuditEntry.objects.filter(action="connection.deleted", actor=admin_user).exists()
+
+
+def test_remove_runs_a_cleanup_per_sync_then_deletes_the_connection(
+    connection, sandbox, admin_user
+):
+    first, second = synced(connection, "churn", 80), synced(connection, "vip", 5)
+    empty = create_sync(
+        name="empty → Braze",
+        cohort=Cohort.objects.create(name="empty", source=Cohort.Source.MANUAL),
+        connection=connection,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "once"},
+        actor=None,
+    )
+    assert remove_connection(connection=connection, cleanup=REMOVE, actor=admin_user) is False
+    connection.refresh_from_db()
+    assert connection.deletion_requested_at is not None
+    assert set(Sync.objects.values_list("status", flat=True)) == {Sync.Status.PAUSED}
+    cleanups = SyncRun.objects.filter(trigger=SyncRun.Trigger.CLEANUP)
+    assert set(cleanups.values_list("sync_id", flat=True)) == {first.pk, second.pk}
+    assert empty.pk not in cleanups.values_list("sync_id", flat=True)
+
+    run_jobs()
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+    assert not Sync.objects.exists()
+    assert not in_braze(sandbox, "churn", "churn-42")
+    assert not in_braze(sandbox, "vip", "vip-1")
+
+
+def test_a_failed_cleanup_keeps_the_connection_until_someone_decides(
+    connection, sandbox, admin_user
+):
+    sync = synced(connection, "churn", 10)
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"partner": "braze", "statuses": [400]},
+        timeout=5,
+    ).raise_for_status()
+    remove_connection(connection=connection, cleanup=REMOVE, actor=admin_user)
+    run_jobs()
+    cleanup = SyncRun.objects.get(trigger=SyncRun.Trigger.CLEANUP)
+    assert cleanup.status == SyncRun.Status.FAILED
+    assert Connection.objects.filter(pk=connection.pk).exists()
+    assert SyncedMember.objects.filter(sync=sync).count() == 10
+    # Trying again finishes the job.
+    assert remove_connection(connection=connection, cleanup=REMOVE, actor=admin_user) is False
+    run_jobs()
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_leave_is_refused_while_a_run_is_going(connection, admin_user):
+    sync = synced(connection, "churn", 3)
+    start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="in progress"):
+        remove_connection(connection=connection, cleanup=LEAVE, actor=admin_user)
+    assert Connection.objects.filter(pk=connection.pk).exists()
+    assert Sync.objects.filter(pk=sync.pk).exists()
+
+
+def test_the_delete_page_asks_and_shows_the_cleanup(connection, admin_client):
+    synced(connection, "churn", 4)
+    url = reverse("connection_delete", args=[connection.pk])
+    page = admin_client.get(url).content.decode()
+    assert "churn → Braze (churn): 4 members in Braze" in page
+    # With syncs, the choice is required; nothing changes without it.
+    response = admin_client.post(url, {"confirm_name": "Braze sandbox"})
+    assert "Choose what happens" in response.content.decode()
+    assert Connection.objects.get(pk=connection.pk).deletion_requested_at is None
+
+    response = admin_client.post(url, {"confirm_name": "Braze sandbox", "cleanup": REMOVE})
+    assert response.status_code == 302
+    page = admin_client.get(url).content.decode()
+    assert "Deletion asked" in page and "Queued" in page
+    detail = admin_client.get(reverse("connections:detail", args=[connection.pk]))
+    assert "is being deleted" in detail.content.decode()
+
+    cancel = reverse("connection_delete_cancel", args=[connection.pk])
+    assert admin_client.post(cancel).status_code == 302
+    assert Connection.objects.get(pk=connection.pk).deletion_requested_at is None
+
+
+def test_roles_for_the_delete_page(connection, marketer_client, viewer_client, outsider_client):
+    url = reverse("connection_delete", args=[connection.pk])
+    assert outsider_client.get(url).status_code == 404
+    assert viewer_client.get(url).status_code == 403
+    assert marketer_client.post(url, {"confirm_name": "Braze sandbox"}).status_code == 403
+    cancel = reverse("connection_delete_cancel", args=[connection.pk])
+    assert marketer_client.post(cancel).status_code == 403
+    assert Connection.objects.filter(pk=connection.pk).exists()
