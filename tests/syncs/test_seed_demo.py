@@ -19,13 +19,35 @@ def test_seed_demo_is_idempotent_and_says_how_to_log_in(settings, capsys, tmp_pa
     assert Connection.objects.count() == 2
     braze = Connection.objects.get(kind="braze")
     assert braze.get_config().rest_endpoint == "http://127.0.0.1:8765"
-    sync = Sync.objects.get()
-    assert sync.connection == braze
-    assert sync.cohort.member_count == 520
-    assert sync.next_run_at is not None
+    syncs = {sync.connection.kind: sync for sync in Sync.objects.select_related("connection")}
+    assert set(syncs) == {"braze", "appsflyer"}
+    assert syncs["braze"].connection == braze
+    assert syncs["braze"].cohort.member_count == 520
+    assert syncs["appsflyer"].cohort == syncs["braze"].cohort
+    assert all(sync.next_run_at is not None for sync in syncs.values())
 
 
 def test_seed_demo_refuses_to_run_in_production(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DEBUG=true"):
         call_command("seed_demo")
+
+
+@pytest.mark.usefixtures("rq_redis")
+def test_the_demo_syncs_run_to_both_sandboxes(settings, tmp_path, sandbox):
+    from urllib.parse import urlsplit
+
+    from syncs.models import SyncRun
+    from syncs.scheduler import dispatch_due_syncs
+    from tests.jobs import run_jobs
+
+    settings.VAR_DIR = tmp_path
+    settings.DEBUG = True
+    call_command("seed_demo", sandbox_port=urlsplit(sandbox.url).port)
+    assert dispatch_due_syncs() == 2
+    run_jobs()
+    runs = {run.sync.connection.kind: run for run in SyncRun.objects.select_related("sync")}
+    assert runs["braze"].status == SyncRun.Status.SUCCEEDED
+    assert runs["braze"].added == 500  # the 20 device-only members have no usable identifier
+    assert runs["appsflyer"].status == SyncRun.Status.SUCCEEDED
+    assert (runs["appsflyer"].added, runs["appsflyer"].skipped) == (400, 120)

@@ -1,4 +1,5 @@
 import secrets
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -67,26 +68,40 @@ class Command(BaseCommand):
         return path.read_text().strip()
 
     def _seed_sync(self) -> None:
-        """A cohort and an hourly sync to the Braze sandbox, due now so a run shows up within
-        the dispatcher's next minute. (AppsFlyer syncs arrive with the next engine slice.)"""
+        """A cohort and an hourly sync to each sandbox, due now so runs show up within the
+        dispatcher's next minute."""
         if Sync.objects.filter(name="Demo: lapsed buyers → Braze").exists():
             return
         cohort = Cohort.objects.create(name="Demo: lapsed buyers", source=Cohort.Source.MANUAL)
+        # Most members carry an Android advertising id too, so the AppsFlyer sync has devices;
+        # the rest are skipped there, with the reason on the run page.
         apply_changes(
             cohort.pk,
-            add=[Identity("external_id", f"demo-user-{n:04d}") for n in range(500)]
+            add=[
+                Identity(
+                    "external_id",
+                    f"demo-user-{n:04d}",
+                    extras=(("gaid", str(uuid.UUID(int=n + 1))),) if n % 5 else (),
+                )
+                for n in range(500)
+            ]
             + [Identity("device_id", f"demo-device-{n:03d}") for n in range(20)],
+            update_extras=True,
         )
-        sync = create_sync(
-            name="Demo: lapsed buyers → Braze",
-            cohort=cohort,
-            connection=Connection.objects.get(name="Braze sandbox"),
-            identifier_mapping=["external_id", "braze_id"],
-            cadence={"kind": "hourly"},
-            actor=None,
-        )
-        Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
-        self.stdout.write("Created the demo cohort and its hourly sync to the Braze sandbox.")
+        for name, connection_name, mapping in (
+            ("Demo: lapsed buyers → Braze", "Braze sandbox", ["external_id", "braze_id"]),
+            ("Demo: lapsed buyers → AppsFlyer", "AppsFlyer sandbox", ["gaid"]),
+        ):
+            sync = create_sync(
+                name=name,
+                cohort=cohort,
+                connection=Connection.objects.get(name=connection_name),
+                identifier_mapping=mapping,
+                cadence={"kind": "hourly"},
+                actor=None,
+            )
+            Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
+        self.stdout.write("Created the demo cohort and its hourly syncs to both sandboxes.")
 
     def _seed_connection(self, kind: str, name: str, config: dict[str, Any], secret: str) -> None:
         if Connection.objects.filter(name=name).exists():
