@@ -6,7 +6,7 @@ RQ's cron has no leader election: run exactly ONE rqcron process per deployment.
 from rq import cron
 
 from cohortsync.jobs import heartbeat
-from syncs.jobs import dispatch_due_syncs, reap_stuck_runs
+from syncs.jobs import dispatch_due_syncs, reap_stuck_runs, reap_stuck_uploads
 
 cron.register(heartbeat, queue_name="default", interval=60, result_ttl=600, name="heartbeat")
 # Both are safe to run twice (compare-and-set claims), so an accidental second rqcron is harmless.
@@ -25,4 +25,12 @@ cron.register(
     job_timeout=300,
     result_ttl=600,
     name="reap_stuck_runs",
+)
+cron.register(
+    reap_stuck_uploads,
+    queue_name="default",
+    interval=120,
+    job_timeout=300,
+    result_ttl=600,
+    name="reap_stuck_uploads",
 )

@@ -21,12 +21,17 @@ def import_csv_failed(job: Any, connection: Any, *exc_info: Any) -> None:
     fail_interrupted_upload(job.args[0])
 
 
+def csv_job_id(upload_id: int) -> str:
+    return f"csv-upload-{upload_id}"
+
+
 def enqueue_csv_import(upload_id: int) -> None:
     # Called after the upload row committed, so the worker always finds it.
     queue = django_rq.get_queue("default", commit_mode="auto")
     queue.enqueue(
         import_csv,
         upload_id,
+        job_id=csv_job_id(upload_id),
         job_timeout=CSV_JOB_TIMEOUT,
         result_ttl=3600,
         failure_ttl=86400,
@@ -66,5 +71,11 @@ def dispatch_due_syncs() -> int:
 
 def reap_stuck_runs() -> int:
     from syncs.scheduler import reap_stuck_runs as reap
+
+    return reap()
+
+
+def reap_stuck_uploads() -> int:
+    from syncs.upload_reaper import reap_stuck_uploads as reap
 
     return reap()
