@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    name = "alerts"
+    verbose_name = "Alerts"
+
+    def ready(self) -> None:
+        # alerts listens to syncs and connections; they never import alerts.
+        from alerts.receivers import on_connection_state_changed, on_run_finished
+        from connections.signals import connection_state_changed
+        from syncs.signals import run_finished
+
+        run_finished.connect(on_run_finished, dispatch_uid="alerts.run_finished")
+        connection_state_changed.connect(
+            on_connection_state_changed, dispatch_uid="alerts.connection_state_changed"
+        )

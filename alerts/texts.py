@@ -1,0 +1,117 @@
+"""What an alert says: the sync or connection by name, what happened, the run's counts and
+error, and a full link to the page that explains it."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import reverse
+
+from alerts.models import AlertDelivery, AlertState
+from alerts.noise import StateChange
+from connections.models import Connection
+from syncs.models import Sync, SyncRun
+
+Event = AlertDelivery.Event
+State = AlertState.State
+
+
+@dataclass(frozen=True)
+class Alert:
+    event: str
+    subject_type: str
+    subject_id: int | None
+    subject_label: str
+    title: str
+    text: str
+    url: str
+
+
+def full_url(path: str) -> str:
+    return f"{settings.SITE_URL.rstrip('/')}{path}"
+
+
+def _when(change: StateChange) -> str:
+    return change.since.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def _counts(run: SyncRun) -> str:
+    return (
+        f"Planned {run.planned:,}: {run.added:,} added, {run.removed:,} removed, "
+        f"{run.failed:,} failed, {run.skipped:,} skipped."
+    )
+
+
+def run_alert(run: SyncRun, change: StateChange) -> Alert:
+    sync: Sync = run.sync
+    route = f"“{sync.cohort.name}” → {sync.connection.name}"
+    if change.is_recovery:
+        was = "failing" if change.previous == State.FAILING else "held for approval"
+        event, title = Event.SYNC_RECOVERED, f"Sync {sync.name} recovered"
+        lines = [
+            f"Sync “{sync.name}” ({route}) recovered: run {run.pk} "
+            f"{run.get_status_display().lower()}. It had been {was} since {_when(change)}.",
+        ]
+    elif change.current == State.HELD:
+        event, title = Event.RUN_HELD, f"Sync {sync.name} is held for approval"
+        lines = [
+            f"Run {run.pk} of sync “{sync.name}” ({route}) was held by the mass-removal guard.",
+            run.error_summary,
+        ]
+    else:
+        event, title = Event.RUN_FAILED, f"Sync {sync.name} failed"
+        lines = [f"Run {run.pk} of sync “{sync.name}” ({route}) failed.", run.error_summary]
+    lines.append(_counts(run))
+    return Alert(
+        event=event,
+        subject_type=AlertState.SubjectType.SYNC,
+        subject_id=sync.pk,
+        subject_label=sync.name,
+        title=title,
+        text="\n".join(line for line in lines if line),
+        url=full_url(reverse("sync_pages:run_detail", args=[sync.pk, run.pk])),
+    )
+
+
+def connection_alert(connection: Connection, change: StateChange) -> Alert:
+    waiting = connection.syncs.filter(status=Sync.Status.NEEDS_ATTENTION).count()
+    name = f"“{connection.name}” ({connection.get_kind_display()})"
+    if change.is_recovery:
+        event, title = Event.CONNECTION_RECOVERED, f"Connection {connection.name} is healthy again"
+        lines = [
+            f"Connection {name} passed its test and is healthy again. "
+            f"It had needed attention since {_when(change)}.",
+            f"{waiting:,} sync(s) of it still wait to be resumed." if waiting else "",
+        ]
+    else:
+        event = Event.CONNECTION_NEEDS_ATTENTION
+        title = f"Connection {connection.name} needs attention"
+        lines = [
+            f"Connection {name} needs attention: {connection.last_error or 'no reason given.'}",
+            f"{waiting:,} sync(s) of it are paused until it is fixed and tested."
+            if waiting
+            else "",
+        ]
+    return Alert(
+        event=event,
+        subject_type=AlertState.SubjectType.CONNECTION,
+        subject_id=connection.pk,
+        subject_label=connection.name,
+        title=title,
+        text="\n".join(line for line in lines if line),
+        url=full_url(reverse("connections:detail", args=[connection.pk])),
+    )
+
+
+def sample_alert(sent_by: str) -> Alert:
+    return Alert(
+        event=Event.TEST,
+        subject_type="",
+        subject_id=None,
+        subject_label="",
+        title="Test alert",
+        text=(
+            f"This is a test alert from cohortsync, sent by {sent_by}. Failed runs, held runs, "
+            "connections that need attention and their recoveries are announced here."
+        ),
+        url=full_url(reverse("alerts:settings")),
+    )

@@ -1,0 +1,221 @@
+"""The Braze 25-values warning: only for array writes past the cap, with the members it hits,
+and in the sync form's preview; and the per-sync membership mode reaching Braze itself."""
+
+import pytest
+import requests
+from django.urls import reverse
+
+from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.braze_array_cap import array_cap_warning
+from syncs.membership import Identity, apply_changes
+from syncs.models import Cohort, Sync, SyncRun
+from syncs.sync_services import create_sync
+from tests.base import make_connection
+from tests.jobs import run_jobs
+
+pytestmark = pytest.mark.django_db
+
+
+def ext(value):
+    return Identity("external_id", value)
+
+
+def make_cohorts(count, *, members=()):
+    """`count` cohorts; every member in `members` is in all of them."""
+    cohorts = []
+    for n in range(count):
+        cohort = Cohort.objects.create(name=f"Cohort {n:02d}", source=Cohort.Source.MANUAL)
+        apply_changes(cohort.pk, add=[ext(value) for value in members])
+        cohorts.append(cohort)
+    return cohorts
+
+
+def sync_each(cohorts, connection, **options):
+    for cohort in cohorts:
+        create_sync(
+            name=f"{cohort.name} → Braze",
+            cohort=cohort,
+            connection=connection,
+            identifier_mapping=["external_id"],
+            cadence={"kind": "once"},
+            options=options or None,
+            actor=None,
+        )
+
+
+@pytest.fixture
+def braze():
+    return make_connection(name="Braze prod")
+
+
+@pytest.fixture
+def new_cohort():
+    cohort = Cohort.objects.create(name="New cohort", source=Cohort.Source.MANUAL)
+    apply_changes(cohort.pk, add=[ext("many-1"), ext("many-2"), ext("few-1")])
+    return cohort
+
+
+def test_25_cohorts_sharing_the_attribute_raise_no_warning(braze, new_cohort):
+    sync_each(make_cohorts(24, members=["many-1"]), braze)
+    assert array_cap_warning(connection=braze, cohort=new_cohort, options={}) is None
+
+
+def test_the_26th_cohort_warns_with_the_members_past_the_cap(
+    braze, new_cohort, django_assert_max_num_queries
+):
+    cohorts = make_cohorts(25, members=["many-1", "many-2"])
+    apply_changes(cohorts[0].pk, add=[ext("few-1")])  # few-1 is in 2 cohorts only
+    sync_each(cohorts, braze)
+    with django_assert_max_num_queries(3):
+        warning = array_cap_warning(connection=braze, cohort=new_cohort, options={})
+    assert warning is not None
+    assert (warning.attribute, warning.cohorts, warning.members_over) == (
+        "cohortsync_cohorts",
+        26,
+        2,
+    )
+
+
+def test_the_warning_counts_possible_overflow_even_when_no_member_is_past_it_yet(braze, new_cohort):
+    sync_each(make_cohorts(25), braze)
+    warning = array_cap_warning(connection=braze, cohort=new_cohort, options={})
+    assert (warning.cohorts, warning.members_over) == (26, 0)
+
+
+def test_boolean_writes_share_no_array(braze, new_cohort):
+    sync_each(make_cohorts(20), braze)
+    sync_each(make_cohorts(10)[5:], braze, membership_mode="boolean")  # names repeat
+    assert array_cap_warning(connection=braze, cohort=new_cohort, options={}) is None
+    sync_each(make_cohorts(25)[20:], braze, membership_mode="both")  # both writes the array
+    assert array_cap_warning(connection=braze, cohort=new_cohort, options={}).cohorts == 26
+    # This sync in boolean mode adds nothing to the array: no warning for it.
+    assert (
+        array_cap_warning(
+            connection=braze, cohort=new_cohort, options={"membership_mode": "boolean"}
+        )
+        is None
+    )
+
+
+def test_a_boolean_connection_warns_only_for_syncs_that_override_it_to_array(new_cohort):
+    connection = make_connection(name="Braze booleans", membership_mode="boolean")
+    sync_each(make_cohorts(25), connection)
+    assert array_cap_warning(connection=connection, cohort=new_cohort, options={}) is None
+    assert (
+        array_cap_warning(
+            connection=connection, cohort=new_cohort, options={"membership_mode": "array"}
+        )
+        is None  # the 25 others write booleans: this would be the array's only value
+    )
+    sync_each(make_cohorts(25), connection, membership_mode="array")
+    warning = array_cap_warning(
+        connection=connection, cohort=new_cohort, options={"membership_mode": "array"}
+    )
+    assert warning.cohorts == 26
+
+
+def test_an_edited_sync_is_not_counted_twice(braze):
+    cohorts = make_cohorts(26)
+    sync_each(cohorts, braze)
+    last = Sync.objects.get(cohort=cohorts[-1])
+    assert (
+        array_cap_warning(
+            connection=braze, cohort=cohorts[-1], options={}, exclude_sync_id=last.pk
+        ).cohorts
+        == 26
+    )
+    assert (
+        array_cap_warning(
+            connection=braze,
+            cohort=cohorts[-1],
+            options={"membership_mode": "boolean"},
+            exclude_sync_id=last.pk,
+        )
+        is None
+    )
+
+
+def test_appsflyer_has_no_array_to_fill(new_cohort):
+    assert (
+        array_cap_warning(connection=make_connection("appsflyer"), cohort=new_cohort, options={})
+        is None
+    )
+
+
+def preview_page(client, cohort, connection, **changes):
+    data = {
+        "step": "preview",
+        "cohort": cohort.pk,
+        "connection": connection.pk,
+        "primary_identifier": "external_id",
+        "cadence": "once",
+        "leaving_members": "remove",
+        "mass_removal_threshold_pct": "50",
+        **changes,
+    }
+    return client.get(reverse("sync_pages:sync_create"), data).content.decode()
+
+
+def test_the_preview_warns_and_says_what_to_do(marketer_client, braze, new_cohort):
+    sync_each(make_cohorts(25, members=["many-1"]), braze)
+    html = preview_page(marketer_client, new_cohort, braze)
+    assert 'id="array-cap-warning"' in html
+    assert "26 cohorts write their names into <code>cohortsync_cohorts</code>" in html
+    assert "Today 1 member is in more than 25 of these cohorts." in html
+    assert "A boolean attribute per cohort" in html and "raise the array cap" in html
+    assert 'id="array-cap-warning"' not in preview_page(
+        marketer_client, new_cohort, braze, membership_mode="boolean"
+    )
+
+
+def test_the_preview_has_no_warning_below_the_cap(marketer_client, braze, new_cohort):
+    sync_each(make_cohorts(3), braze)
+    assert 'id="array-cap-warning"' not in preview_page(marketer_client, new_cohort, braze)
+
+
+# The override reaches Braze
+
+
+def profile(sandbox, external_id):
+    url = f"{sandbox.url}/_sandbox/braze/profiles/external_id:{external_id}"
+    response = requests.get(url, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["attributes"]
+
+
+@pytest.mark.usefixtures("rq_redis")
+@pytest.mark.parametrize(
+    ("mode", "array", "boolean"),
+    [("", ["Churn risk"], None), ("boolean", None, True), ("both", ["Churn risk"], True)],
+)
+def test_the_membership_mode_chosen_in_the_form_is_what_braze_receives(
+    marketer_client, sandbox, mode, array, boolean
+):
+    connection = make_connection(
+        name="Braze sandbox",
+        endpoint=sandbox.url,
+        secret=DEMO_BRAZE_KEY,
+        update_existing_only=False,
+    )
+    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
+    apply_changes(cohort.pk, add=[ext("u1"), ext("u2")])
+    data = {
+        "cohort": cohort.pk,
+        "connection": connection.pk,
+        "primary_identifier": "external_id",
+        "membership_mode": mode,
+        "cadence": "once",
+        "leaving_members": "remove",
+        "mass_removal_threshold_pct": "50",
+        "name": "Churn → Braze",
+    }
+    assert marketer_client.post(reverse("sync_pages:sync_create"), data).status_code == 302
+    sync = Sync.objects.get()
+    assert sync.options == ({"membership_mode": mode} if mode else {})
+    marketer_client.post(reverse("sync_pages:sync_run_now", args=[sync.pk]))
+    run_jobs()
+    assert SyncRun.objects.get().added == 2
+    for value in ("u1", "u2"):
+        attributes = profile(sandbox, value)
+        assert attributes.get("cohortsync_cohorts") == array
+        assert attributes.get("In Churn risk") == boolean
