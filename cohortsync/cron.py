@@ -18,10 +18,12 @@ cron.register(
     result_ttl=600,
     name="dispatch_due_syncs",
 )
+# Every 30 s: a heartbeat is stale after 90 s, so a dead worker's run is resumed or failed
+# within two minutes (DESIGN invariant 6).
 cron.register(
     reap_stuck_runs,
     queue_name="default",
-    interval=60,
+    interval=30,
     job_timeout=300,
     result_ttl=600,
     name="reap_stuck_runs",

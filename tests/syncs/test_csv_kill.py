@@ -6,20 +6,16 @@ temporary SQLite file, or a scratch PostgreSQL database when DATABASE_URL points
 """
 
 import json
-import os
-import select
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 
 from syncs.csv_import import CHUNK_ROWS, TEST_APPLY_PAUSE_ENV
+from tests.worker_process import manage, scratch_database, shell, wait_for_line
 
 OLD = sorted(f"old-{n:03}" for n in range(50))
 # Three apply chunks, and ten of the old members named again.
@@ -57,54 +53,10 @@ print(json.dumps({
 """
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def shell(env: dict[str, str], code: str, **extra: str) -> dict:
-    out = manage({**env, **extra}, "shell", "--no-imports", "-c", code)
-    return json.loads(out.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def scratch_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    tmp = tmp_path_factory.mktemp("csv-kill")
-    server_url = os.environ.get("DATABASE_URL", "")
-    scratch_db = ""
-    if server_url.startswith(("postgres://", "postgresql://")):
-        import psycopg
-
-        scratch_db = f"cohortsync_csv_kill_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{scratch_db}"')
-        database_url = urlsplit(server_url)._replace(path=f"/{scratch_db}").geturl()
-    else:
-        database_url = f"sqlite:///{tmp / 'db.sqlite3'}"
-    env = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    env.update(
-        DEBUG="true",
-        COHORTSYNC_VAR_DIR=str(tmp),
-        MEDIA_ROOT=str(tmp / "media"),
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="cohortsync.settings",
-        SECRET_KEY="subprocess-test-secret-key-that-is-long-enough-for-django-checks",
-    )
-    manage(env, "migrate", "--no-input")
-    try:
+    with scratch_database(tmp_path_factory.mktemp("csv-kill"), "csv_kill") as env:
         yield env
-    finally:
-        if scratch_db:
-            with psycopg.connect(server_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{scratch_db}" WITH (FORCE)')
 
 
 def write_csv(env: dict[str, str], name: str, values: list[str]) -> None:
@@ -122,23 +74,6 @@ def start_job(env: dict[str, str], upload_id: int) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float = 120) -> None:
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 0.5)
-        if not ready:
-            continue
-        line = process.stderr.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if marker in line:
-            return
-    pytest.fail(f"the job never logged {marker!r}; its stderr:\n{''.join(seen)}")
 
 
 def test_a_replace_killed_mid_apply_leaves_the_cohort_exactly_as_it_was(scratch_env):

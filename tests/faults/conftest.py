@@ -1,0 +1,49 @@
+"""Fixtures of the fault tests: the simulator instrumented, a scratch database shared with
+worker processes, and a Braze connection to the simulator."""
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from connections.models import Connection
+from connections.sandbox import DEMO_BRAZE_KEY
+from connections.sandbox import braze as braze_simulator
+from syncs.models import Cohort
+from tests.base import make_connection
+from tests.faults.simulator import MemberWrites
+from tests.worker_process import scratch_database
+
+
+@pytest.fixture
+def member_writes(monkeypatch: pytest.MonkeyPatch) -> MemberWrites:
+    writes = MemberWrites()
+    monkeypatch.setattr(braze_simulator, "_apply_attributes", writes)
+    return writes
+
+
+@pytest.fixture(scope="module")
+def scratch_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with scratch_database(tmp_path_factory.mktemp("faults"), "faults") as env:
+        yield env
+
+
+@pytest.fixture
+def worker_env(scratch_env, redis_url, rq_redis, sandbox, tmp_path) -> dict[str, str]:
+    """The scratch database, this test's empty Redis, and the simulator's address."""
+    return {
+        **scratch_env,
+        "REDIS_URL": redis_url,
+        "SANDBOX_URL": sandbox.url,
+        "WORKER_LOG": str(tmp_path / "worker.log"),
+    }
+
+
+@pytest.fixture
+def cohort(db) -> Cohort:
+    return Cohort.objects.create(name=f"Faults {uuid.uuid4().hex[:6]}", source=Cohort.Source.MANUAL)
+
+
+@pytest.fixture
+def simulated_braze(sandbox, rq_redis) -> Connection:
+    return make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False)

@@ -1,0 +1,62 @@
+"""A key revoked at the partner mid-run: both runs of the connection fail, every sync of the
+connection is paused, and one alert says so (a real RQ worker, in process, on a real Redis)."""
+
+import pytest
+
+from alerts.models import AlertDelivery
+from cohortsync.models import AuditEntry
+from connections.models import Connection
+from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.models import Sync, SyncRun
+from tests.alerts.helpers import configure as configure_alerts
+from tests.base import make_connection
+from tests.faults.simulator import BATCH, PartnerScript, in_destination, track_answers
+from tests.faults.test_partner_faults import braze_sync, fill, ledger, queued_run
+from tests.jobs import run_jobs
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
+
+
+def test_a_key_revoked_mid_run_fails_both_runs_pauses_every_sync_and_alerts_once(
+    cohort, simulated_braze, sandbox, monkeypatch, django_capture_on_commit_callbacks
+):
+    configure_alerts(recipients="ops@example.com")
+    members = sorted(fill(cohort, 4 * BATCH))
+    first = braze_sync(cohort, simulated_braze, name="first")
+    second = braze_sync(cohort, simulated_braze, name="second")
+    elsewhere = braze_sync(
+        cohort,
+        make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, name="other account"),
+        name="elsewhere",
+    )
+    first_run, second_run = queued_run(first), queued_run(second)
+    # The key is revoked at the partner just before the third request: two batches got in.
+    script = PartnerScript({3: lambda: sandbox.state.revoke_braze_key(DEMO_BRAZE_KEY)})
+    monkeypatch.setattr(sandbox.state, "pop_fault", script)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_jobs()
+
+    for run in (first_run, second_run):
+        run.refresh_from_db()
+        assert run.status == SyncRun.Status.FAILED
+        assert "refused the credentials" in run.error_summary
+        assert run.planned == run.added + run.removed + run.failed + run.skipped
+    assert (first_run.added, first_run.failed) == (2 * BATCH, 2 * BATCH)
+    assert (second_run.added, second_run.failed) == (0, 4 * BATCH)
+    assert track_answers(sandbox) == {201: 2, 401: 2}
+    assert in_destination(sandbox, cohort.name) == set(members[: 2 * BATCH]) == ledger(first)
+    simulated_braze.refresh_from_db()
+    assert simulated_braze.state == Connection.State.NEEDS_ATTENTION
+    statuses = dict(Sync.objects.values_list("name", "status"))
+    assert statuses == {
+        "first": Sync.Status.NEEDS_ATTENTION,
+        "second": Sync.Status.NEEDS_ATTENTION,
+        "elsewhere": Sync.Status.ACTIVE,
+    }
+    assert elsewhere.pk  # the other connection's sync is left alone
+    assert AuditEntry.objects.filter(action="connection.auth_failed").count() == 1
+    alerts = list(AlertDelivery.objects.values_list("event", "subject_type", "subject_id"))
+    assert alerts == [
+        (AlertDelivery.Event.CONNECTION_NEEDS_ATTENTION, "connection", simulated_braze.pk)
+    ]
