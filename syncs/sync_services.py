@@ -194,7 +194,9 @@ def _validated_options(connection: Connection, options: object) -> dict[str, Any
     options = dict(options)
     mode = options.get("membership_mode")
     if mode is not None and (
-        connection.kind != Connection.Kind.BRAZE or mode not in BRAZE_MEMBERSHIP_MODES
+        connection.kind != Connection.Kind.BRAZE
+        or not isinstance(mode, str)  # a list or an object is unhashable: refuse, not crash
+        or mode not in BRAZE_MEMBERSHIP_MODES
     ):
         raise ValidationError(
             {"options": f"membership_mode is one of: {', '.join(BRAZE_MEMBERSHIP_MODES)} (Braze)."}
