@@ -156,6 +156,8 @@ def _apply_attributes(state: SandboxState, obj: Any, index: int) -> str | None:
     identity = _identify(obj)
     if isinstance(identity, str):
         return identity
+    if identity.key in state.braze_rejections:
+        return state.braze_rejections[identity.key]
     update_only = obj.get("_update_existing_only", identity.kind == "user_alias")
     if not isinstance(update_only, bool):
         return "'_update_existing_only' must be a boolean"

@@ -136,6 +136,17 @@ def _faults(state: SandboxState, payload: JsonDict) -> JsonDict:
     return {"partner": partner, "statuses": pending, "latency_ms": latency_ms}
 
 
+def _reject_braze_objects(state: SandboxState, payload: JsonDict) -> JsonDict:
+    keys = payload.get("identifiers")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
+        raise BadRequest("'identifiers' must be a non-empty array of profile keys")
+    error = payload.get("error", "Invalid attribute object")
+    if not isinstance(error, str) or not error:
+        raise BadRequest("'error' must be a non-empty string")
+    state.reject_braze_objects(keys, error)
+    return {"status": "ok", "rejected": len(state.braze_rejections)}
+
+
 def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
     known = {"braze_object_cap", "braze_rate_limit", "braze_rate_window", "appsflyer_max_devices"}
     unknown = sorted(set(payload) - known)
@@ -185,5 +196,6 @@ _POST_ROUTES: dict[str, Callable[[SandboxState, JsonDict], JsonDict]] = {
     "/appsflyer/tokens/revoke": _revoke_appsflyer_token,
     "/appsflyer/audiences": _seed_audience,
     "/faults": _faults,
+    "/braze/rejections": _reject_braze_objects,
     "/config": _config,
 }

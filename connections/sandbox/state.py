@@ -109,6 +109,8 @@ class SandboxState:
             # Update-only objects aimed at unknown profiles: accepted by Braze, applied to nobody.
             self.braze_skipped: list[JsonDict] = []
             self.braze_events: list[JsonDict] = []
+            # Profile keys whose attribute objects Braze rejects by index, with the error type.
+            self.braze_rejections: dict[str, str] = {}
             self.audiences: dict[str, Audience] = {}
             self.next_audience_id = 1
             self.fault_statuses: dict[str, deque[int]] = {p: deque() for p in PARTNERS}
@@ -162,6 +164,12 @@ class SandboxState:
                 self.fault_statuses[partner] = deque(statuses)
             if latency_ms is not None:
                 self.latency_ms[partner] = latency_ms
+
+    def reject_braze_objects(self, keys: Iterable[str], error: str) -> None:
+        """Answer objects for these profile keys with a per-object error, as Braze does for
+        objects it cannot apply; the rest of each request is applied."""
+        with self.lock:
+            self.braze_rejections.update(dict.fromkeys(keys, error))
 
     def pop_fault(self, partner: str) -> int | None:
         """The next injected status for this partner, consumed, or None when none is queued."""

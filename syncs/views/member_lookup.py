@@ -1,0 +1,42 @@
+"""The member lookup page: search one identifier, see its cohorts and where each sync has it.
+Every role may look up (it shows identifiers, never secrets)."""
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from cohortsync.roles import check_access, role_required
+from syncs.member_lookup import look_up_member
+from syncs.models import EXTRA_IDENTIFIERS, MAX_IDENTIFIER_LENGTH, IdType
+
+
+class MemberLookupForm(forms.Form):
+    q = forms.CharField(
+        label="Identifier",
+        max_length=MAX_IDENTIFIER_LENGTH,
+        help_text="The exact value: an external ID, device ID, alias name, Braze ID, IDFA…",
+    )
+    id_type = forms.ChoiceField(
+        label="Type",
+        required=False,
+        choices=[
+            ("", "Any identifier"),
+            *IdType.choices,
+            *((name, name.replace("_", " ").upper()) for name in EXTRA_IDENTIFIERS),
+        ],
+    )
+
+
+@role_required("syncs.view_cohort")
+@require_GET
+def member_lookup(request: HttpRequest) -> HttpResponse:
+    check_access(request, "syncs.view_sync")
+    if "q" not in request.GET:
+        return render(request, "syncs/members/lookup.html", {"form": MemberLookupForm()})
+    form = MemberLookupForm(request.GET)
+    if not form.is_valid():
+        return render(request, "syncs/members/lookup.html", {"form": form}, status=400)
+    value, id_type = form.cleaned_data["q"], form.cleaned_data["id_type"] or None
+    context = {"form": form, "value": value, "result": look_up_member(value, id_type)}
+    return render(request, "syncs/members/lookup.html", context)

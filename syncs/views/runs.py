@@ -1,0 +1,106 @@
+"""A run's page (counts, timeline, errors grouped by reason, a held run's approval) and the CSV
+of every member it failed or skipped. Every role reads both; the buttons need manage_syncs."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from cohortsync.roles import check_access, role_required
+from syncs import diff
+from syncs.models import SyncRun, SyncRunError
+from syncs.run_export import export_lines, outcome_of
+from syncs.run_progress import duration_between, estimate_progress
+from syncs.run_timeline import run_timeline
+from syncs.views.syncs import VIEW, run_of_sync
+
+ERROR_REASONS_SHOWN = 20
+SAMPLES_PER_REASON = 5
+REMOVAL_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    reason: str
+    count: int
+    partner_statuses: list[int]
+    samples: list[str]
+
+    @property
+    def outcome(self) -> str:
+        return outcome_of(self.reason)
+
+
+def _error_groups(run: SyncRun) -> list[ErrorGroup]:
+    """The commonest failure reasons first: one aggregate query, then one sample query each."""
+    errors = SyncRunError.objects.filter(run=run)
+    counted = (errors.values("reason").annotate(count=Count("id")).order_by("-count", "reason"))[
+        :ERROR_REASONS_SHOWN
+    ]
+    groups = []
+    for row in counted:
+        sample = list(
+            errors.filter(reason=row["reason"]).values_list("member", "partner_status")[
+                :SAMPLES_PER_REASON
+            ]
+        )
+        statuses = sorted({status for _, status in sample if status is not None})
+        groups.append(ErrorGroup(row["reason"], row["count"], statuses, [m for m, _ in sample]))
+    return groups
+
+
+def _removal_sample(run: SyncRun) -> tuple[list[str], int]:
+    """For a held run: some of the members approving it would remove, and how many there are
+    now (the cohort may have changed since the run was held)."""
+    if run.status != SyncRun.Status.HELD:
+        return [], 0
+    to_remove = diff.ledger_to_remove(run.sync)
+    rows = to_remove.order_by("id").values_list("id_type", "alias_label", "value")
+    sample = [diff.identity_text(*row) for row in rows[:REMOVAL_SAMPLE]]
+    return sample, to_remove.count() if len(sample) == REMOVAL_SAMPLE else len(sample)
+
+
+@role_required(VIEW)
+@require_GET
+def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    run = run_of_sync(pk, run_pk)
+    removal_sample, removals_now = _removal_sample(run)
+    error_rows = SyncRunError.objects.filter(run=run).count()
+    context = {
+        "sync": run.sync,
+        "run": run,
+        "progress": estimate_progress(
+            processed=run.processed,
+            planned=run.planned,
+            started_at=run.started_at,
+            now=timezone.now(),
+            finished=run.status not in SyncRun.ACTIVE,
+        ),
+        "duration": duration_between(run.started_at, run.finished_at),
+        "timeline": run_timeline(run),
+        "error_groups": _error_groups(run),
+        "error_rows": error_rows,
+        # Counted as failed or skipped without a row of their own: the run stopped before it
+        # reached them, or they left the diff while it ran.
+        "unlisted": max(0, run.failed + run.skipped - error_rows),
+        "reasons_shown": ERROR_REASONS_SHOWN,
+        "removal_sample": removal_sample,
+        "removals_now": removals_now,
+    }
+    return render(request, "syncs/syncs/run_detail.html", context)
+
+
+@require_GET
+def run_errors_csv(request: HttpRequest, pk: int, run_pk: int) -> StreamingHttpResponse:
+    """Every member the run failed or skipped, streamed: a run of a million members may have a
+    million rows, and none of them is held in memory."""
+    # Not @role_required: its type admits HttpResponse, and this response streams.
+    check_access(request, VIEW)
+    run = run_of_sync(pk, run_pk)
+    response = StreamingHttpResponse(export_lines(run), content_type="text/csv; charset=utf-8")
+    filename = f"sync-{run.sync_id}-run-{run.pk}-errors.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
