@@ -118,7 +118,16 @@ class SyncRun(models.Model):
                 name="one_active_run_per_sync",
             )
         ]
-        indexes = [models.Index(fields=["sync", "-queued_at"])]
+        indexes = [
+            models.Index(fields=["sync", "-queued_at"]),
+            # The dashboard: history filtered by status, held runs, and the daily totals (the
+            # counts ride in the index so the month's chart reads no table rows).
+            models.Index(fields=["sync", "status", "-queued_at"], name="syncrun_sync_status"),
+            models.Index(
+                fields=["-queued_at"], condition=models.Q(status="held"), name="syncrun_held"
+            ),
+            models.Index(fields=["finished_at", "added", "removed"], name="syncrun_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.sync_id}: {self.status}"
