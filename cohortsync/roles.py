@@ -35,6 +35,7 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "syncs.manage_cohorts",
         "syncs.view_sync",
         "syncs.manage_syncs",
+        "alerts.manage_alerts",
     ],
     Role.MARKETER: [
         "connections.view_connection",

@@ -114,6 +114,11 @@ INSTALLED_APPS = [
     "cohortsync",
     "connections",
     "syncs",
+    "alerts",
+    # Listed for its templates and static Swagger UI (no CDN); keep "api" after it: the role
+    # groups are synced when the last app has migrated, and ninja has no models.
+    "ninja",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -223,13 +228,33 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Mail goes to the console until an SMTP server is set (EMAIL_HOST) or another backend chosen.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = int(env_str("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_SSL:
+    EMAIL_USE_TLS = False  # implicit TLS (port 465) and STARTTLS exclude each other
+# A mail server that does not answer must not hold an alert worker for ever.
+EMAIL_TIMEOUT = int(env_str("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "cohortsync@localhost")
+# This server's address as people reach it, for the links in alerts.
+SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
 
 # How long a rotated data-import key keeps working, unless the admin picks another window.
 IMPORT_KEY_ROTATION_GRACE_HOURS = int(env_str("IMPORT_KEY_ROTATION_GRACE_HOURS", "24"))
 # Requests per hour one data-import key may make to the inbound API (Braze allows 250,000).
 INBOUND_RATE_LIMIT_PER_HOUR = int(env_str("INBOUND_RATE_LIMIT_PER_HOUR", "250000"))
+# The home page lists a recurring sync whose cohort has not changed for this many days.
+COHORTSYNC_STALE_COHORT_DAYS = int(env_str("COHORTSYNC_STALE_COHORT_DAYS", "7"))
 
 LOGGING = {
     "version": 1,

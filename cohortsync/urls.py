@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api.urls import api_urls, profile_urls
 from cohortsync import views
 from syncs.views.connection_removal import connection_delete, connection_delete_cancel
 from syncs.views.home import home
@@ -15,6 +16,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/profile/", include(profile_urls)),
     # Deleting a connection drives its syncs' cleanup runs, so syncs serves it.
     path("connections/<int:pk>/delete/", connection_delete, name="connection_delete"),
     path(
@@ -25,6 +27,9 @@ urlpatterns = [
     path("connections/", include("connections.urls")),
     path("cohorts/", include("syncs.urls")),
     path("syncs/", include("syncs.sync_urls")),
+    path("members/", include("syncs.lookup_urls")),
+    path("settings/alerts/", include("alerts.urls")),
     path("partners/", include("syncs.inbound_urls")),
+    path("api/v1/", include(api_urls)),
     path("admin/", admin.site.urls),
 ]

@@ -13,6 +13,7 @@ from connections import crypto
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 from connections.partners.base import PartnerConfig, PartnerError
+from connections.signals import connection_state_changed
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,12 @@ def _record_check_outcome(check: ConnectionCheck, outcome: str, message: str) ->
     with transaction.atomic():
         _finish_check(check, outcome, message)
         if fields:
+            state_changed = (
+                Connection.objects.filter(pk=connection.pk).exclude(state=fields["state"]).exists()
+            )
             Connection.objects.filter(pk=connection.pk).update(**fields)
+            if state_changed:
+                _announce_state_change(connection.pk, fields["state"])
         audit.record(
             actor=None,
             action="connection.checked",
@@ -209,3 +215,13 @@ def _record_check_outcome(check: ConnectionCheck, outcome: str, message: str) ->
                 "requested_by": check.requested_by.get_username() if check.requested_by else None,
             },
         )
+
+
+def _announce_state_change(connection_id: int, state: str) -> None:
+    """Tell listeners (alerts) once the new state has committed."""
+    transaction.on_commit(
+        lambda: connection_state_changed.send(
+            sender=Connection, connection_id=connection_id, state=state
+        ),
+        robust=True,
+    )

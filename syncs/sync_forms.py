@@ -1,17 +1,23 @@
-"""The sync creation form. It collects input; syncs.sync_services.create_sync validates and saves.
+"""The sync form's steps as plain forms (cohort, destination, identifier, cadence, name), and
+the answers turned into what syncs.sync_services takes. syncs.sync_steps chains them.
 
-The identifier choices cover every partner; create_sync refuses one the destination cannot
-take (for AppsFlyer, per platform) with the list it can.
+The identifier step offers every identifier: those the destination cannot take are shown
+disabled with the reason, and refused with it if sent anyway; create_sync checks them again.
 """
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from connections.models import Connection
+from connections.partners.braze import MEMBERSHIP_MODES, BrazeConfig
+from syncs import cadence as cadences
 from syncs.models import Cohort, Sync
-from syncs.sync_services import IDENTIFIERS_BY_KIND
+from syncs.sync_preview import Coverage
+from syncs.sync_services import IDENTIFIERS_BY_KIND, NOT_ON_PLATFORM
 
 CADENCE_CHOICES = [
     ("once", "Once (run it with Run now)"),
@@ -23,11 +29,16 @@ IDENTIFIER_LABELS = {
     "external_id": "External ID (AppsFlyer: customer user id)",
     "user_alias": "User alias (Braze)",
     "braze_id": "Braze ID",
-    "gaid": "GAID (AppsFlyer, Android)",
-    "oaid": "OAID (AppsFlyer, Android)",
-    "idfv": "IDFV (AppsFlyer, iOS)",
-    "amplitude_id": "Amplitude ID (AppsFlyer)",
+    "gaid": "GAID (Android advertising id)",
+    "oaid": "OAID (Android, Huawei and others)",
+    "idfv": "IDFV (iOS vendor id)",
+    "amplitude_id": "Amplitude ID",
 }
+ALL_IDENTIFIERS = list(
+    dict.fromkeys(name for names in IDENTIFIERS_BY_KIND.values() for name in names)
+)
+DEVICE_FAMILY = {"idfv": "iOS", "gaid": "Android", "oaid": "Android"}
+PLATFORM_LABELS = {"android": "Android", "ios": "iOS"}
 LEAVING_HELP = {
     Sync.Leaving.REMOVE: "When a member leaves the cohort, the next run takes them out of the "
     "destination too, so the destination matches the cohort.",
@@ -39,29 +50,146 @@ THRESHOLD_HELP = (
 )
 
 
-def _identifier_choices() -> list[tuple[str, str]]:
-    names = dict.fromkeys(name for names in IDENTIFIERS_BY_KIND.values() for name in names)
-    return [(name, IDENTIFIER_LABELS.get(name, name)) for name in names]
+def unavailable_reason(connection: Connection, name: str) -> str | None:
+    """Why `connection` cannot take identifier `name`, or None when it can."""
+    partner = connection.get_kind_display()
+    if name not in IDENTIFIERS_BY_KIND.get(connection.kind, []):
+        return f"{partner} does not take this identifier."
+    platform = str(connection.config.get("platform", ""))
+    if name in NOT_ON_PLATFORM.get(platform, set()):
+        return (
+            f"Not on an {PLATFORM_LABELS[platform]} app: it identifies "
+            f"{DEVICE_FAMILY[name]} devices."
+        )
+    return None
 
 
-class SyncForm(forms.Form):
-    name = forms.CharField(max_length=255)
-    cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name", "id"))
-    connection = forms.ModelChoiceField(
+@dataclass(frozen=True)
+class IdentifierOption:
+    """One row of the identifier step: how many members carry it, and whether it can be used."""
+
+    name: str
+    label: str
+    members: int
+    percent: float
+    unavailable: str | None
+
+    @property
+    def percent_text(self) -> str:
+        """Whole percents, but a few members never read as "0 %"."""
+        if self.members and self.percent < 1:
+            return "< 1 %"
+        return f"{self.percent:.0f} %"
+
+
+class CohortChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.member_count:,} member{'' if obj.member_count == 1 else 's'})"
+
+
+class ConnectionChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.get_kind_display()})"
+
+
+class CohortStep(forms.Form):
+    cohort = CohortChoice(queryset=Cohort.objects.order_by("name", "id"), label="Cohort to send")
+
+
+class DestinationStep(forms.Form):
+    connection = ConnectionChoice(
         queryset=Connection.objects.order_by("name", "id"), label="Destination connection"
     )
-    primary_identifier = forms.ChoiceField(
-        choices=_identifier_choices,
-        label="Identify members by",
-        help_text="The identifier each member is sent to the destination with.",
+
+    def clean_connection(self) -> Connection:
+        connection: Connection = self.cleaned_data["connection"]
+        try:
+            connection.get_config()
+        except ValueError as exc:
+            raise ValidationError(
+                f"{connection.name} has settings that are not valid ({exc}); an admin must fix "
+                "them before a sync can use it."
+            ) from None
+        return connection
+
+
+class IdentifierStep(forms.Form):
+    """The identifier mapping, plus the destination's own option (Braze membership mode,
+    AppsFlyer audience). Every identifier is a choice; those the destination cannot take are
+    shown disabled, and refused with the reason if sent anyway."""
+
+    primary_identifier = forms.ChoiceField(label="Identify members by")
+    fallback_identifier = forms.ChoiceField(required=False, label="Otherwise by")
+    membership_mode = forms.ChoiceField(
+        required=False, widget=forms.RadioSelect, initial="", label="Membership in Braze"
     )
-    fallback_identifier = forms.ChoiceField(
-        choices=lambda: [("", "No fallback"), *_identifier_choices()],
+    import_key = forms.CharField(
         required=False,
-        label="Otherwise by",
-        help_text="Used for members who lack the first identifier; members with neither are "
-        "skipped and listed on the run page.",
+        max_length=200,
+        label="AppsFlyer audience import key",
+        help_text="Leave blank and the first run creates an audience named after the cohort.",
     )
+
+    def __init__(self, *args: Any, connection: Connection, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection = connection
+        labelled = [(name, IDENTIFIER_LABELS.get(name, name)) for name in ALL_IDENTIFIERS]
+        self._choice_field("primary_identifier").choices = labelled
+        self._choice_field("fallback_identifier").choices = [("", "No fallback"), *labelled]
+        if connection.kind == Connection.Kind.BRAZE:
+            config = connection.get_config()
+            assert isinstance(config, BrazeConfig)
+            default = MEMBERSHIP_MODES[config.membership_mode]
+            # The connection's usual identifier is the first choice until one is picked.
+            self.initial.setdefault("primary_identifier", config.default_identifier)
+            self._choice_field("membership_mode").choices = [
+                ("", f"As the connection says: {default.lower()}"),
+                *MEMBERSHIP_MODES.items(),
+            ]
+        else:
+            del self.fields["membership_mode"]
+        if connection.kind != Connection.Kind.APPSFLYER:
+            del self.fields["import_key"]
+
+    def _choice_field(self, name: str) -> forms.ChoiceField:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        return field
+
+    def identifier_options(self, coverage: Coverage) -> list[IdentifierOption]:
+        return [
+            IdentifierOption(
+                name=name,
+                label=IDENTIFIER_LABELS.get(name, name),
+                members=coverage.by_identifier.get(name, 0),
+                percent=coverage.percent(name),
+                unavailable=unavailable_reason(self.connection, name),
+            )
+            for name in ALL_IDENTIFIERS
+        ]
+
+    def _available(self, field_name: str) -> str:
+        name: str = self.cleaned_data.get(field_name) or ""
+        reason = unavailable_reason(self.connection, name) if name else None
+        if reason:
+            raise ValidationError(f"{IDENTIFIER_LABELS.get(name, name)} is not available: {reason}")
+        return name
+
+    def clean_primary_identifier(self) -> str:
+        return self._available("primary_identifier")
+
+    def clean_fallback_identifier(self) -> str:
+        return self._available("fallback_identifier")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        primary, fallback = data.get("primary_identifier"), data.get("fallback_identifier")
+        if primary and fallback == primary:
+            self.add_error("fallback_identifier", "Choose a different fallback, or none.")
+        return data
+
+
+class CadenceStep(forms.Form):
     cadence = forms.ChoiceField(
         choices=CADENCE_CHOICES, widget=forms.RadioSelect, initial="once", label="Cadence"
     )
@@ -83,12 +211,6 @@ class SyncForm(forms.Form):
         initial=Sync.Leaving.REMOVE,
         label="Members who leave the cohort",
     )
-    import_key = forms.CharField(
-        required=False,
-        max_length=200,
-        label="AppsFlyer audience import key",
-        help_text="Leave blank and the first run creates an audience named after the cohort.",
-    )
     mass_removal_threshold_pct = forms.IntegerField(
         min_value=1,
         max_value=100,
@@ -99,40 +221,41 @@ class SyncForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        primary, fallback = data.get("primary_identifier"), data.get("fallback_identifier")
-        if primary and fallback == primary:
-            self.add_error("fallback_identifier", "Choose a different fallback, or none.")
         if data.get("cadence") == "daily" and not data.get("daily_time"):
             self.add_error("daily_time", "A daily sync needs its time of day.")
+        elif data.get("cadence"):
+            try:
+                cadences.parse_cadence(cadence_of(data))
+            except cadences.CadenceError as exc:
+                self.add_error("timezone" if "time zone" in str(exc) else "cadence", str(exc))
         return data
 
-    def options(self) -> dict[str, Any]:
-        key = (self.cleaned_data.get("import_key") or "").strip()
-        return {"import_key": key} if key else {}
 
-    def cadence_dict(self) -> dict[str, Any]:
-        """The cadence as syncs.cadence reads it; create_sync validates it (time zone included)."""
-        kind = self.cleaned_data["cadence"]
-        if kind != "daily":
-            return {"kind": kind}
-        return {
-            "kind": kind,
-            "time_of_day": self.cleaned_data["daily_time"].strftime("%H:%M"),
-            "timezone": (self.cleaned_data.get("timezone") or "UTC").strip(),
-        }
+class PreviewStep(forms.Form):
+    name = forms.CharField(max_length=255, label="Name of the sync")
 
-    def identifier_mapping(self) -> list[str]:
-        mapping = [self.cleaned_data["primary_identifier"]]
-        if self.cleaned_data.get("fallback_identifier"):
-            mapping.append(self.cleaned_data["fallback_identifier"])
-        return mapping
 
-    def add_service_errors(self, exc: ValidationError) -> None:
-        """Put create_sync's field errors on the form's fields of the same meaning."""
-        aliases = {"identifier_mapping": "primary_identifier", "cadence": "cadence"}
-        if not hasattr(exc, "error_dict"):
-            self.add_error(None, exc)
-            return
-        for field, errors in exc.message_dict.items():
-            target = aliases.get(field, field)
-            self.add_error(target if target in self.fields else None, errors)
+def mapping_of(answers: Mapping[str, Any]) -> list[str]:
+    return [
+        name for name in (answers["primary_identifier"], answers["fallback_identifier"]) if name
+    ]
+
+
+def cadence_of(answers: Mapping[str, Any]) -> dict[str, Any]:
+    """The cadence as syncs.cadence reads it."""
+    if answers["cadence"] != "daily":
+        return {"kind": answers["cadence"]}
+    return {
+        "kind": "daily",
+        "time_of_day": answers["daily_time"].strftime("%H:%M"),
+        "timezone": (answers.get("timezone") or "UTC").strip(),
+    }
+
+
+def options_of(answers: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if answers.get("membership_mode"):
+        options["membership_mode"] = answers["membership_mode"]
+    if (answers.get("import_key") or "").strip():
+        options["import_key"] = answers["import_key"].strip()
+    return options

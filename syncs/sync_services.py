@@ -216,9 +216,11 @@ def start_run(
 
     The database's one-active-run constraint decides, so two clicks make one run.
     """
-    # Run now and cleanup runs go ahead on a paused sync; the schedule's runs do not.
+    # A person's run (Run now, the API) and cleanup runs go ahead on a paused sync; the
+    # schedule's runs do not.
     if sync.status != Sync.Status.ACTIVE and trigger not in (
         SyncRun.Trigger.MANUAL,
+        SyncRun.Trigger.API,
         SyncRun.Trigger.CLEANUP,
     ):
         raise ValidationError(f"{sync.name} is {sync.get_status_display().lower()}.")

@@ -1,14 +1,10 @@
-"""Sync pages: the list, the creation form, a sync's page with Run now and its history, and a
-run's page with its live progress (htmx) and errors grouped by reason. Every role reads;
-marketers and admins create and run."""
-
-from dataclasses import dataclass
+"""Sync pages: the list, a sync's page with Run now and its history, and a run's live progress
+(htmx). Every role reads; marketers and admins run. Creating and editing a sync:
+syncs.views.sync_wizard; a run's own page and its CSV of errors: syncs.views.runs."""
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,27 +15,18 @@ from django.views.decorators.http import require_POST
 from cohortsync.audit import client_ip
 from cohortsync.roles import role_required
 from syncs import cadence as cadences
-from syncs import diff
-from syncs.models import Sync, SyncRun, SyncRunError
+from syncs.history_filters import RunHistoryFilter
+from syncs.models import Sync, SyncRun
+from syncs.run_charts import BarChart, RunCounts, run_changes_chart
 from syncs.run_progress import RunProgress, duration_between, estimate_progress
-from syncs.sync_forms import LEAVING_HELP, SyncForm
-from syncs.sync_services import create_sync, start_run
+from syncs.sync_services import start_run
 
 VIEW = "syncs.view_sync"
 MANAGE = "syncs.manage_syncs"
 PAGE_SIZE = 50
 HISTORY_SIZE = 25
-ERROR_REASONS_SHOWN = 20
-SAMPLES_PER_REASON = 5
-REMOVAL_SAMPLE = 20
-
-
-@dataclass(frozen=True)
-class ErrorGroup:
-    reason: str
-    count: int
-    partner_statuses: list[int]
-    samples: list[str]
+CHART_RUNS = 30
+RUN_FINISHED_EVENT = "run-finished"
 
 
 def request_actor(request: HttpRequest) -> User:
@@ -82,49 +69,47 @@ def sync_list(request: HttpRequest) -> HttpResponse:
         (sync, _cadence_text(sync), labels.get(sync.last_run_status, sync.last_run_status))
         for sync in page.object_list
     ]
-    return render(request, "syncs/syncs/list.html", {"page": page, "rows": rows})
+    context = {"page": page, "rows": rows, "now": timezone.now()}
+    return render(request, "syncs/syncs/list.html", context)
 
 
-@role_required(MANAGE)
-def sync_create(request: HttpRequest) -> HttpResponse:
-    form = SyncForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            sync = create_sync(
-                name=data["name"],
-                cohort=data["cohort"],
-                connection=data["connection"],
-                identifier_mapping=form.identifier_mapping(),
-                cadence=form.cadence_dict(),
-                options=form.options(),
-                leaving_members=data["leaving_members"],
-                mass_removal_threshold_pct=data["mass_removal_threshold_pct"],
-                actor=request_actor(request),
-                ip=client_ip(request),
-            )
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-        else:
-            messages.success(request, f"Sync {sync.name} created. Press Run now to send it.")
-            return redirect("sync_pages:sync_detail", pk=sync.pk)
-    context = {"form": form, "leaving_help": LEAVING_HELP}
-    return render(request, "syncs/syncs/form.html", context)
+def _run_chart(sync: Sync) -> BarChart | None:
+    """Adds, removes and failures of the sync's latest finished runs: one query."""
+    latest = sync.runs.filter(finished_at__isnull=False).order_by("-queued_at", "-id")
+    rows = latest.values_list("pk", "added", "removed", "failed")[:CHART_RUNS]
+    return run_changes_chart([RunCounts(*row) for row in list(rows)[::-1]])
 
 
 @role_required(VIEW)
 def sync_detail(request: HttpRequest, pk: int) -> HttpResponse:
     sync = get_object_or_404(Sync.objects.select_related("cohort", "connection"), pk=pk)
-    runs = list(sync.runs.select_related("requested_by")[:HISTORY_SIZE])
-    latest = runs[0] if runs else None
+    # At most one run is queued or running: the database enforces it.
+    active = sync.runs.filter(status__in=SyncRun.ACTIVE).first()
+    filters = RunHistoryFilter(request.GET)
+    page = None
+    if filters.is_valid():
+        runs = filters.apply(sync.runs.all())
+        page = Paginator(runs, HISTORY_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
     context = {
         "sync": sync,
         "cadence": _cadence_text(sync),
-        "history": [(run, duration_between(run.started_at, run.finished_at)) for run in runs],
-        "latest": latest if latest and latest.status in SyncRun.ACTIVE else None,
-        "progress": _progress(latest) if latest else None,
+        "filters": filters,
+        "filtered": any(request.GET.get(name) for name in filters.fields),
+        "query": query.urlencode(),
+        "page": page,
+        "history": [
+            (run, duration_between(run.started_at, run.finished_at))
+            for run in (page.object_list if page else [])
+        ],
+        "latest": active,
+        "progress": _progress(active) if active else None,
+        "chart": _run_chart(sync),
+        "chart_runs": CHART_RUNS,
     }
-    return render(request, "syncs/syncs/detail.html", context)
+    # A filter that is not a status or a trigger: the page says so and lists nothing.
+    return render(request, "syncs/syncs/detail.html", context, status=200 if page else 400)
 
 
 @role_required(MANAGE)
@@ -148,49 +133,12 @@ def sync_run_now(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("sync_pages:sync_detail", pk=sync.pk)
 
 
-def _error_groups(run: SyncRun) -> list[ErrorGroup]:
-    """The commonest failure reasons first: one aggregate query, then one sample query each."""
-    errors = SyncRunError.objects.filter(run=run)
-    counted = (errors.values("reason").annotate(count=Count("id")).order_by("-count", "reason"))[
-        :ERROR_REASONS_SHOWN
-    ]
-    groups = []
-    for row in counted:
-        sample = list(
-            errors.filter(reason=row["reason"]).values_list("member", "partner_status")[
-                :SAMPLES_PER_REASON
-            ]
-        )
-        statuses = sorted({status for _, status in sample if status is not None})
-        groups.append(ErrorGroup(row["reason"], row["count"], statuses, [m for m, _ in sample]))
-    return groups
-
-
-def _removal_sample(run: SyncRun) -> list[str]:
-    """For a held run: some of the members approving it would remove, for the approver."""
-    if run.status != SyncRun.Status.HELD:
-        return []
-    rows = diff.ledger_to_remove(run.sync).order_by("id")[:REMOVAL_SAMPLE]
-    return [diff.identity_text(row.id_type, row.alias_label, row.value) for row in rows]
-
-
-@role_required(VIEW)
-def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
-    run = run_of_sync(pk, run_pk)
-    context = {
-        "sync": run.sync,
-        "run": run,
-        "progress": _progress(run),
-        "duration": duration_between(run.started_at, run.finished_at),
-        "error_groups": _error_groups(run),
-        "reasons_shown": ERROR_REASONS_SHOWN,
-        "removal_sample": _removal_sample(run),
-    }
-    return render(request, "syncs/syncs/run_detail.html", context)
-
-
 @role_required(VIEW)
 def run_progress(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     run = run_of_sync(pk, run_pk)
     context = {"run": run, "progress": _progress(run)}
-    return render(request, "syncs/syncs/_run_progress.html", context)
+    response = render(request, "syncs/syncs/_run_progress.html", context)
+    if run.status not in SyncRun.ACTIVE:
+        # htmx raises this event on the page: the sync page refreshes its history and chart.
+        response["HX-Trigger"] = RUN_FINISHED_EVENT
+    return response

@@ -1,5 +1,6 @@
-"""A marketer, in a real browser: creates a sync of a 300-member cohort to the Braze simulator,
-presses Run now, and watches the run finish on the page without reloading it."""
+"""A marketer, in a real browser: creates a sync of a 300-member cohort to the Braze simulator
+through the form's steps, presses Run now, and watches the run finish on the page without
+reloading it."""
 
 import pytest
 
@@ -36,11 +37,15 @@ def test_marketer_creates_a_sync_runs_it_and_watches_it_finish(
 
     page.click("nav >> text=Syncs")
     page.click("text=New sync")
-    page.fill("#id_name", "Churn → Braze")
-    page.select_option("#id_cohort", label="Churn risk")
-    page.select_option("#id_connection", label="Braze sandbox")
-    page.select_option("#id_primary_identifier", "external_id")
+    page.select_option("#id_cohort", label="Churn risk (300 members)")
+    page.click("#next")
+    page.select_option("#id_connection", label="Braze sandbox (Braze)")
+    page.click("#next")
+    page.check("input[name=primary_identifier][value=external_id]")
+    page.click("#next")
     page.check("input[name=cadence][value=once]")
+    page.click("#next")
+    page.fill("#id_name", "Churn → Braze")
     screenshot(page, "sync-form")
     page.click("button:has-text('Create sync')")
     expect(page.locator("h1")).to_contain_text("Churn → Braze")

@@ -146,7 +146,7 @@ def test_the_list_costs_the_same_queries_for_2_and_20_syncs(viewer_client):
     assert queries() == with_two
 
 
-# Creating a sync
+# Creating a sync (its steps, the preview and editing: tests/syncs/test_sync_wizard.py)
 
 
 @pytest.fixture
@@ -163,13 +163,6 @@ def form_data():
         "leaving_members": "remove",
         "mass_removal_threshold_pct": "50",
     }
-
-
-def test_the_form_offers_every_cadence(marketer_client):
-    page = marketer_client.get(reverse("sync_pages:sync_create")).content.decode()
-    for value in ("once", "hourly", "daily", "realtime"):
-        assert f'value="{value}"' in page
-    assert "disabled" not in page
 
 
 def test_a_daily_sync_is_scheduled_in_its_time_zone(marketer_client, form_data):
@@ -210,15 +203,6 @@ def test_creating_a_sync_saves_it_and_goes_to_its_page(request, who, form_data, 
     assert sync.cadence == {"kind": "once"}
     assert (sync.leaving_members, sync.mass_removal_threshold_pct) == ("remove", 50)
     assert sync.created_by == user
-
-
-def test_an_appsflyer_sync_takes_only_identifiers_its_platform_accepts(marketer_client, form_data):
-    form_data["connection"] = make_connection("appsflyer", name="AF android").pk
-    form_data.update(primary_identifier="idfv", fallback_identifier="")  # an iOS identifier
-    response = marketer_client.post(reverse("sync_pages:sync_create"), form_data)
-    assert response.status_code == 200
-    assert "Choose identifiers among" in response.content.decode()
-    assert not Sync.objects.filter(connection__name="AF android").exists()
 
 
 def test_an_appsflyer_sync_is_created_with_an_audience_to_make_on_its_first_run(

@@ -3,16 +3,27 @@ deliveries update themselves, a failure shown with its error."""
 
 import pytest
 
+from alerts import jobs
 from cohortsync.roles import Role
+from tests.alerts.helpers import WebhookReceiver
 from tests.base import PASSWORD, make_user
-from tests.browser.conftest import chromium, page, screenshot  # noqa: F401 -- fixtures
+from tests.browser.conftest import screenshot
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("rq_redis")]
 
 
+@pytest.fixture
+def webhook(monkeypatch):
+    # Retries without waiting, so one burst of the worker runs every attempt.
+    monkeypatch.setattr(jobs, "RETRY_BACKOFF_SECONDS", [0, 0])
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
 def test_admin_sets_up_a_webhook_and_sends_a_test_alert(
-    page,  # noqa: F811 -- the fixture imported above
+    page,
     live_server,
     webhook,
     transactional_db,

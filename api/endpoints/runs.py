@@ -1,0 +1,93 @@
+"""Runs of a sync: trigger one (marketers and admins), list and read them (every role)."""
+
+from typing import Any
+
+from django.db.models import Count
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from api.access import get_or_404
+from api.auth import TokenAuth, actor
+from api.pagination import PageQuery, page_of
+from api.schemas import Id, Message, Page, RunDetailOut, RunErrorOut, RunOut
+from cohortsync.audit import client_ip
+from syncs.models import Sync, SyncRun, SyncRunError
+from syncs.sync_services import start_run
+
+VIEW = "syncs.view_sync"
+MANAGE = "syncs.manage_syncs"
+
+ERROR_REASONS_SHOWN = 20
+SAMPLES_PER_REASON = 5
+
+router = Router(tags=["runs"])
+
+
+def _error_groups(run: SyncRun) -> list[dict[str, Any]]:
+    """The commonest failure reasons first: one aggregate query, then one sample query each
+    (at most ERROR_REASONS_SHOWN), as the run's dashboard page groups them."""
+    errors = SyncRunError.objects.filter(run=run)
+    counted = errors.values("reason").annotate(count=Count("id")).order_by("-count", "reason")
+    groups = []
+    for row in counted[:ERROR_REASONS_SHOWN]:
+        sample = list(
+            errors.filter(reason=row["reason"]).values_list("member", "partner_status")[
+                :SAMPLES_PER_REASON
+            ]
+        )
+        statuses = sorted({status for _, status in sample if status is not None})
+        groups.append({**row, "partner_statuses": statuses, "samples": [m for m, _ in sample]})
+    return groups
+
+
+def _run(sync_id: int, run_id: int) -> SyncRun:
+    """The run, which must belong to the sync in the URL."""
+    get_or_404(Sync.objects.only("id"), sync_id, "sync")
+    return get_or_404(SyncRun.objects.filter(sync_id=sync_id), run_id, "run of this sync")
+
+
+@router.post(
+    "/syncs/{sync_id}/runs",
+    response={200: RunOut, 202: RunOut, 400: Message, 503: Message},
+    auth=TokenAuth(MANAGE),
+)
+def trigger_run(request: HttpRequest, sync_id: Id) -> Status[Any]:
+    """Run the sync now, as the dashboard's Run now does (a paused sync runs too). 202 with the
+    new run; 200 with the run already queued or running, if there is one: a sync never runs
+    twice at once."""
+    user = actor(request)
+    sync = get_or_404(Sync.objects.all(), sync_id, "sync")
+    run, created = start_run(
+        sync=sync, trigger=SyncRun.Trigger.API, actor=user, ip=client_ip(request)
+    )
+    if not created:
+        return Status(200, run)
+    if run.status == SyncRun.Status.FAILED:
+        return Status(503, {"message": f"Run {run.pk} could not start: {run.error_summary}"})
+    return Status(202, run)
+
+
+@router.get("/syncs/{sync_id}/runs", response=Page[RunOut], auth=TokenAuth(VIEW))
+def list_runs(request: HttpRequest, sync_id: Id, page: Query[PageQuery]) -> dict[str, Any]:
+    """The sync's runs, newest first."""
+    get_or_404(Sync.objects.only("id"), sync_id, "sync")
+    return page_of(SyncRun.objects.filter(sync_id=sync_id), page)
+
+
+@router.get("/syncs/{sync_id}/runs/{run_id}", response=RunDetailOut, auth=TokenAuth(VIEW))
+def get_run(request: HttpRequest, sync_id: Id, run_id: Id) -> dict[str, Any]:
+    """A run with its counts and its errors grouped by reason, commonest first (up to 20
+    reasons, 5 sample members each). Every error is in `.../errors`."""
+    run = _run(sync_id, run_id)
+    return {**RunOut.model_validate(run).model_dump(), "error_groups": _error_groups(run)}
+
+
+@router.get(
+    "/syncs/{sync_id}/runs/{run_id}/errors", response=Page[RunErrorOut], auth=TokenAuth(VIEW)
+)
+def list_run_errors(
+    request: HttpRequest, sync_id: Id, run_id: Id, page: Query[PageQuery]
+) -> dict[str, Any]:
+    """The members the run could not add or remove, or skipped, in the order they happened."""
+    run = _run(sync_id, run_id)
+    return page_of(SyncRunError.objects.filter(run=run), page)

@@ -1,0 +1,222 @@
+"""What the API reads and answers, as pydantic schemas (they are also the OpenAPI document).
+
+Inputs forbid unknown fields and refuse values no database column can hold (NUL characters,
+unpaired surrogates, NaN and infinities, absurd nesting) before any service sees them: those
+would otherwise fail inside the database with a 500. What the values mean is the services' job.
+"""
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, model_validator
+
+# The largest id a BIGINT primary key holds; a larger one can only be "not found".
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+MAX_NESTING = 16
+
+
+def _check_storable(value: object, depth: int = 0) -> None:
+    if depth > MAX_NESTING:
+        raise ValueError(f"values are nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text cannot contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no unpaired surrogates)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, depth + 1)
+            _check_storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item, depth + 1)
+
+
+class Input(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        _check_storable(data)
+        return data
+
+
+# Reading
+
+
+class ConnectionOut(Schema):
+    id: int
+    kind: str
+    name: str
+    config: dict[str, Any]
+    # The credential itself is never readable: only its last characters, masked.
+    secret: str = Field(validation_alias="masked_secret")
+    state: str
+    last_error: str
+    last_checked_at: datetime | None
+    created_at: datetime
+
+
+class CohortOut(Schema):
+    id: int
+    name: str
+    source: str
+    partner: str
+    partner_cohort_id: str
+    member_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Ref(Schema):
+    id: int
+    name: str
+
+
+class SyncOut(Schema):
+    id: int
+    name: str
+    cohort: Ref
+    connection: Ref
+    status: str
+    identifier_mapping: list[str]
+    cadence: dict[str, Any]
+    leaving_members: str
+    mass_removal_threshold_pct: int
+    options: dict[str, Any]
+    next_run_at: datetime | None
+    last_run_status: str
+    last_run_at: datetime | None
+    last_run_summary: str
+    created_at: datetime
+
+
+class RunOut(Schema):
+    id: int
+    sync_id: int
+    trigger: str
+    status: str
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    planned_adds: int
+    planned_removes: int
+    added: int
+    removed: int
+    failed: int
+    skipped: int
+    requests: int
+    retries: int
+    throttled_seconds: float
+    interruptions: int
+    error_summary: str
+
+
+class ErrorGroupOut(Schema):
+    reason: str
+    count: int
+    partner_statuses: list[int]
+    sample_members: list[str] = Field(validation_alias="samples")
+
+
+class RunDetailOut(RunOut):
+    error_groups: list[ErrorGroupOut]
+
+
+class RunErrorOut(Schema):
+    id: int
+    operation: str
+    member: str
+    reason: str
+    partner_status: int | None
+    created_at: datetime
+
+
+class ImportKeyOut(Schema):
+    id: int
+    name: str
+    partner: str
+    prefix: str
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @staticmethod
+    def resolve_status(key: Any) -> str:
+        return str(key.status())
+
+
+class ImportKeyCreatedOut(Schema):
+    # The only time the raw key is ever shown: store it now.
+    key: str
+    import_key: ImportKeyOut
+
+
+class Message(Schema):
+    message: str
+    errors: dict[str, list[str]] = Field(default_factory=dict)
+
+
+Item = TypeVar("Item")
+
+
+class Page(Schema, Generic[Item]):
+    count: int
+    limit: int
+    offset: int
+    items: list[Item]
+
+
+# Writing
+
+
+class SyncCreateIn(Input):
+    name: str
+    cohort_id: Id
+    connection_id: Id
+    identifier_mapping: list[str] = Field(examples=[["external_id"]])
+    cadence: dict[str, Any] = Field(examples=[{"kind": "daily", "time_of_day": "09:00"}])
+    leaving_members: str = "remove"
+    mass_removal_threshold_pct: int = 50
+    options: dict[str, Any] | None = None
+
+
+class SyncUpdateIn(Input):
+    """Only the fields sent change; the cohort and the destination of a sync never do."""
+
+    name: str | None = None
+    identifier_mapping: list[str] | None = None
+    cadence: dict[str, Any] | None = None
+    leaving_members: str | None = None
+    mass_removal_threshold_pct: int | None = None
+    options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> "SyncUpdateIn":
+        # null would otherwise reach the service as a value; only options may be emptied so.
+        nulls = sorted(
+            name
+            for name in self.model_fields_set
+            if name != "options" and getattr(self, name) is None
+        )
+        if nulls:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulls)}")
+        return self
+
+
+class ImportKeyCreateIn(Input):
+    """Checked by the dashboard's own form, so both refuse the same input the same way."""
+
+    partner: str
+    name: str
+    expires_in_days: int | None = Field(None, description="Leave out for a key that never expires.")

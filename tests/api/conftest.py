@@ -1,0 +1,49 @@
+"""Fixtures for the API tests: a token client per role, and a cohort, connection and sync."""
+
+from typing import Any
+
+import pytest
+
+from cohortsync.roles import Role
+from syncs.models import Cohort
+from tests.api.helpers import ApiClient, api_client_for, make_sync
+from tests.base import make_connection, make_user
+
+
+@pytest.fixture
+def admin_api(admin_user: Any) -> ApiClient:
+    return api_client_for(admin_user)
+
+
+@pytest.fixture
+def marketer_api(marketer: Any) -> ApiClient:
+    return api_client_for(marketer)
+
+
+@pytest.fixture
+def viewer_api(viewer: Any) -> ApiClient:
+    return api_client_for(viewer)
+
+
+@pytest.fixture
+def outsider_api(db: Any) -> ApiClient:
+    # Tokens are only created for users with a role; this one lost its role afterwards.
+    user = make_user(Role.VIEWER)
+    client = api_client_for(user)
+    user.groups.clear()
+    return client
+
+
+@pytest.fixture
+def cohort(db: Any) -> Cohort:
+    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
+
+
+@pytest.fixture
+def connection(db: Any) -> Any:
+    return make_connection(name="Braze prod", secret="braze-rest-key-0000-1a2b")
+
+
+@pytest.fixture
+def sync(cohort: Cohort, connection: Any) -> Any:
+    return make_sync(cohort, connection)
