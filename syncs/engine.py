@@ -7,8 +7,8 @@ batch in flight), nothing skipped.
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from django.db import transaction
 from django.db.models import F, Max
@@ -35,6 +35,9 @@ from syncs.sending import BatchSender, StopRun
 logger = logging.getLogger(__name__)
 
 Status = SyncRun.Status
+T = TypeVar("T")
+# Members read per diff query; sent in batches of the partner's size, each checkpointed.
+PAGE_MEMBERS = 1000
 
 
 def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
@@ -110,27 +113,42 @@ class RunSender:
                 self.sync,
                 after_id=after,
                 until_id=self.run.add_until,
-                limit=self.sender.batch_size,
+                limit=self._page_size(),
                 everyone=self.everyone,
             )
         ):
             after = page[-1].pk
-            self._send_adds(page)
+            for batch in self._batches(page):
+                self._send_adds(batch)
         after = self.run.remove_cursor
         while self._removes_members() and (
             rows := diff.page_to_remove(
                 self.sync,
                 after_id=after,
                 until_id=self.run.remove_until,
-                limit=self.sender.batch_size,
+                limit=self._page_size(),
                 everything=self.cleanup,
             )
         ):
             after = rows[-1].pk
-            self._send_removes(rows)
+            for removals in self._batches(rows):
+                self._send_removes(removals)
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")
+
+    def _page_size(self) -> int:
+        """Whole batches, about PAGE_MEMBERS a page: one diff query feeds several requests."""
+        size = self.sender.batch_size
+        return size * max(1, PAGE_MEMBERS // size)
+
+    def _batches(self, rows: Sequence[T]) -> Iterator[Sequence[T]]:
+        """The page in batches of the sender's size, read for each (a partner may lower it)."""
+        start = 0
+        while start < len(rows):
+            size = self.sender.batch_size
+            yield rows[start : start + size]
+            start += size
 
     def _removes_members(self) -> bool:
         return self.cleanup or self.sync.leaving_members == Sync.Leaving.REMOVE
@@ -245,10 +263,11 @@ class RunSender:
                 "failed": len(result.failed) if result else 0,
                 "skipped": len(skipped),
             }
-            self._count(**counts, add_cursor=page[-1].pk)
+            running = self._checkpoint(counts, add_cursor=page[-1].pk)
             record_event(self.run.pk, Kind.BATCH, "", **counts, ms=elapsed_ms)
         # Checked after the checkpoint: what the partner accepted is always in the ledger.
-        self._check_still_running()
+        if not running:
+            self._check_still_running()
 
     def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
         recipients = [
@@ -288,9 +307,10 @@ class RunSender:
                 ]
             )
             counts = {"removed": len(accepted), "failed": len(result.failed)}
-            self._count(**counts, remove_cursor=rows[-1].pk)
+            running = self._checkpoint(counts, remove_cursor=rows[-1].pk)
             record_event(self.run.pk, Kind.BATCH, "", **counts, ms=elapsed_ms)
-        self._check_still_running()
+        if not running:
+            self._check_still_running()
 
     def _check_still_running(self) -> None:
         status = SyncRun.objects.values_list("status", flat=True).get(pk=self.run.pk)
@@ -299,13 +319,30 @@ class RunSender:
 
     def _count(self, **counts: Any) -> None:
         """Add to the run's counters (named as its columns) and beat the heartbeat."""
-        # Cursors are set, not added to: they are where the next page starts.
-        updates: dict[str, Any] = {
-            name: counts.pop(name) for name in ("add_cursor", "remove_cursor") if name in counts
-        }
-        updates.update({name: F(name) + value for name, value in counts.items() if value})
-        updates["heartbeat_at"] = timezone.now()
-        SyncRun.objects.filter(pk=self.run.pk).update(**updates)
+        SyncRun.objects.filter(pk=self.run.pk).update(**_updates(counts))
+
+    def _checkpoint(self, counts: dict[str, int], **cursor: int) -> bool:
+        """A batch's counters, with the requests that sent it; False when the run is no longer
+        running (canceled): the update that adds the counts says so, no extra query."""
+        total: dict[str, Any] = dict(counts)
+        for name, value in self.sender.take_uncounted().items():
+            total[name] = total.get(name, 0) + value
+        updates = _updates({**total, **cursor})
+        runs = SyncRun.objects.filter(pk=self.run.pk)
+        if runs.filter(status=Status.RUNNING).update(**updates):
+            return True
+        runs.update(**updates)
+        return False
+
+
+def _updates(counts: dict[str, Any]) -> dict[str, Any]:
+    # Cursors are set, not added to: they are where the next page starts.
+    updates: dict[str, Any] = {
+        name: counts.pop(name) for name in ("add_cursor", "remove_cursor") if name in counts
+    }
+    updates.update({name: F(name) + value for name, value in counts.items() if value})
+    updates["heartbeat_at"] = timezone.now()
+    return updates
 
 
 def _error(

@@ -1,8 +1,11 @@
 """RQ entry points for cohorts: thin, ids in, the services do the work."""
 
+import functools
 from typing import Any
 
 import django_rq
+import redis
+from django.conf import settings
 from rq import Callback
 
 from syncs.csv_import import fail_interrupted_upload, import_csv_upload
@@ -48,10 +51,18 @@ def run_sync_job(run_id: int) -> str:
     return run_sync(run_id)
 
 
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
 def enqueue_run(run_id: int, *, attempt: int = 0) -> None:
     # The run id and its attempt make the job id: a second enqueue of the same attempt is
     # refused by RQ, while a resume after an interruption gets a job of its own.
-    queue = django_rq.get_queue("default", commit_mode="auto")
+    # One Redis client per process: django-rq makes a new one (a new TCP connection) per call,
+    # and a dispatcher starting thousands of runs ran out of local ports (bench/dispatcher_tick).
+    connection = _redis(settings.RQ_QUEUES["default"]["URL"])
+    queue = django_rq.get_queue("default", commit_mode="auto", connection=connection)
     queue.enqueue(
         run_sync_job,
         run_id,

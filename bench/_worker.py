@@ -1,0 +1,77 @@
+"""One sync run in a process of its own, as an RQ work horse runs it: `_worker.py RUN_ID`.
+
+Started by bench/_common.py's run_in_worker(), which reads this process's peak RSS from the
+kernel. Prints one JSON line: the run's status and counters, wall time, and where the time went
+(planning, paging the diff, the partner calls). The timers wrap module functions without
+changing what they do.
+"""
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohortsync.settings")
+os.environ.setdefault("DEBUG", "true")
+
+
+def timed(spent: dict[str, float], name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+
+    return wrapper
+
+
+def main(run_id: int) -> None:
+    import django
+
+    django.setup()
+    from syncs import diff, engine, sending
+    from syncs.models import SyncRun
+
+    spent: dict[str, float] = {}
+    engine.RunSender._plan = timed(spent, "plan", engine.RunSender._plan)  # type: ignore[method-assign]
+    diff.page_to_add = timed(spent, "pages", diff.page_to_add)
+    diff.page_to_remove = timed(spent, "pages", diff.page_to_remove)
+    sending.BatchSender.send = timed(spent, "send", sending.BatchSender.send)  # type: ignore[method-assign]
+    started = time.perf_counter()
+    if os.environ.get("BENCH_PROFILE"):
+        # BENCH_PROFILE=<file>: a cProfile of the run, for `python -m pstats <file>`.
+        import cProfile
+
+        with cProfile.Profile() as profile:
+            status = engine.run_sync(run_id)
+        profile.dump_stats(os.environ["BENCH_PROFILE"])
+    else:
+        status = engine.run_sync(run_id)
+    wall = time.perf_counter() - started
+    run = SyncRun.objects.get(pk=run_id)
+    figures = {
+        "status": status,
+        "seconds": wall,
+        "planned": run.planned,
+        "added": run.added,
+        "removed": run.removed,
+        "failed": run.failed,
+        "skipped": run.skipped,
+        "requests": run.requests,
+        "retries": run.retries,
+        "throttled_seconds": run.throttled_seconds,
+        "error": run.error_summary,
+        **{f"{name}_seconds": value for name, value in spent.items()},
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,194 @@
+"""Full sync: every member of a 1,000,000-member cohort sent to the simulated Braze (and to the
+simulated AppsFlyer), next to a bare reference client posting the same batches.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/cohortsync_bench \\
+    REDIS_URL=redis://127.0.0.1:6379/9 \\
+        .venv/bin/python bench/full_sync.py [--members 1000000] [--partner braze appsflyer]
+
+The simulator runs in a process of its own (`manage.py partner_sandbox`), and so does the sync
+run (bench/_worker.py: `run_sync` as an RQ work horse calls it), whose peak RSS the kernel
+reports. The reference is what DESIGN.md names: a `requests` client with two threads posting
+pre-built batches (75 objects for Braze, the connection's 10,000 devices for AppsFlyer) over
+keep-alive into the same simulator, restarted empty for each. Targets: cohortsync reaches at
+least 80 % of the reference's members/s, and the worker's peak RSS stays under 300 MB.
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+
+TARGET_RATIO = 0.8
+BRAZE_REQUESTS_PER_SECOND = 1000  # Braze's own limit: 3,000 requests per 3 s
+
+
+def reference_bodies(
+    kind: str, members: int, label: str, import_key: str
+) -> tuple[str, list[bytes]]:
+    """The path and the bodies cohortsync would send for `user-<n>`, built before the clock."""
+    from connections.partners.appsflyer_payload import device_rows, import_payload
+    from connections.partners.base import Recipient
+    from connections.partners.braze_payload import build_track_payload
+
+    recipients = [Recipient(n, "external_id", f"user-{n:08}") for n in range(members)]
+    bodies = []
+    if kind == "braze":
+        for start in range(0, members, 75):
+            payload, _ = build_track_payload(
+                cohort_label=label,
+                add=recipients[start : start + 75],
+                remove=[],
+                mode="array",
+                array_attribute="cohortsync_cohorts",
+                update_existing_only=True,
+                default_alias_label="",
+            )
+            bodies.append(json.dumps(payload).encode())
+        return "/users/track", bodies
+    for start in range(0, members, 10_000):
+        rows = device_rows(
+            recipients[start : start + 10_000], app_id="com.example.app", platform="android"
+        )
+        payload = import_payload(import_key=import_key, platform="android", devices=rows.devices)
+        bodies.append(json.dumps(payload).encode())
+    return "/api/audiences-import-api/v2/add", bodies
+
+
+def run_reference(url: str, path: str, secret: str, bodies: list[bytes], threads: int) -> float:
+    """Seconds for `threads` keep-alive sessions to post every body; each must be accepted."""
+    import requests
+
+    pending = iter(bodies)
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def post_all() -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        while True:
+            with lock:
+                body = next(pending, None)
+            if body is None:
+                return
+            response = session.post(f"{url}{path}", data=body, headers=headers, timeout=60)
+            while response.status_code == 429:
+                # Past Braze's 1,000 requests/s: wait for the window, as any client must.
+                time.sleep(0.05)
+                response = session.post(f"{url}{path}", data=body, headers=headers, timeout=60)
+            if response.status_code >= 300:
+                failures.append(f"{response.status_code} {response.text[:200]}")
+
+    workers = [threading.Thread(target=post_all) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"The reference client was refused {len(failures)}x: {failures[0]}")
+    return seconds
+
+
+def bench_partner(kind: str, members: int, threads: int) -> list[list[Any]]:
+    from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
+
+    tag = uuid.uuid4().hex[:6]
+    secret = DEMO_BRAZE_KEY if kind == "braze" else DEMO_APPSFLYER_TOKEN
+    import_key = f"bench-{tag}"
+    label = f"bench full {kind} {tag}"
+    path, bodies = reference_bodies(kind, members, label, import_key)
+    with _common.simulator() as url:
+        if kind == "appsflyer":
+            _common.control(
+                url,
+                "/appsflyer/audiences",
+                {"name": f"bench {tag}", "platform": "android", "import_key": import_key},
+            )
+        reference_seconds = run_reference(url, path, secret, bodies, threads)
+    del bodies
+
+    cohort = _common.make_cohort(label, members)
+    with _common.simulator() as url:
+        connection = _common.make_connection(kind, url, f"bench {kind} {tag}")
+        sync = _common.make_sync(cohort, connection)
+        try:
+            figures = _common.run_in_worker(_common.queue_run(sync))
+        finally:
+            _common.drop_cohort(cohort)
+            connection.delete()
+    if figures["status"] != "succeeded" or figures["added"] != members:
+        raise SystemExit(f"The run did not send everyone: {figures}")
+
+    seconds = figures["seconds"]
+    requests = figures["requests"]
+    reference_requests = len(range(0, members, 75 if kind == "braze" else 10_000))
+    ratio = reference_seconds / seconds
+    rows: list[list[Any]] = [
+        [
+            f"{kind}: members/s",
+            f"{members / seconds:,.0f}",
+            f"{members / reference_seconds:,.0f}",
+            f"{ratio:.0%}",
+        ],
+        [
+            f"{kind}: requests/s",
+            f"{requests / seconds:,.0f}",
+            f"{reference_requests / reference_seconds:,.0f}",
+            "",
+        ],
+        [f"{kind}: wall time, s", f"{seconds:.1f}", f"{reference_seconds:.1f}", ""],
+        [
+            f"{kind}:   plan / pages / partner calls, s",
+            f"{figures.get('plan_seconds', 0):.1f} / {figures.get('pages_seconds', 0):.1f}"
+            f" / {figures.get('send_seconds', 0):.1f}",
+            "",
+            "",
+        ],
+        [f"{kind}: worker peak RSS, MB", f"{figures['peak_rss_mb']:.0f}", "", ""],
+    ]
+    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    rss = "PASS" if figures["peak_rss_mb"] < _common.RSS_BOUND_MB else "FAIL"
+    print(
+        f"{kind}: {verdict} throughput {ratio:.0%} of the reference (target "
+        f"{TARGET_RATIO:.0%}); {rss} peak RSS {figures['peak_rss_mb']:.0f} MB "
+        f"(bound {_common.RSS_BOUND_MB} MB)",
+        flush=True,
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--partner", nargs="+", choices=["braze", "appsflyer"], default=["braze"])
+    parser.add_argument("--threads", type=int, default=2, help="reference client threads")
+    args = parser.parse_args()
+    _common.setup_django()
+    print(
+        f"{args.members:,} members; reference: {args.threads} threads; {_common.machine()}",
+        flush=True,
+    )
+    rows = []
+    for kind in args.partner:
+        rows += bench_partner(kind, args.members, args.threads)
+    print()
+    _common.table(rows, ["figure", "cohortsync", "reference", "ratio"])
+    if "braze" in args.partner:
+        print(
+            f"Braze's own limit: {BRAZE_REQUESTS_PER_SECOND:,} requests/s x 75 = "
+            f"{BRAZE_REQUESTS_PER_SECOND * 75:,} members/s ({args.members / 75_000:.0f} s)"
+        )
+    print(f"load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
