@@ -5,23 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('syncs', '0008_run_events_removals_lookup_indexes'),
+        ("syncs", "0008_run_events_removals_lookup_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='syncrun',
-            index=models.Index(fields=['sync', 'status', '-queued_at'], name='syncrun_sync_status'),
+            model_name="syncrun",
+            index=models.Index(fields=["sync", "status", "-queued_at"], name="syncrun_sync_status"),
         ),
         migrations.AddIndex(
-            model_name='syncrun',
-            index=models.Index(condition=models.Q(('status', 'held')), fields=['-queued_at'], name='syncrun_held'),
+            model_name="syncrun",
+            index=models.Index(
+                condition=models.Q(("status", "held")), fields=["-queued_at"], name="syncrun_held"
+            ),
         ),
         migrations.AddIndex(
-            model_name='syncrun',
-            index=models.Index(fields=['finished_at', 'added', 'removed'], name='syncrun_finished'),
+            model_name="syncrun",
+            index=models.Index(fields=["finished_at", "added", "removed"], name="syncrun_finished"),
         ),
     ]
