@@ -35,6 +35,8 @@ from syncs.sending import BatchSender, StopRun
 logger = logging.getLogger(__name__)
 
 Status = SyncRun.Status
+# Well under the reaper's 90 s: sleeps are cut into pieces this long, with a beat after each.
+HEARTBEAT_EVERY_SECONDS = 15.0
 T = TypeVar("T")
 # Members read per diff query; sent in batches of the partner's size, each checkpointed.
 PAGE_MEMBERS = 1000
@@ -57,6 +59,9 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
     )
     try:
         RunSender(run, sleep=sleep).execute()
+    except LostClaim:
+        logger.warning("Sync run %s was taken over by another worker; this one stops.", run_id)
+        return "lost claim"
     except StopRun as stop:
         finish_run(run, stop.status, stop.message)
     except Exception:
@@ -72,11 +77,16 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
     return status
 
 
+class LostClaim(Exception):
+    """Another worker holds the run now; this one stops without touching it."""
+
+
 class RunSender:
     def __init__(self, run: SyncRun, *, sleep: Callable[[float], None]) -> None:
         self.run = run
         self.sync: Sync = run.sync
         self.connection: Connection = run.sync.connection
+        self._sleep = sleep
         try:
             secret = crypto.decrypt(self.connection.encrypted_secret)
             self.partner: Partner = self.connection.partner(self.connection.get_config(), secret)
@@ -90,7 +100,7 @@ class RunSender:
             cohort_label=self.sync.cohort.name,
             options=self.sync.options,
             count=self._count,
-            sleep=sleep,
+            sleep=self._sleep_beating,
         )
         # A full resync re-sends every cohort member, whatever the ledger says; removals still
         # come from the ledger, so members who left are removed all the same.
@@ -314,12 +324,32 @@ class RunSender:
 
     def _check_still_running(self) -> None:
         status = SyncRun.objects.values_list("status", flat=True).get(pk=self.run.pk)
-        if status != Status.RUNNING:
+        if status == Status.CANCELED:
             raise StopRun("The run was canceled.", status=status)
+        if status != Status.RUNNING:
+            # The reaper gave up on this run (it thought this worker dead) and finished it.
+            raise LostClaim(self.run.pk)
+
+    def _ours(self) -> Any:
+        """The run while this worker holds it: a reaper that re-queued it (believing this
+        worker dead) bumped its interruptions, and another worker may be sending it now."""
+        return SyncRun.objects.filter(pk=self.run.pk, interruptions=self.run.interruptions)
 
     def _count(self, **counts: Any) -> None:
         """Add to the run's counters (named as its columns) and beat the heartbeat."""
-        SyncRun.objects.filter(pk=self.run.pk).update(**_updates(counts))
+        self._ours().update(**_updates(counts))
+
+    def _sleep_beating(self, seconds: float) -> None:
+        """Sleep (backoff, rate-limit waits) while beating the heartbeat, so a long wait never
+        looks like a dead worker to the reaper (stale after 90 s)."""
+        while seconds > 0:
+            chunk = min(seconds, HEARTBEAT_EVERY_SECONDS)
+            self._sleep(chunk)
+            seconds -= chunk
+            self.beat()
+
+    def beat(self) -> None:
+        self._ours().filter(status=Status.RUNNING).update(heartbeat_at=timezone.now())
 
     def _checkpoint(self, counts: dict[str, int], **cursor: int) -> bool:
         """A batch's counters, with the requests that sent it; False when the run is no longer
@@ -328,10 +358,12 @@ class RunSender:
         for name, value in self.sender.take_uncounted().items():
             total[name] = total.get(name, 0) + value
         updates = _updates({**total, **cursor})
-        runs = SyncRun.objects.filter(pk=self.run.pk)
-        if runs.filter(status=Status.RUNNING).update(**updates):
+        if self._ours().filter(status=Status.RUNNING).update(**updates):
             return True
-        runs.update(**updates)
+        if not self._ours().exists():
+            # Rolls the checkpoint back: the worker that holds the run now sends this batch.
+            raise LostClaim(self.run.pk)
+        self._ours().update(**updates)
         return False
 
 

@@ -84,8 +84,12 @@ class BatchSender:
             try:
                 waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
             except RateLimitTimeout as timeout:
-                self._count_now(throttled_seconds=timeout.waited)
-                self._note_wait(timeout.waited, "the connection's shared rate limit")
+                # The bucket is empty for longer than we wait at once (a partner's reset far
+                # away): wait our longest, then ask again, a bounded number of times.
+                pause = 0.0 if attempt == MAX_ATTEMPTS else min(timeout.needed, MAX_BACKOFF_SECONDS)
+                self.sleep(pause)
+                self._count_now(throttled_seconds=timeout.waited + pause)
+                self._note_wait(timeout.waited + pause, "the connection's shared rate limit")
                 continue
             self._note_wait(waited, "the connection's shared rate limit")
             try:
@@ -110,7 +114,10 @@ class BatchSender:
             if result.rate_limit is not None:
                 self.bucket.observe(result.rate_limit)
             return result
-        raise AssertionError("unreachable")
+        raise StopRun(
+            f"{self.partner.label}'s rate limit left no room for this batch after "
+            f"{MAX_ATTEMPTS} attempts."
+        )
 
     def _handle_error(self, exc: PartnerError, attempt: int) -> None:
         """Stop the run, or wait before the next attempt."""

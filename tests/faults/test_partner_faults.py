@@ -159,11 +159,6 @@ def test_a_batch_that_fails_six_times_stops_the_run_with_the_ledger_equal_to_the
     assert len(ledger(sync)) == 2 * BATCH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: BatchSender.send ends in AssertionError('unreachable') when the shared rate "
-    "limit times out on every attempt (syncs/sending.py, the end of send()).",
-)
 def test_a_reset_too_far_away_stops_the_run_cleanly_instead_of_crashing(
     cohort, simulated_braze, sandbox
 ):
