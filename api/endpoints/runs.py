@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from django.db.models import Count
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
@@ -12,32 +11,13 @@ from api.pagination import PageQuery, page_of
 from api.schemas import Id, Message, Page, RunDetailOut, RunErrorOut, RunOut
 from cohortsync.audit import client_ip
 from syncs.models import Sync, SyncRun, SyncRunError
+from syncs.run_errors import error_groups
 from syncs.sync_services import start_run
 
 VIEW = "syncs.view_sync"
 MANAGE = "syncs.manage_syncs"
 
-ERROR_REASONS_SHOWN = 20
-SAMPLES_PER_REASON = 5
-
 router = Router(tags=["runs"])
-
-
-def _error_groups(run: SyncRun) -> list[dict[str, Any]]:
-    """The commonest failure reasons first: one aggregate query, then one sample query each
-    (at most ERROR_REASONS_SHOWN), as the run's dashboard page groups them."""
-    errors = SyncRunError.objects.filter(run=run)
-    counted = errors.values("reason").annotate(count=Count("id")).order_by("-count", "reason")
-    groups = []
-    for row in counted[:ERROR_REASONS_SHOWN]:
-        sample = list(
-            errors.filter(reason=row["reason"]).values_list("member", "partner_status")[
-                :SAMPLES_PER_REASON
-            ]
-        )
-        statuses = sorted({status for _, status in sample if status is not None})
-        groups.append({**row, "partner_statuses": statuses, "samples": [m for m, _ in sample]})
-    return groups
 
 
 def _run(sync_id: int, run_id: int) -> SyncRun:
@@ -79,7 +59,7 @@ def get_run(request: HttpRequest, sync_id: Id, run_id: Id) -> dict[str, Any]:
     """A run with its counts and its errors grouped by reason, commonest first (up to 20
     reasons, 5 sample members each). Every error is in `.../errors`."""
     run = _run(sync_id, run_id)
-    return {**RunOut.model_validate(run).model_dump(), "error_groups": _error_groups(run)}
+    return {**RunOut.model_validate(run).model_dump(), "error_groups": error_groups(run)}
 
 
 @router.get(

@@ -1,9 +1,6 @@
 """A run's page (counts, timeline, errors grouped by reason, a held run's approval) and the CSV
 of every member it failed or skipped. Every role reads both; the buttons need manage_syncs."""
 
-from dataclasses import dataclass
-
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -12,44 +9,13 @@ from django.views.decorators.http import require_GET
 from cohortsync.roles import check_access, role_required
 from syncs import diff
 from syncs.models import SyncRun, SyncRunError
-from syncs.run_export import export_lines, outcome_of
+from syncs.run_errors import ERROR_REASONS_SHOWN, error_groups
+from syncs.run_export import export_lines
 from syncs.run_progress import duration_between, estimate_progress
 from syncs.run_timeline import run_timeline
 from syncs.views.syncs import VIEW, run_of_sync
 
-ERROR_REASONS_SHOWN = 20
-SAMPLES_PER_REASON = 5
 REMOVAL_SAMPLE = 20
-
-
-@dataclass(frozen=True)
-class ErrorGroup:
-    reason: str
-    count: int
-    partner_statuses: list[int]
-    samples: list[str]
-
-    @property
-    def outcome(self) -> str:
-        return outcome_of(self.reason)
-
-
-def _error_groups(run: SyncRun) -> list[ErrorGroup]:
-    """The commonest failure reasons first: one aggregate query, then one sample query each."""
-    errors = SyncRunError.objects.filter(run=run)
-    counted = (errors.values("reason").annotate(count=Count("id")).order_by("-count", "reason"))[
-        :ERROR_REASONS_SHOWN
-    ]
-    groups = []
-    for row in counted:
-        sample = list(
-            errors.filter(reason=row["reason"]).values_list("member", "partner_status")[
-                :SAMPLES_PER_REASON
-            ]
-        )
-        statuses = sorted({status for _, status in sample if status is not None})
-        groups.append(ErrorGroup(row["reason"], row["count"], statuses, [m for m, _ in sample]))
-    return groups
 
 
 def _removal_sample(run: SyncRun) -> tuple[list[str], int]:
@@ -81,7 +47,7 @@ def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
         ),
         "duration": duration_between(run.started_at, run.finished_at),
         "timeline": run_timeline(run),
-        "error_groups": _error_groups(run),
+        "error_groups": error_groups(run),
         "error_rows": error_rows,
         # Counted as failed or skipped without a row of their own: the run stopped before it
         # reached them, or they left the diff while it ran.
