@@ -1,5 +1,6 @@
 """What happened to one connection, newest first: runs of its syncs, edits of its configuration
-and credentials, credential tests and refusals, each with who did it.
+and credentials, credential tests and refusals, its partner's data-import key events, each with
+who did it.
 
 It lives in syncs because runs do (connections never imports syncs); the connection's page loads
 it with htmx. Three sources are merged a page at a time with a keyset cursor (time, source,
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, Q, QuerySet
+from django.db.models.functions import Cast
 
 from cohortsync.audit import SYSTEM_ACTOR
 from cohortsync.models import AuditEntry
-from connections.models import Connection, ConnectionCheck
+from connections.models import Connection, ConnectionCheck, ImportKey
 from syncs.models import SyncRun
 
 PAGE_SIZE = 25
@@ -25,6 +27,11 @@ RUN, CHECK, AUDIT = 3, 2, 1
 CHECK_ACTIONS = ("connection.check_requested", "connection.checked")
 # Re-encrypting every credential with a new encryption key is recorded once, for all of them.
 CREDENTIALS_ROTATED = "credentials.rotated"
+KEY_EVENTS = {
+    "import_key.generated": "Data-import key generated",
+    "import_key.rotated": "Data-import key rotated",
+    "import_key.revoked": "Data-import key revoked",
+}
 
 
 class BadCursor(ValueError):
@@ -138,6 +145,12 @@ def _audit_item(entry: AuditEntry) -> Item:
         kind, title = "auth_failed", "Credentials refused during a run"
         status, label = "refused", "Refused"
         text = str(details.get("message", ""))
+    elif entry.action in KEY_EVENTS:
+        kind, title = "key", KEY_EVENTS[entry.action]
+        text = (
+            " · ".join(str(details[name]) for name in ("name", "prefix") if details.get(name))
+            or entry.target_label
+        )
     elif entry.action == CREDENTIALS_ROTATED:
         kind, title = "credentials", "Credentials re-encrypted with a new encryption key"
         text = "Every connection's credentials, by rotate_credentials."
@@ -168,9 +181,19 @@ def timeline_page(connection: Connection, *, before: Cursor | None = None) -> Ti
     checks = ConnectionCheck.objects.filter(connection_id=connection.pk).select_related(
         "requested_by"
     )
+    # Data-import keys belong to a partner, not a connection: the connection's page shows the
+    # key events of its partner's keys.
+    partner_keys = (
+        ImportKey.objects.filter(partner=connection.kind)
+        .annotate(as_text=Cast("pk", CharField()))
+        .values("as_text")
+    )
     entries = AuditEntry.objects.filter(
-        Q(target_id=str(connection.pk)) | Q(target_id="", action=CREDENTIALS_ROTATED),
-        target_type="connection",
+        Q(
+            Q(target_id=str(connection.pk)) | Q(target_id="", action=CREDENTIALS_ROTATED),
+            target_type="connection",
+        )
+        | Q(target_type="importkey", target_id__in=partner_keys)
     ).exclude(action__in=CHECK_ACTIONS)
     items = [
         *(_run_item(run) for run in _newest(runs, "queued_at", RUN, before)),

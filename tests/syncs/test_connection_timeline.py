@@ -203,3 +203,19 @@ def test_it_only_answers_get(admin_client, connection):
 def test_the_connection_page_loads_it_with_htmx(viewer_client, connection):
     page = viewer_client.get(reverse("connections:detail", args=[connection.pk])).content.decode()
     assert f'hx-get="{url(connection)}" hx-trigger="load"' in page
+
+
+def test_key_events_of_the_connections_partner_are_on_its_timeline(admin_user, viewer_client):
+    from connections.keys import generate_import_key, revoke_import_key
+
+    appsflyer = make_connection("appsflyer", name="AppsFlyer prod")
+    key, _ = generate_import_key(partner="appsflyer", name="Audiences push", actor=admin_user)
+    revoke_import_key(key=key, actor=admin_user)
+    generate_import_key(partner="amplitude", name="Another partner's key", actor=admin_user)
+    items = viewer_client.get(url(appsflyer)).context["page"].items
+    keys = [(item.title, item.actor) for item in items if item.kind == "key"]
+    assert keys == [
+        ("Data-import key revoked", admin_user.get_username()),
+        ("Data-import key generated", admin_user.get_username()),
+    ]
+    assert all("Audiences push" in item.text for item in items if item.kind == "key")
