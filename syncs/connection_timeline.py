@@ -147,10 +147,8 @@ def _audit_item(entry: AuditEntry) -> Item:
         text = str(details.get("message", ""))
     elif entry.action in KEY_EVENTS:
         kind, title = "key", KEY_EVENTS[entry.action]
-        text = (
-            " · ".join(str(details[name]) for name in ("name", "prefix") if details.get(name))
-            or entry.target_label
-        )
+        named = str(details.get("name") or entry.target_label)
+        text = " · ".join(part for part in (named, str(details.get("prefix") or "")) if part)
     elif entry.action == CREDENTIALS_ROTATED:
         kind, title = "credentials", "Credentials re-encrypted with a new encryption key"
         text = "Every connection's credentials, by rotate_credentials."
