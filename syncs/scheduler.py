@@ -9,12 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 from rq.job import Job
 
-from syncs import cadence as cadences
+from syncs import dispatch
 from syncs.jobs import enqueue_run
-from syncs.models import Sync, SyncRun
+from syncs.models import SyncRun
 from syncs.run_events import Kind, record_event
 from syncs.run_outcome import finish_run
-from syncs.sync_services import start_run
 
 logger = logging.getLogger(__name__)
 
@@ -27,36 +26,21 @@ MAX_INTERRUPTIONS = 3
 def dispatch_due_syncs(*, now: datetime | None = None) -> int:
     """Start a run for every active sync whose next_run_at has come; returns how many started.
 
-    Each slot is claimed with a compare-and-set on next_run_at, so a second dispatcher (or a
-    retry of this job) starts nothing twice. A sync with an invalid cadence is reported on its
-    row and taken out of the schedule; it never stops the others.
+    Set-based (syncs/dispatch.py): the due slots are claimed, their runs and QUEUED events
+    created in one transaction, then the jobs queued through one Redis pipeline once it has
+    committed, so a worker always finds its run. Each slot starts once even with a second
+    dispatcher (or a retry of this job); a sync with an invalid cadence is reported on its row
+    and taken out of the schedule, and never stops the others; a sync whose run is still
+    queued or running gets no second one.
     """
     now = now or timezone.now()
-    due = Sync.objects.filter(status=Sync.Status.ACTIVE, next_run_at__lte=now).order_by(
-        "next_run_at"
-    )[:DISPATCH_BATCH]
-    started = 0
-    for sync in due:
-        slot = sync.next_run_at
-        assert slot is not None  # filtered on next_run_at__lte
-        try:
-            cadence = cadences.parse_cadence(sync.cadence)
-            following = cadences.advance_after_missed(
-                cadence, due=slot, now=now, spread_key=sync.pk
-            )
-        except cadences.CadenceError as exc:
-            Sync.objects.filter(pk=sync.pk, next_run_at=slot).update(
-                next_run_at=None,
-                status=Sync.Status.NEEDS_ATTENTION,
-                last_run_summary=f"Invalid schedule: {exc}"[:255],
-            )
-            logger.warning("Sync %s has an invalid cadence: %s", sync.pk, exc)
-            continue
-        if not Sync.objects.filter(pk=sync.pk, next_run_at=slot).update(next_run_at=following):
-            continue  # another dispatcher took this slot
-        _, created = start_run(sync=sync, trigger=SyncRun.Trigger.SCHEDULE, actor=None)
-        started += int(created)
-    return started
+    with transaction.atomic():
+        claimed = dispatch.claim_due_slots(now=now, limit=DISPATCH_BATCH)
+        runs = dispatch.create_scheduled_runs(claimed)
+    if runs is None:  # someone started one of these syncs meanwhile: start_run sorts it out
+        return dispatch.start_runs_one_by_one(claimed)
+    dispatch.queue_runs(runs)
+    return len(runs)
 
 
 def reap_stuck_runs(*, now: datetime | None = None) -> int:

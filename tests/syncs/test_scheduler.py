@@ -7,16 +7,19 @@ import pytest
 from rq.job import Job
 
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs import dispatch
+from syncs.jobs import enqueue_new_runs, enqueue_run
 from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncRun
+from syncs.models import Cohort, Sync, SyncRun, SyncRunEvent
 from syncs.scheduler import dispatch_due_syncs, reap_stuck_runs
-from syncs.sync_services import create_sync
+from syncs.sync_services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
 NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -113,6 +116,146 @@ def test_paused_syncs_are_not_dispatched(cohort):
     sync = hourly_sync(cohort, make_connection())
     Sync.objects.filter(pk=sync.pk).update(status=Sync.Status.PAUSED)
     assert dispatch_due_syncs(now=NOON + timedelta(minutes=1)) == 0
+
+
+def due_syncs(cohort, count, *, connection=None):
+    connection = connection or make_connection()
+    return [hourly_sync(cohort, connection, name=f"due {n}") for n in range(count)]
+
+
+def queued_job_ids():
+    return set(django_rq.get_queue("default").job_ids)
+
+
+def test_one_tick_starts_every_due_sync_with_its_event_and_job(cohort):
+    syncs = due_syncs(cohort, 5)
+    later = hourly_sync(cohort, syncs[0].connection, name="later", next_run_at=NOON + HOUR)
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 5
+    runs = SyncRun.objects.filter(sync__in=syncs)
+    assert sorted(run.sync_id for run in runs) == sorted(sync.pk for sync in syncs)
+    assert {(run.trigger, run.status) for run in runs} == {
+        (SyncRun.Trigger.SCHEDULE, SyncRun.Status.QUEUED)
+    }
+    events = SyncRunEvent.objects.filter(run__in=runs)
+    assert sorted((event.run_id, event.kind, event.message) for event in events) == sorted(
+        (run.pk, SyncRunEvent.Kind.QUEUED, "Schedule.") for run in runs
+    )
+    assert queued_job_ids() == {f"sync-run-{run.pk}-0" for run in runs}
+    assert set(
+        Sync.objects.filter(pk__in=[s.pk for s in syncs]).values_list("next_run_at", flat=True)
+    ) == {NOON + HOUR}
+    assert not SyncRun.objects.filter(sync=later).exists()
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=6)) == 0
+
+
+def test_invalid_cadences_among_many_are_each_reported_and_the_rest_start(cohort):
+    syncs = due_syncs(cohort, 5)
+    bad_hour, bad_zone = syncs[1], syncs[3]
+    Sync.objects.filter(pk=bad_hour.pk).update(cadence={"kind": "daily", "time_of_day": "25:99"})
+    Sync.objects.filter(pk=bad_zone.pk).update(
+        cadence={"kind": "daily", "time_of_day": "09:00", "timezone": "Mars/Olympus"}
+    )
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 3
+    for broken, words in ((bad_hour, "'25:99' is not HH:MM"), (bad_zone, "'Mars/Olympus'")):
+        broken.refresh_from_db()
+        assert (broken.status, broken.next_run_at) == (Sync.Status.NEEDS_ATTENTION, None)
+        assert broken.last_run_summary.startswith("Invalid schedule: ")
+        assert words in broken.last_run_summary
+        assert not SyncRun.objects.filter(sync=broken).exists()
+    healthy = [syncs[0], syncs[2], syncs[4]]
+    assert SyncRun.objects.filter(sync__in=healthy).count() == 3
+
+
+def test_a_due_sync_with_an_active_run_is_coalesced_while_the_others_start(cohort):
+    syncs = due_syncs(cohort, 3)
+    running = SyncRun.objects.create(
+        sync=syncs[1], trigger=SyncRun.Trigger.MANUAL, status=SyncRun.Status.RUNNING
+    )
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 2
+    assert list(SyncRun.objects.filter(sync=syncs[1])) == [running]
+    assert not SyncRunEvent.objects.filter(run=running).exists()
+    syncs[1].refresh_from_db()
+    assert syncs[1].next_run_at == NOON + HOUR  # the slot is taken all the same
+    new_runs = SyncRun.objects.exclude(pk=running.pk)
+    assert queued_job_ids() == {f"sync-run-{run.pk}-0" for run in new_runs}
+
+
+def test_a_run_started_meanwhile_makes_the_tick_start_its_runs_one_by_one(cohort, monkeypatch):
+    syncs = due_syncs(cohort, 3)
+    # The run appears after the tick looked for active runs: the unique index refuses the batch.
+    queued = SyncRun.objects.create(sync=syncs[0], trigger=SyncRun.Trigger.API)
+    monkeypatch.setattr(dispatch, "syncs_with_an_active_run", lambda sync_ids: set())
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 2
+    assert list(SyncRun.objects.filter(sync=syncs[0])) == [queued]
+    for sync in syncs:
+        assert SyncRun.objects.filter(sync=sync, status__in=SyncRun.ACTIVE).count() == 1
+    assert len(queued_job_ids()) == 2
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=6)) == 0
+
+
+def test_an_unreachable_queue_fails_the_tick_runs_as_start_run_does(cohort, settings):
+    syncs = due_syncs(cohort, 3)
+    clicked = hourly_sync(cohort, syncs[0].connection, name="clicked", next_run_at=None)
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5}}
+    assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 3
+    manual, _ = start_run(sync=clicked, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    assert manual.status == SyncRun.Status.FAILED
+    failed = SyncRun.objects.filter(sync__in=syncs)
+    assert {(run.status, run.error_summary) for run in failed} == {
+        (SyncRun.Status.FAILED, manual.error_summary)
+    }
+    for sync in syncs:
+        sync.refresh_from_db()
+        assert sync.next_run_at == NOON + HOUR  # the next slot will try again
+
+
+def test_a_tick_makes_as_many_queries_for_five_due_syncs_as_for_two(cohort):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    connection_ = make_connection()
+    counts = []
+    for count, now in ((2, NOON + timedelta(seconds=5)), (5, NOON + HOUR + timedelta(seconds=5))):
+        SyncRun.objects.update(status=SyncRun.Status.SUCCEEDED)
+        Sync.objects.update(next_run_at=None)
+        due_syncs(cohort, count, connection=connection_)
+        Sync.objects.filter(next_run_at=NOON).update(next_run_at=now - timedelta(seconds=5))
+        with CaptureQueriesContext(connection) as queries:
+            assert dispatch_due_syncs(now=now) == count
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+def test_batch_jobs_are_the_jobs_enqueue_run_makes_and_stay_unique(cohort):
+    sync = hourly_sync(cohort, make_connection())
+    single, batched = (
+        SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, status=status)
+        for status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.QUEUED)
+    )
+    redis = django_rq.get_connection("default")
+    enqueue_run(single.pk)
+    assert enqueue_new_runs([batched.pk]) == []
+    jobs = [Job.fetch(f"sync-run-{run.pk}-0", connection=redis) for run in (single, batched)]
+
+    def shape(job):
+        return (
+            job.func_name,
+            job.timeout,
+            job.result_ttl,
+            job.failure_ttl,
+            job.ttl,
+            job.origin,
+            job.get_status(),
+            job.kwargs,
+        )
+
+    assert shape(jobs[0]) == shape(jobs[1])
+    assert [job.args for job in jobs] == [(single.pk,), (batched.pk,)]
+    stored = [set(redis.hkeys(job.key)) for job in jobs]
+    assert stored[0] == stored[1]
+    # A job id that exists is refused, as enqueue_run's unique=True does: not queued twice.
+    assert enqueue_new_runs([batched.pk]) == [batched.pk]
+    assert django_rq.get_queue("default").job_ids == [job.id for job in jobs]
 
 
 def stuck_run(sync, *, heartbeat, interruptions=0):
