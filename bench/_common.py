@@ -201,7 +201,8 @@ def run_in_worker(run_id: int) -> dict[str, Any]:
         raise SystemExit(f"The worker failed ({process.returncode}): {output[-2000:]}")
     figures: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     figures["process_seconds"] = time.perf_counter() - started
-    figures["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    # The worker reports its own VmHWM; ru_maxrss includes this process's peak (vfork + exec).
+    figures.setdefault("peak_rss_mb", usage.ru_maxrss / 1024)  # KiB on Linux
     return figures
 
 

@@ -32,6 +32,15 @@ def timed(spent: dict[str, float], name: str, func: Callable[..., Any]) -> Calla
     return wrapper
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not wait4's ru_maxrss in the parent: Python starts the
+    worker with vfork + exec, and the kernel carries the parent's high-water mark into the
+    child's, so the figure was the benchmark's own (its reference client's 1M batches)."""
+    status = Path("/proc/self/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def main(run_id: int) -> None:
     import django
 
@@ -69,6 +78,7 @@ def main(run_id: int) -> None:
         "throttled_seconds": run.throttled_seconds,
         "error": run.error_summary,
         **{f"{name}_seconds": value for name, value in spent.items()},
+        "peak_rss_mb": own_peak_rss_mb(),
     }
     print(json.dumps(figures))
 

@@ -26,6 +26,7 @@ from syncs.models import (
     SyncRemoval,
     SyncRun,
     SyncRunError,
+    SyncRunPlanItem,
 )
 from syncs.realtime import start_follow_up
 from syncs.run_events import Kind, record_event
@@ -40,6 +41,7 @@ HEARTBEAT_EVERY_SECONDS = 15.0
 T = TypeVar("T")
 # Members read per diff query; sent in batches of the partner's size, each checkpointed.
 PAGE_MEMBERS = 1000
+Op = SyncRunPlanItem.Op
 
 
 def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
@@ -116,32 +118,26 @@ class RunSender:
         # A run resumed after its worker died keeps the plan it made; a new one makes its own.
         if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
             self._plan()
-        # A resumed run goes on from its checkpointed cursors, within the bounds of its plan.
+        elif not SyncRunPlanItem.objects.filter(run_id=self.run.pk).exists():
+            self._restore_plan()
+        # A resumed run goes on from its checkpointed cursors, through the plan it stored.
         after = self.run.add_cursor
-        while not self.cleanup and (
-            page := diff.page_to_add(
-                self.sync,
-                after_id=after,
-                until_id=self.run.add_until,
-                limit=self._page_size(),
-                everyone=self.everyone,
-            )
+        while page := diff.page_to_add(
+            self.sync, run_id=self.run.pk, after_id=after, limit=self._page_size()
         ):
-            after = page[-1].pk
-            for batch in self._batches(page):
+            after = page.last_ref
+            for batch in self._batches(page.rows):
                 self._send_adds(batch)
         after = self.run.remove_cursor
-        while self._removes_members() and (
-            rows := diff.page_to_remove(
-                self.sync,
-                after_id=after,
-                until_id=self.run.remove_until,
-                limit=self._page_size(),
-                everything=self.cleanup,
-            )
+        while ledger_page := diff.page_to_remove(
+            self.sync,
+            run_id=self.run.pk,
+            after_id=after,
+            limit=self._page_size(),
+            everything=self.cleanup,
         ):
-            after = rows[-1].pk
-            for removals in self._batches(rows):
+            after = ledger_page.last_ref
+            for removals in self._batches(ledger_page.rows):
                 self._send_removes(removals)
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
@@ -181,29 +177,26 @@ class RunSender:
             self.sender.options = options
 
     def _plan(self) -> None:
-        to_add = diff.members_to_add(self.sync, everyone=self.everyone)
-        add_until = (
-            CohortMember.objects.filter(cohort_id=self.sync.cohort_id).aggregate(top=Max("id"))[
-                "top"
-            ]
-            or 0
-        )
-        adds = 0 if self.cleanup else to_add.filter(id__lte=add_until).count()
-        removes, remove_until = 0, 0
-        if self._removes_members():
-            remove_until = (
-                SyncedMember.objects.filter(sync_id=self.sync.pk).aggregate(top=Max("id"))["top"]
-                or 0
-            )
-            to_remove = diff.ledger_to_remove(self.sync, everything=self.cleanup)
-            removes = to_remove.filter(id__lte=remove_until).count()
-        plan = {
-            "planned_adds": adds,
-            "planned_removes": removes,
-            "add_until": add_until,
-            "remove_until": remove_until,
-        }
-        SyncRun.objects.filter(pk=self.run.pk).update(**plan)
+        """Write the run's diff into its plan, set-based, with the counts in the same commit:
+        a worker that dies while planning leaves no half plan behind."""
+        with transaction.atomic():
+            SyncRunPlanItem.objects.filter(run_id=self.run.pk).delete()  # a re-plan starts over
+            adds = removes = 0
+            if not self.cleanup:
+                to_add = diff.members_to_add(self.sync, everyone=self.everyone)
+                adds = diff.write_plan(self.run.pk, Op.ADD, to_add)
+            if self._removes_members():
+                to_remove = diff.ledger_to_remove(self.sync, everything=self.cleanup)
+                removes = diff.write_plan(self.run.pk, Op.REMOVE, to_remove)
+            planned = SyncRunPlanItem.objects.filter(run_id=self.run.pk)
+            plan = {
+                "planned_adds": adds,
+                "planned_removes": removes,
+                # The plan's bounds, kept for a run whose stored plan is lost (_restore_plan).
+                "add_until": _top_ref(planned.filter(op=Op.ADD)) if adds else 0,
+                "remove_until": _top_ref(planned.filter(op=Op.REMOVE)) if removes else 0,
+            }
+            SyncRun.objects.filter(pk=self.run.pk).update(**plan)
         for field, value in plan.items():
             setattr(self.run, field, value)
         record_event(
@@ -228,6 +221,22 @@ class RunSender:
                 f"destination (more than {threshold} %): approve or reject it.",
                 status=Status.HELD,
             )
+
+    def _restore_plan(self) -> None:
+        """A resumed run whose stored plan is gone (planned before plans were stored, or the
+        plan was deleted): rebuild what is left of it from its bounds, after its cursors. The
+        planned counts stay as they were, so the counts still add up."""
+        with transaction.atomic():
+            if not self.cleanup and self.run.add_until > self.run.add_cursor:
+                to_add = diff.members_to_add(self.sync, everyone=self.everyone).filter(
+                    id__gt=self.run.add_cursor, id__lte=self.run.add_until
+                )
+                diff.write_plan(self.run.pk, Op.ADD, to_add)
+            if self._removes_members() and self.run.remove_until > self.run.remove_cursor:
+                to_remove = diff.ledger_to_remove(self.sync, everything=self.cleanup).filter(
+                    id__gt=self.run.remove_cursor, id__lte=self.run.remove_until
+                )
+                diff.write_plan(self.run.pk, Op.REMOVE, to_remove)
 
     def _send_adds(self, page: Sequence[CohortMember]) -> None:
         recipients, skipped = [], []
@@ -365,6 +374,10 @@ class RunSender:
             raise LostClaim(self.run.pk)
         self._ours().update(**updates)
         return False
+
+
+def _top_ref(items: Any) -> int:
+    return items.aggregate(top=Max("ref_id"))["top"] or 0
 
 
 def _updates(counts: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from django.utils import timezone
 from cohortsync import audit
 from connections.models import Connection
 from connections.signals import connection_state_changed
-from syncs.models import Sync, SyncRun
+from syncs.models import Sync, SyncRun, SyncRunPlanItem
 from syncs.run_events import Kind, record_event
 from syncs.signals import run_finished
 
@@ -86,6 +86,8 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
             + (f", {current.failed:,} failed" if current.failed else "")
             + (f", {current.skipped:,} skipped" if current.skipped else "")
         )
+        # The plan served its run (a held run's approval plans anew): one bulk DELETE on its key.
+        SyncRunPlanItem.objects.filter(run_id=current.pk).delete()
         Sync.objects.filter(pk=current.sync_id).update(
             last_run_status=status, last_run_at=now, last_run_summary=summary[:255]
         )

@@ -12,6 +12,7 @@ from syncs.models.cohorts import (
     IdType,
     ImportRequest,
 )
+from syncs.models.plans import SyncRunPlanItem
 from syncs.models.run_history import SyncRemoval, SyncRunEvent
 from syncs.models.syncs import Sync, SyncedMember, SyncRun, SyncRunError
 
@@ -31,5 +32,6 @@ __all__ = [
     "SyncRun",
     "SyncRunError",
     "SyncRunEvent",
+    "SyncRunPlanItem",
     "SyncedMember",
 ]

@@ -58,9 +58,7 @@ def kinds(run):
 
 
 def in_braze(sandbox, value):
-    response = requests.get(
-        f"{sandbox.url}/_sandbox/braze/profiles/external_id:{value}", timeout=5
-    )
+    response = requests.get(f"{sandbox.url}/_sandbox/braze/profiles/external_id:{value}", timeout=5)
     if response.status_code == 404:
         return False
     return "Churn risk" in (response.json()["attributes"].get("cohortsync_cohorts") or [])
@@ -139,9 +137,7 @@ def test_a_cancel_request_is_on_the_timeline(cohort, sync):
     assert kinds(started)[-1] == Kind.CANCEL_REQUESTED
 
 
-def test_a_cleanup_run_removes_everything_the_sync_put_in_the_destination(
-    cohort, sync, sandbox
-):
+def test_a_cleanup_run_removes_everything_the_sync_put_in_the_destination(cohort, sync, sandbox):
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(120)])
     run(sync)
     assert in_braze(sandbox, "u7")

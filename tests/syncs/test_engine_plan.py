@@ -1,0 +1,152 @@
+"""The run's stored plan: written once when the run plans, read page by page, kept across a
+resume, deleted when the run finishes. A member who changes after the plan is skipped, never
+sent by a guess."""
+
+from unittest import mock
+
+import pytest
+from django.db.models import F
+
+from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.engine import RunSender, run_sync
+from syncs.membership import Identity, apply_changes
+from syncs.models import Cohort, SyncedMember, SyncRun, SyncRunPlanItem
+from syncs.sending import BatchSender
+from syncs.sync_services import create_sync, start_run
+from tests.base import make_connection
+from tests.jobs import run_jobs
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
+
+
+def ext(value):
+    return Identity("external_id", value)
+
+
+@pytest.fixture
+def cohort():
+    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
+
+
+@pytest.fixture
+def sync(cohort, sandbox):
+    connection = make_connection(
+        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
+    )
+    return create_sync(
+        name="Churn → Braze",
+        cohort=cohort,
+        connection=connection,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "once"},
+        actor=None,
+    )
+
+
+def run_with(sync, after_plan, trigger=SyncRun.Trigger.MANUAL):
+    """Run the sync, calling `after_plan()` once the run has stored its plan."""
+    started, created = start_run(sync=sync, trigger=trigger, actor=None)
+    assert created
+    original_plan = RunSender._plan
+
+    def plan_then(sender):
+        original_plan(sender)
+        after_plan()
+
+    with mock.patch.object(RunSender, "_plan", plan_then):
+        run_jobs()
+    started.refresh_from_db()
+    return started
+
+
+def ledger(sync):
+    return set(SyncedMember.objects.filter(sync=sync).values_list("value", flat=True))
+
+
+def test_the_plan_is_the_diff_and_is_deleted_when_the_run_finishes(cohort, sync):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(5)])
+    stored = {}
+
+    def look_at_the_plan():
+        run = SyncRun.objects.get(sync=sync)
+        stored["adds"] = set(
+            SyncRunPlanItem.objects.filter(run=run, op=SyncRunPlanItem.Op.ADD).values_list(
+                "ref_id", flat=True
+            )
+        )
+
+    finished = run_with(sync, look_at_the_plan)
+    assert stored["adds"] == set(cohort.members.values_list("id", flat=True))
+    assert (finished.status, finished.planned_adds, finished.added) == ("succeeded", 5, 5)
+    assert not SyncRunPlanItem.objects.filter(run=finished).exists()
+
+
+def test_a_member_who_leaves_after_the_plan_is_skipped(cohort, sync):
+    apply_changes(cohort.pk, add=[ext("u1"), ext("u2"), ext("u3")])
+    finished = run_with(sync, lambda: apply_changes(cohort.pk, remove=[ext("u2")]))
+    assert finished.status == SyncRun.Status.SUCCEEDED
+    assert (finished.planned_adds, finished.added, finished.skipped) == (3, 2, 1)
+    assert "1 left the diff during the run" in finished.error_summary
+    assert ledger(sync) == {"u1", "u3"}
+
+
+def test_a_member_who_comes_back_after_the_plan_is_not_removed(cohort, sync):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(1, 6)])
+    run_with(sync, lambda: None)
+    apply_changes(cohort.pk, remove=[ext("u1"), ext("u2")])
+    finished = run_with(sync, lambda: apply_changes(cohort.pk, add=[ext("u2")]))
+    assert finished.status == SyncRun.Status.SUCCEEDED
+    assert (finished.planned_removes, finished.removed, finished.skipped) == (2, 1, 1)
+    assert ledger(sync) == {"u2", "u3", "u4", "u5"}
+
+
+def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
+    apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(150)])
+    run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    original = BatchSender.send
+    calls = []
+
+    def send_while_the_reaper_takes_the_run(sender, **batch):
+        calls.append(1)
+        if len(calls) == 2:
+            # The reaper believed this worker dead during its second batch and re-queued it.
+            SyncRun.objects.filter(pk=run.pk).update(
+                status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
+            )
+        return original(sender, **batch)
+
+    with mock.patch.object(BatchSender, "send", send_while_the_reaper_takes_the_run):
+        assert run_sync(run.pk) == "lost claim"
+    assert SyncRunPlanItem.objects.filter(run=run).count() == 150
+    # Joined after the plan: a re-plan would send them in this run; the stored plan does not.
+    apply_changes(cohort.pk, add=[ext("late-1"), ext("late-2")])
+
+    from syncs.jobs import enqueue_run
+
+    enqueue_run(run.pk, attempt=1)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert (run.planned_adds, run.added, run.failed, run.skipped) == (150, 150, 0, 0)
+    assert "late-1" not in ledger(sync) and len(ledger(sync)) == 150
+    assert not SyncRunPlanItem.objects.filter(run=run).exists()
+
+
+def test_a_held_run_leaves_no_plan_behind(cohort, sync):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(10)])
+    run_with(sync, lambda: None)
+    apply_changes(cohort.pk, remove=[ext(f"u{n}") for n in range(8)])
+    held = run_with(sync, lambda: None)
+    assert held.status == SyncRun.Status.HELD
+    assert not SyncRunPlanItem.objects.exists()
+
+
+def test_a_full_resync_plans_the_whole_cohort(cohort, sync):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(4)])
+    run_with(sync, lambda: None)
+    apply_changes(cohort.pk, add=[ext("u9")], remove=[ext("u0")])
+    resync = run_with(sync, lambda: None, trigger=SyncRun.Trigger.RESYNC)
+    assert resync.status == SyncRun.Status.SUCCEEDED
+    assert (resync.planned_adds, resync.added) == (4, 4)
+    assert (resync.planned_removes, resync.removed) == (1, 1)
+    assert ledger(sync) == {"u1", "u2", "u3", "u9"}
