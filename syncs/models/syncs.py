@@ -51,6 +51,16 @@ class Sync(models.Model):
     class Meta:
         ordering = ["name", "id"]
         permissions = [("manage_syncs", "Can create, run, pause and delete syncs")]
+        indexes = [
+            # The home page and the sync list read a page of syncs in this order.
+            models.Index(fields=["name", "id"], name="sync_by_name"),
+            # The home page's attention list: syncs whose last run failed, latest first.
+            models.Index(
+                fields=["-last_run_at", "-id"],
+                condition=models.Q(last_run_status__in=["failed", "partially_failed"]),
+                name="sync_last_run_failed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
