@@ -12,26 +12,27 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import timezone
 
 from connections import crypto
 from connections.models import Connection
-from connections.partners.base import Partner, PartnerError, Recipient
+from connections.partners.base import BatchResult, Partner, PartnerError, Recipient
 from syncs import diff, ledger
 from syncs.connection_removal import complete_connection_removal
 from syncs.models import (
     CohortMember,
     Sync,
     SyncedMember,
-    SyncRemoval,
     SyncRun,
     SyncRunError,
     SyncRunPlanItem,
 )
 from syncs.realtime import start_follow_up
+from syncs.run_errors import error_row
 from syncs.run_events import Kind, record_event
 from syncs.run_outcome import finish_run, refuse_connection
+from syncs.run_plan import Scope, plan_run, restore_plan
 from syncs.sending import BatchSender, StopRun
 
 logger = logging.getLogger(__name__)
@@ -131,11 +132,7 @@ class RunSender:
             count=self._count,
             sleep=self._sleep_beating,
         )
-        # A full resync re-sends every cohort member, whatever the ledger says; removals still
-        # come from the ledger, so members who left are removed all the same.
-        self.everyone = run.trigger == SyncRun.Trigger.RESYNC
-        # A cleanup run (before its connection is deleted) removes everything in the ledger.
-        self.cleanup = run.trigger == SyncRun.Trigger.CLEANUP
+        self.scope = Scope.of(run, self.sync)
         self.mapping: list[str] = self.sync.identifier_mapping or [
             getattr(config, "default_identifier", "external_id")
         ]
@@ -146,7 +143,7 @@ class RunSender:
         if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
             self._plan()
         elif not SyncRunPlanItem.objects.filter(run_id=self.run.pk).exists():
-            self._restore_plan()
+            restore_plan(self.run, self.scope)
         # A resumed run goes on from its checkpointed cursors, through the plan it stored.
         after = self.run.add_cursor
         while page := diff.page_to_add(
@@ -161,7 +158,7 @@ class RunSender:
             run_id=self.run.pk,
             after_id=after,
             limit=self._page_size(),
-            everything=self.cleanup,
+            everything=self.scope.cleanup,
         ):
             after = ledger_page.last_ref
             for removals in self._batches(ledger_page.rows):
@@ -183,9 +180,6 @@ class RunSender:
             yield rows[start : start + size]
             start += size
 
-    def _removes_members(self) -> bool:
-        return self.cleanup or self.sync.leaving_members == Sync.Leaving.REMOVE
-
     def _prepare_destination(self) -> None:
         """Let the partner make what the sync needs first (AppsFlyer: its audience)."""
         try:
@@ -204,66 +198,7 @@ class RunSender:
             self.sender.options = options
 
     def _plan(self) -> None:
-        """Write the run's diff into its plan, set-based, with the counts in the same commit:
-        a worker that dies while planning leaves no half plan behind."""
-        with transaction.atomic():
-            SyncRunPlanItem.objects.filter(run_id=self.run.pk).delete()  # a re-plan starts over
-            adds = removes = 0
-            if not self.cleanup:
-                to_add = diff.members_to_add(self.sync, everyone=self.everyone)
-                adds = diff.write_plan(self.run.pk, Op.ADD, to_add)
-            if self._removes_members():
-                to_remove = diff.ledger_to_remove(self.sync, everything=self.cleanup)
-                removes = diff.write_plan(self.run.pk, Op.REMOVE, to_remove)
-            planned = SyncRunPlanItem.objects.filter(run_id=self.run.pk)
-            plan = {
-                "planned_adds": adds,
-                "planned_removes": removes,
-                # The plan's bounds, kept for a run whose stored plan is lost (_restore_plan).
-                "add_until": _top_ref(planned.filter(op=Op.ADD)) if adds else 0,
-                "remove_until": _top_ref(planned.filter(op=Op.REMOVE)) if removes else 0,
-            }
-            SyncRun.objects.filter(pk=self.run.pk).update(**plan)
-        for field, value in plan.items():
-            setattr(self.run, field, value)
-        record_event(
-            self.run.pk,
-            Kind.PLANNED,
-            f"{adds:,} to add and {removes:,} to remove, in batches of up to "
-            f"{self.sender.batch_size:,}.",
-            adds=adds,
-            removes=removes,
-        )
-        in_destination = SyncedMember.objects.filter(sync_id=self.sync.pk).count()
-        threshold = self.sync.mass_removal_threshold_pct
-        # An approved held run is started with trigger resume: the person already said yes.
-        guarded = self.run.trigger not in (
-            SyncRun.Trigger.RESYNC,
-            SyncRun.Trigger.RESUME,
-            SyncRun.Trigger.CLEANUP,
-        )
-        if guarded and in_destination and removes * 100 > threshold * in_destination:
-            raise StopRun(
-                f"This run would remove {removes:,} of the {in_destination:,} members in the "
-                f"destination (more than {threshold} %): approve or reject it.",
-                status=Status.HELD,
-            )
-
-    def _restore_plan(self) -> None:
-        """A resumed run whose stored plan is gone (planned before plans were stored, or the
-        plan was deleted): rebuild what is left of it from its bounds, after its cursors. The
-        planned counts stay as they were, so the counts still add up."""
-        with transaction.atomic():
-            if not self.cleanup and self.run.add_until > self.run.add_cursor:
-                to_add = diff.members_to_add(self.sync, everyone=self.everyone).filter(
-                    id__gt=self.run.add_cursor, id__lte=self.run.add_until
-                )
-                diff.write_plan(self.run.pk, Op.ADD, to_add)
-            if self._removes_members() and self.run.remove_until > self.run.remove_cursor:
-                to_remove = diff.ledger_to_remove(self.sync, everything=self.cleanup).filter(
-                    id__gt=self.run.remove_cursor, id__lte=self.run.remove_until
-                )
-                diff.write_plan(self.run.pk, Op.REMOVE, to_remove)
+        plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
 
     def _send_adds(self, page: Sequence[CohortMember]) -> None:
         recipients, skipped = [], []
@@ -274,10 +209,12 @@ class RunSender:
             else:
                 recipients.append(recipient)
         started = time.monotonic()
-        result = self.sender.send(add=recipients, remove=[]) if recipients else None
+        # A page of members with no usable identifier sends nothing: an empty result.
+        nothing = BatchResult(accepted=[], failed=[], requests=0, status=200)
+        result = self.sender.send(add=recipients, remove=[]) if recipients else nothing
         elapsed_ms = round((time.monotonic() - started) * 1000)
         by_ref = {member.pk: member for member in page}
-        accepted = set(result.accepted) if result else set()
+        accepted = set(result.accepted)
         with transaction.atomic():
             ledger.record_sent(
                 self.sync.pk,
@@ -296,16 +233,15 @@ class RunSender:
                 ],
             )
             errors = [
-                _error(self.run.pk, "add", by_ref[ref], reason, result.status if result else None)
-                for ref, reason in (result.failed if result else [])
+                error_row(self.run.pk, "add", _identity(by_ref[ref]), reason, result.status)
+                for ref, reason in result.failed
             ]
-            mapping = " → ".join(self.mapping)
-            reason = f"No usable identifier ({mapping})"
-            errors += [_error(self.run.pk, "add", m, reason, None) for m in skipped]
+            unusable = f"No usable identifier ({' → '.join(self.mapping)})"
+            errors += [error_row(self.run.pk, "add", _identity(m), unusable, None) for m in skipped]
             SyncRunError.objects.bulk_create(errors)
             counts = {
                 "added": len(accepted),
-                "failed": len(result.failed) if result else 0,
+                "failed": len(result.failed),
                 "skipped": len(skipped),
             }
             running = self._checkpoint(counts, add_cursor=page[-1].pk)
@@ -324,32 +260,10 @@ class RunSender:
         accepted = set(result.accepted)
         by_ref = {row.pk: row for row in rows}
         with transaction.atomic():
-            SyncedMember.objects.filter(pk__in=accepted).delete()
-            SyncRemoval.objects.bulk_create(
-                [
-                    SyncRemoval(
-                        sync_id=self.sync.pk,
-                        run_id=self.run.pk,
-                        id_type=by_ref[ref].id_type,
-                        alias_label=by_ref[ref].alias_label,
-                        value=by_ref[ref].value,
-                    )
-                    for ref in accepted
-                ]
-            )
+            ledger.record_removed(self.sync.pk, self.run.pk, [by_ref[ref] for ref in accepted])
             SyncRunError.objects.bulk_create(
-                [
-                    SyncRunError(
-                        run_id=self.run.pk,
-                        operation="remove",
-                        member=diff.identity_text(
-                            by_ref[ref].id_type, by_ref[ref].alias_label, by_ref[ref].value
-                        ),
-                        reason=reason[:255],
-                        partner_status=result.status,
-                    )
-                    for ref, reason in result.failed
-                ]
+                error_row(self.run.pk, "remove", _identity(by_ref[ref]), reason, result.status)
+                for ref, reason in result.failed
             )
             counts = {"removed": len(accepted), "failed": len(result.failed)}
             running = self._checkpoint(counts, remove_cursor=rows[-1].pk)
@@ -402,10 +316,6 @@ class RunSender:
         return False
 
 
-def _top_ref(items: Any) -> int:
-    return items.aggregate(top=Max("ref_id"))["top"] or 0
-
-
 def _updates(counts: dict[str, Any]) -> dict[str, Any]:
     # Cursors are set, not added to: they are where the next page starts.
     updates: dict[str, Any] = {
@@ -416,13 +326,5 @@ def _updates(counts: dict[str, Any]) -> dict[str, Any]:
     return updates
 
 
-def _error(
-    run_id: int, operation: str, member: CohortMember, reason: str, status: int | None
-) -> SyncRunError:
-    return SyncRunError(
-        run_id=run_id,
-        operation=operation,
-        member=diff.identity_text(member.id_type, member.alias_label, member.value),
-        reason=reason[:255],
-        partner_status=status,
-    )
+def _identity(member: CohortMember | SyncedMember) -> tuple[str, str, str]:
+    return (member.id_type, member.alias_label, member.value)

@@ -1,4 +1,5 @@
-"""Write the ledger after a batch is accepted: one statement for the batch.
+"""Write the ledger after a batch is accepted: one statement for the batch of adds; removals
+leave the ledger for the removal history.
 
 On PostgreSQL the rows travel as one array per column through unnest (a handful of parameters
 however big the batch); building 75 model instances and a 600-parameter INSERT per batch was
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from syncs.models import SyncedMember
+from syncs.models import SyncedMember, SyncRemoval
 
 TABLE = SyncedMember._meta.db_table
 COLUMNS = ("id_type", "alias_label", "value", "dest_type", "dest_value", "dest_label")
@@ -54,3 +55,21 @@ def record_sent(sync_id: int, run_id: int, rows: Sequence[LedgerRow]) -> None:
                 *([getattr(row, name) for row in rows] for name in COLUMNS),
             ],
         )
+
+
+def record_removed(sync_id: int, run_id: int, rows: Sequence[SyncedMember]) -> None:
+    """Take the members the partner removed out of the ledger, and keep each removal in the
+    history the member lookup reads."""
+    if not rows:
+        return
+    SyncedMember.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    SyncRemoval.objects.bulk_create(
+        SyncRemoval(
+            sync_id=sync_id,
+            run_id=run_id,
+            id_type=row.id_type,
+            alias_label=row.alias_label,
+            value=row.value,
+        )
+        for row in rows
+    )
