@@ -32,7 +32,8 @@ class _ProbedExists(Exists):
     a first sync the ledger grows from nothing, so it looks nearly empty to the planner, which
     then reads the sync's whole ledger again for every LIMITed page: 50,000 members took 125 s.
     An OFFSET in the subquery keeps it a per-row subplan on the unique index, so a page costs
-    what it scans. Only the pages use it: a whole-diff count is best as the hash join.
+    what it scans. Only the removal pages use it (a member who came back since the plan); the
+    plan itself, a whole diff, is best as the hash join.
     """
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
@@ -47,10 +48,10 @@ def _hidden(value: int, hide: bool) -> Any:
     return RawSQL("SELECT %s", (value,)) if hide else value
 
 
-def _in_ledger(sync: Sync, *, probed: bool = False) -> Exists:
-    return (_ProbedExists if probed else Exists)(
+def _in_ledger(sync: Sync) -> Exists:
+    return Exists(
         SyncedMember.objects.filter(
-            sync_id=_hidden(sync.pk, probed),
+            sync_id=sync.pk,
             id_type=OuterRef("id_type"),
             alias_label=OuterRef("alias_label"),
             value=OuterRef("value"),
@@ -69,20 +70,16 @@ def _in_cohort(sync: Sync, *, probed: bool = False) -> Exists:
     )
 
 
-def members_to_add(
-    sync: Sync, *, everyone: bool = False, probed: bool = False
-) -> QuerySet[CohortMember]:
+def members_to_add(sync: Sync, *, everyone: bool = False) -> QuerySet[CohortMember]:
     """The cohort minus the ledger; `everyone` (a full resync) re-sends the whole cohort."""
     members = CohortMember.objects.filter(cohort_id=sync.cohort_id)
-    return members if everyone else members.filter(~_in_ledger(sync, probed=probed))
+    return members if everyone else members.filter(~_in_ledger(sync))
 
 
-def ledger_to_remove(
-    sync: Sync, *, everything: bool = False, probed: bool = False
-) -> QuerySet[SyncedMember]:
+def ledger_to_remove(sync: Sync, *, everything: bool = False) -> QuerySet[SyncedMember]:
     """The ledger minus the cohort; `everything` (a cleanup run) is the whole ledger."""
     ledger = SyncedMember.objects.filter(sync_id=sync.pk)
-    return ledger if everything else ledger.filter(~_in_cohort(sync, probed=probed))
+    return ledger if everything else ledger.filter(~_in_cohort(sync))
 
 
 def write_plan(run_id: int, op: int, rows: QuerySet[Any]) -> int:
