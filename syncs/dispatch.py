@@ -20,12 +20,9 @@ from django.db import IntegrityError, connection, transaction
 from syncs import cadence as cadences
 from syncs.jobs import enqueue_new_runs
 from syncs.models import Sync, SyncRun, SyncRunEvent
-from syncs.sync_services import start_run
+from syncs.sync_services import fail_unqueued_runs, start_run
 
 logger = logging.getLogger(__name__)
-
-# The same words as start_run's: a run is failed alike whichever path queued it.
-QUEUE_UNREACHABLE = "The job queue (Redis) is unreachable; the run was not started."
 
 
 def claim_due_slots(*, now: datetime, limit: int) -> list[int]:
@@ -143,9 +140,7 @@ def queue_runs(run_ids: list[int]) -> None:
         existing = enqueue_new_runs(run_ids)
     except redis.RedisError as exc:
         logger.error("Could not queue %s sync runs: %s", len(run_ids), type(exc).__name__)
-        SyncRun.objects.filter(pk__in=run_ids, status=SyncRun.Status.QUEUED).update(
-            status=SyncRun.Status.FAILED, error_summary=QUEUE_UNREACHABLE
-        )
+        fail_unqueued_runs(run_ids)
         return
     if existing:
         logger.warning("Sync runs %s already had a job; left as they were.", existing)

@@ -7,7 +7,7 @@ from typing import Any
 import django_rq
 import redis
 from django.conf import settings
-from rq import Callback
+from rq import Callback, Queue
 from rq.scripts import _build_hset_args, get_unique_enqueue_script
 
 from syncs.csv_import import fail_interrupted_upload, import_csv_upload
@@ -60,6 +60,13 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
+def _run_queue() -> Queue:
+    # One Redis client per process: django-rq makes a new one (a new TCP connection) per call,
+    # and a dispatcher starting thousands of runs ran out of local ports (bench/dispatcher_tick).
+    connection = _redis(settings.RQ_QUEUES["default"]["URL"])
+    return django_rq.get_queue("default", commit_mode="auto", connection=connection)
+
+
 def run_job_id(run_id: int, attempt: int = 0) -> str:
     # The run id and its attempt make the job id: a second enqueue of the same attempt is
     # refused by RQ, while a resume after an interruption gets a job of its own.
@@ -67,11 +74,7 @@ def run_job_id(run_id: int, attempt: int = 0) -> str:
 
 
 def enqueue_run(run_id: int, *, attempt: int = 0) -> None:
-    # One Redis client per process: django-rq makes a new one (a new TCP connection) per call,
-    # and a dispatcher starting thousands of runs ran out of local ports (bench/dispatcher_tick).
-    connection = _redis(settings.RQ_QUEUES["default"]["URL"])
-    queue = django_rq.get_queue("default", commit_mode="auto", connection=connection)
-    queue.enqueue(
+    _run_queue().enqueue(
         run_sync_job,
         run_id,
         job_id=run_job_id(run_id, attempt),
@@ -92,10 +95,9 @@ def enqueue_new_runs(run_ids: Sequence[int]) -> list[int]:
     here, through two RQ internals pinned by requirements.txt (rq==2.12.0) and checked by
     tests/syncs/test_scheduler.py against enqueue_run's job.
     """
-    connection = _redis(settings.RQ_QUEUES["default"]["URL"])
-    queue = django_rq.get_queue("default", commit_mode="auto", connection=connection)
-    unique_enqueue = get_unique_enqueue_script(connection)
-    with connection.pipeline(transaction=False) as pipe:
+    queue = _run_queue()
+    unique_enqueue = get_unique_enqueue_script(queue.connection)
+    with queue.connection.pipeline(transaction=False) as pipe:
         pipe.sadd(queue.redis_queues_keys, queue.key)
         for run_id in run_ids:
             job = queue.create_job(

@@ -19,6 +19,8 @@ from syncs.run_events import Kind, record_event
 
 logger = logging.getLogger(__name__)
 
+QUEUE_UNREACHABLE = "The job queue (Redis) is unreachable; the run was not started."
+
 IDENTIFIERS_BY_KIND = {
     "braze": ["external_id", "user_alias", "braze_id"],
     "appsflyer": ["gaid", "oaid", "idfv", "external_id", "amplitude_id", "braze_id"],
@@ -254,8 +256,12 @@ def _enqueue(run: SyncRun) -> None:
         enqueue_run(run.pk)
     except redis.RedisError as exc:
         logger.error("Could not queue sync run %s: %s", run.pk, type(exc).__name__)
-        SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.QUEUED).update(
-            status=SyncRun.Status.FAILED,
-            error_summary="The job queue (Redis) is unreachable; the run was not started.",
-        )
+        fail_unqueued_runs([run.pk])
         run.refresh_from_db()
+
+
+def fail_unqueued_runs(run_ids: list[int]) -> None:
+    """Runs whose job Redis did not take fail at once, whichever path queued them."""
+    SyncRun.objects.filter(pk__in=run_ids, status=SyncRun.Status.QUEUED).update(
+        status=SyncRun.Status.FAILED, error_summary=QUEUE_UNREACHABLE
+    )
