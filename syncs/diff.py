@@ -119,14 +119,55 @@ def _planned_refs(run_id: int, op: int, after_id: int, limit: int) -> list[int]:
     )
 
 
-def page_to_add(sync: Sync, *, run_id: int, after_id: int, limit: int) -> Page[CohortMember] | None:
+class PlannedMember(NamedTuple):
+    """A member as a run sends it: its id, its identity and its extra identifiers."""
+
+    pk: int
+    id_type: str
+    alias_label: str
+    value: str
+    braze_id: str | None
+    idfa: str | None
+    idfv: str | None
+    gaid: str | None
+    oaid: str | None
+    amplitude_id: str | None
+
+
+assert PlannedMember._fields[4:] == EXTRA_IDENTIFIERS, "PlannedMember lists every extra identifier"
+
+
+def page_to_add(
+    sync: Sync, *, run_id: int, after_id: int, limit: int
+) -> Page[PlannedMember] | None:
     """The next planned members after `after_id`; None once the plan is done. A member who left
-    the cohort since the plan is not found (the run counts it as skipped at the end)."""
-    refs = _planned_refs(run_id, SyncRunPlanItem.Op.ADD, after_id, limit)
-    if not refs:
+    the cohort since the plan is not found (the run counts it as skipped at the end).
+
+    One query, rows as plain tuples: the plan's next ids joined to the cohort. Model instances
+    and a thousand-id IN list bound in Python were a third of a full sync's time.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PAGE_TO_ADD, [run_id, SyncRunPlanItem.Op.ADD, after_id, limit, sync.cohort_id]
+        )
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    members = CohortMember.objects.filter(cohort_id=sync.cohort_id, id__in=refs)
-    return Page(list(members.order_by("id")), refs[-1])
+    return Page([PlannedMember(*row[1:]) for row in rows if row[1] is not None], rows[-1][0])
+
+
+def _page_to_add_sql() -> str:
+    member_columns = ", ".join(f"m.{name}" for name in PlannedMember._fields[1:])
+    return (
+        f"SELECT p.ref_id, m.id, {member_columns} FROM ("  # noqa: S608 (names from the models)
+        f"SELECT ref_id FROM {SyncRunPlanItem._meta.db_table} "
+        "WHERE run_id = %s AND op = %s AND ref_id > %s ORDER BY ref_id LIMIT %s) p "
+        f"LEFT JOIN {CohortMember._meta.db_table} m ON m.id = p.ref_id AND m.cohort_id = %s "
+        "ORDER BY p.ref_id"
+    )
+
+
+_PAGE_TO_ADD = _page_to_add_sql()
 
 
 def page_to_remove(
@@ -144,7 +185,7 @@ def page_to_remove(
     return Page(list(rows.order_by("id")), refs[-1])
 
 
-def recipient_for(member: CohortMember, mapping: list[str]) -> Recipient | None:
+def recipient_for(member: CohortMember | PlannedMember, mapping: list[str]) -> Recipient | None:
     """The first identifier in the mapping's order that this member has, or None (skipped)."""
     for choice in mapping:
         if choice in PRIMARY_TYPES:

@@ -1,48 +1,46 @@
 """run_sync: claim a queued run, send the diff in batches, checkpoint every accepted batch.
 
 A checkpoint writes the ledger and the run's counters in one transaction after the partner
-accepted the batch, so a run that dies resumes from the ledger: nothing sent twice (beyond the
-batch in flight), nothing skipped.
+accepted the batch (syncs/checkpoint.py), so a run that dies resumes from the ledger: nothing
+skipped, and nothing sent twice beyond the batches in flight.
+
+Up to SENDS_IN_FLIGHT batches are in flight at once: while the sending threads post the next
+ones, this thread checkpoints the oldest, always in the order they were sent, so a checkpoint's
+cursor never passes a batch that is not in the ledger. Only this thread touches the database.
 """
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from connections import crypto
 from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, PartnerError, Recipient
-from syncs import diff, ledger
+from syncs import checkpoint, diff
+from syncs.checkpoint import InFlight
 from syncs.connection_removal import complete_connection_removal
-from syncs.models import (
-    CohortMember,
-    Sync,
-    SyncedMember,
-    SyncRun,
-    SyncRunError,
-    SyncRunPlanItem,
-)
+from syncs.diff import PlannedMember
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 from syncs.realtime import start_follow_up
-from syncs.run_errors import error_row
 from syncs.run_events import Kind, record_event
 from syncs.run_outcome import finish_run, refuse_connection
 from syncs.run_plan import Scope, plan_run, restore_plan
-from syncs.sending import BatchSender, StopRun
+from syncs.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, StopRun
 
 logger = logging.getLogger(__name__)
 
 Status = SyncRun.Status
-# Well under the reaper's 90 s: sleeps are cut into pieces this long, with a beat after each.
-HEARTBEAT_EVERY_SECONDS = 15.0
 T = TypeVar("T")
-# Members read per diff query; sent in batches of the partner's size, each checkpointed.
+# Members read per query of the plan; sent in batches of the partner's size, each checkpointed.
 PAGE_MEMBERS = 1000
+# Batches sent and not yet checkpointed, at most: what a killed worker may have sent that its
+# ledger lacks (the next run sends those members again; both partners' writes are idempotent).
+SENDS_IN_FLIGHT = 4
 Op = SyncRunPlanItem.Op
 
 
@@ -62,7 +60,7 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
         else "A worker claimed the run.",
     )
     try:
-        with checkpoints_without_fsync_wait():
+        with checkpoint.without_fsync_wait():
             RunSender(run, sleep=sleep).execute()
     except LostClaim:
         logger.warning("Sync run %s was taken over by another worker; this one stops.", run_id)
@@ -80,31 +78,6 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
         # The last cleanup run to finish deletes the connection (and with it this run).
         complete_connection_removal(run.sync.connection_id)
     return status
-
-
-@contextmanager
-def checkpoints_without_fsync_wait() -> Iterator[None]:
-    """On PostgreSQL, this run's commits do not wait for the WAL to reach the disk.
-
-    A checkpoint commits after every accepted batch; waiting for the flush each time was most of
-    a checkpoint's cost. A worker that dies loses nothing this way: only a crash of the database
-    server itself can lose the last fraction of a second of checkpoints, and the members of
-    those batches are then sent again by the next run (both partners' writes are idempotent).
-    Every other transaction of the process keeps the server's setting.
-    """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-    try:
-        yield
-    finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET synchronous_commit")
-        except DatabaseError:
-            pass  # the connection is broken: the setting goes with it
 
 
 class LostClaim(Exception):
@@ -131,13 +104,23 @@ class RunSender:
             options=self.sync.options,
             count=self._count,
             sleep=self._sleep_beating,
+            pause=sleep,
+            beat=self.beat,
+            in_flight=SENDS_IN_FLIGHT,
         )
+        self.in_flight: deque[InFlight] = deque()
         self.scope = Scope.of(run, self.sync)
         self.mapping: list[str] = self.sync.identifier_mapping or [
             getattr(config, "default_identifier", "external_id")
         ]
 
     def execute(self) -> None:
+        try:
+            self._execute()
+        finally:
+            self.sender.close()
+
+    def _execute(self) -> None:
         self._prepare_destination()
         # A run resumed after its worker died keeps the plan it made; a new one makes its own.
         if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
@@ -145,40 +128,48 @@ class RunSender:
         elif not SyncRunPlanItem.objects.filter(run_id=self.run.pk).exists():
             restore_plan(self.run, self.scope)
         # A resumed run goes on from its checkpointed cursors, through the plan it stored.
-        after = self.run.add_cursor
-        while page := diff.page_to_add(
-            self.sync, run_id=self.run.pk, after_id=after, limit=self._page_size()
-        ):
-            after = page.last_ref
-            for batch in self._batches(page.rows):
-                self._send_adds(batch)
-        after = self.run.remove_cursor
-        while ledger_page := diff.page_to_remove(
-            self.sync,
-            run_id=self.run.pk,
-            after_id=after,
-            limit=self._page_size(),
-            everything=self.scope.cleanup,
-        ):
-            after = ledger_page.last_ref
-            for removals in self._batches(ledger_page.rows):
-                self._send_removes(removals)
+        for members in self._batches(self._planned_adds()):
+            self._send_adds(members)
+        for rows in self._batches(self._planned_removals()):
+            self._send_removes(rows)
+        while self.in_flight:
+            self._settle(self.in_flight.popleft())
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")
 
-    def _page_size(self) -> int:
-        """Whole batches, about PAGE_MEMBERS a page: one diff query feeds several requests."""
-        size = self.sender.batch_size
-        return size * max(1, PAGE_MEMBERS // size)
+    def _planned_adds(self) -> Iterator[list[PlannedMember]]:
+        after = self.run.add_cursor
+        while page := diff.page_to_add(
+            self.sync, run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS
+        ):
+            after = page.last_ref
+            yield page.rows
 
-    def _batches(self, rows: Sequence[T]) -> Iterator[Sequence[T]]:
-        """The page in batches of the sender's size, read for each (a partner may lower it)."""
-        start = 0
-        while start < len(rows):
-            size = self.sender.batch_size
-            yield rows[start : start + size]
-            start += size
+    def _planned_removals(self) -> Iterator[list[SyncedMember]]:
+        after = self.run.remove_cursor
+        while page := diff.page_to_remove(
+            self.sync,
+            run_id=self.run.pk,
+            after_id=after,
+            limit=PAGE_MEMBERS,
+            everything=self.scope.cleanup,
+        ):
+            after = page.last_ref
+            yield page.rows
+
+    def _batches(self, pages: Iterator[list[T]]) -> Iterator[list[T]]:
+        """The pages' rows in batches of the sender's size, read for each batch (a partner may
+        lower it); a batch may span pages, so pages stay small whatever the partner takes."""
+        pending: list[T] = []
+        for rows in pages:
+            pending += rows
+            while len(pending) >= self.sender.batch_size:
+                size = self.sender.batch_size
+                yield pending[:size]
+                pending = pending[size:]
+        if pending:
+            yield pending
 
     def _prepare_destination(self) -> None:
         """Let the partner make what the sync needs first (AppsFlyer: its audience)."""
@@ -200,84 +191,76 @@ class RunSender:
     def _plan(self) -> None:
         plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
 
-    def _send_adds(self, page: Sequence[CohortMember]) -> None:
+    def _send_adds(self, members: Sequence[PlannedMember]) -> None:
         recipients, skipped = [], []
-        for member in page:
+        for member in members:
             recipient = diff.recipient_for(member, self.mapping)
             if recipient is None:
                 skipped.append(member)
             else:
                 recipients.append(recipient)
-        started = time.monotonic()
-        # A page of members with no usable identifier sends nothing: an empty result.
-        nothing = BatchResult(accepted=[], failed=[], requests=0, status=200)
-        result = self.sender.send(add=recipients, remove=[]) if recipients else nothing
-        elapsed_ms = round((time.monotonic() - started) * 1000)
-        by_ref = {member.pk: member for member in page}
-        accepted = set(result.accepted)
-        with transaction.atomic():
-            ledger.record_sent(
-                self.sync.pk,
-                self.run.pk,
-                [
-                    ledger.LedgerRow(
-                        by_ref[r.ref].id_type,
-                        by_ref[r.ref].alias_label,
-                        by_ref[r.ref].value,
-                        r.identifier_type,
-                        r.identifier,
-                        r.alias_label,
-                    )
-                    for r in recipients
-                    if r.ref in accepted
-                ],
-            )
-            errors = [
-                error_row(self.run.pk, "add", _identity(by_ref[ref]), reason, result.status)
-                for ref, reason in result.failed
-            ]
-            unusable = f"No usable identifier ({' → '.join(self.mapping)})"
-            errors += [error_row(self.run.pk, "add", _identity(m), unusable, None) for m in skipped]
-            SyncRunError.objects.bulk_create(errors)
-            counts = {
-                "added": len(accepted),
-                "failed": len(result.failed),
-                "skipped": len(skipped),
-            }
-            running = self._checkpoint(counts, add_cursor=page[-1].pk)
-            record_event(self.run.pk, Kind.BATCH, "", **counts, ms=elapsed_ms)
-        # Checked after the checkpoint: what the partner accepted is always in the ledger.
-        if not running:
-            self._check_still_running()
+        # A batch of members with no usable identifier sends nothing.
+        started = self.sender.start(add=recipients, remove=[]) if recipients else None
+        self._queue(InFlight("add", members, recipients, skipped, started))
 
     def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
         recipients = [
             Recipient(row.pk, row.dest_type, row.dest_value, row.dest_label) for row in rows
         ]
-        started = time.monotonic()
-        result = self.sender.send(add=[], remove=recipients)
-        elapsed_ms = round((time.monotonic() - started) * 1000)
-        accepted = set(result.accepted)
-        by_ref = {row.pk: row for row in rows}
-        with transaction.atomic():
-            ledger.record_removed(self.sync.pk, self.run.pk, [by_ref[ref] for ref in accepted])
-            SyncRunError.objects.bulk_create(
-                error_row(self.run.pk, "remove", _identity(by_ref[ref]), reason, result.status)
-                for ref, reason in result.failed
-            )
-            counts = {"removed": len(accepted), "failed": len(result.failed)}
-            running = self._checkpoint(counts, remove_cursor=rows[-1].pk)
-            record_event(self.run.pk, Kind.BATCH, "", **counts, ms=elapsed_ms)
-        if not running:
-            self._check_still_running()
+        started = self.sender.start(add=[], remove=recipients)
+        self._queue(InFlight("remove", rows, recipients, [], started))
 
-    def _check_still_running(self) -> None:
-        status = SyncRun.objects.values_list("status", flat=True).get(pk=self.run.pk)
+    def _queue(self, batch: InFlight) -> None:
+        """Keep up to SENDS_IN_FLIGHT batches going; checkpoint the oldest, in order."""
+        self.in_flight.append(batch)
+        if len(self.in_flight) >= SENDS_IN_FLIGHT:
+            self._settle(self.in_flight.popleft())
+
+    def _settle(self, batch: InFlight) -> None:
+        """Take the batch's answer (retried as needed) and checkpoint it."""
+        adds = batch.op == "add"
+        try:
+            result = (
+                self.sender.finish(
+                    batch.started,
+                    add=batch.recipients if adds else [],
+                    remove=[] if adds else batch.recipients,
+                )
+                if batch.started is not None
+                else NOTHING_SENT
+            )
+        except StopRun:
+            self._settle_accepted()
+            raise
+        status = self._checkpoint(batch, result)
+        # Checked after the checkpoint: what the partner accepted is always in the ledger.
         if status == Status.CANCELED:
+            self._settle_accepted()
             raise StopRun("The run was canceled.", status=status)
         if status != Status.RUNNING:
             # The reaper gave up on this run (it thought this worker dead) and finished it.
             raise LostClaim(self.run.pk)
+
+    def _settle_accepted(self) -> None:
+        """The run stops: checkpoint the batches in flight that the partner accepted, without
+        retrying the others, so the ledger holds everything the partner took."""
+        while self.in_flight:
+            batch = self.in_flight.popleft()
+            result = self.sender.accepted(batch.started) if batch.started is not None else None
+            if result is not None:
+                self._checkpoint(batch, result)
+
+    def _checkpoint(self, batch: InFlight, result: BatchResult) -> str:
+        """Write the batch's checkpoint; the run's status after it. Raises LostClaim when the
+        run is no longer this worker's (nothing written: the worker holding it sends it)."""
+        status = checkpoint.commit(
+            checkpoint.of_batch(
+                self.run, batch, result, self.mapping, uncounted=self.sender.take_uncounted()
+            )
+        )
+        if status is None:
+            raise LostClaim(self.run.pk)
+        return status
 
     def _ours(self) -> Any:
         """The run while this worker holds it: a reaper that re-queued it (believing this
@@ -286,7 +269,10 @@ class RunSender:
 
     def _count(self, **counts: Any) -> None:
         """Add to the run's counters (named as its columns) and beat the heartbeat."""
-        self._ours().update(**_updates(counts))
+        self._ours().update(
+            **{name: F(name) + value for name, value in counts.items() if value},
+            heartbeat_at=timezone.now(),
+        )
 
     def _sleep_beating(self, seconds: float) -> None:
         """Sleep (backoff, rate-limit waits) while beating the heartbeat, so a long wait never
@@ -300,31 +286,5 @@ class RunSender:
     def beat(self) -> None:
         self._ours().filter(status=Status.RUNNING).update(heartbeat_at=timezone.now())
 
-    def _checkpoint(self, counts: dict[str, int], **cursor: int) -> bool:
-        """A batch's counters, with the requests that sent it; False when the run is no longer
-        running (canceled): the update that adds the counts says so, no extra query."""
-        total: dict[str, Any] = dict(counts)
-        for name, value in self.sender.take_uncounted().items():
-            total[name] = total.get(name, 0) + value
-        updates = _updates({**total, **cursor})
-        if self._ours().filter(status=Status.RUNNING).update(**updates):
-            return True
-        if not self._ours().exists():
-            # Rolls the checkpoint back: the worker that holds the run now sends this batch.
-            raise LostClaim(self.run.pk)
-        self._ours().update(**updates)
-        return False
 
-
-def _updates(counts: dict[str, Any]) -> dict[str, Any]:
-    # Cursors are set, not added to: they are where the next page starts.
-    updates: dict[str, Any] = {
-        name: counts.pop(name) for name in ("add_cursor", "remove_cursor") if name in counts
-    }
-    updates.update({name: F(name) + value for name, value in counts.items() if value})
-    updates["heartbeat_at"] = timezone.now()
-    return updates
-
-
-def _identity(member: CohortMember | SyncedMember) -> tuple[str, str, str]:
-    return (member.id_type, member.alias_label, member.value)
+NOTHING_SENT = BatchResult(accepted=[], failed=[], requests=0, status=200)

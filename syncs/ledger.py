@@ -7,7 +7,7 @@ the largest cost of a full sync. Elsewhere, bulk_create.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import connection
 from django.utils import timezone
@@ -15,17 +15,19 @@ from django.utils import timezone
 from syncs.models import SyncedMember, SyncRemoval
 
 TABLE = SyncedMember._meta.db_table
-COLUMNS = ("id_type", "alias_label", "value", "dest_type", "dest_value", "dest_label")
 
 
-@dataclass(frozen=True)
-class LedgerRow:
+class LedgerRow(NamedTuple):
     id_type: str
     alias_label: str
     value: str
     dest_type: str
     dest_value: str
     dest_label: str
+
+
+# The ledger's columns a batch writes, in the order of a LedgerRow's fields.
+COLUMNS = LedgerRow._fields
 
 
 def record_sent(sync_id: int, run_id: int, rows: Sequence[LedgerRow]) -> None:
@@ -36,7 +38,7 @@ def record_sent(sync_id: int, run_id: int, rows: Sequence[LedgerRow]) -> None:
     if connection.vendor != "postgresql":
         SyncedMember.objects.bulk_create(
             [
-                SyncedMember(sync_id=sync_id, run_id=run_id, added_at=now, **row.__dict__)
+                SyncedMember(sync_id=sync_id, run_id=run_id, added_at=now, **row._asdict())
                 for row in rows
             ],
             ignore_conflicts=True,

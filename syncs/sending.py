@@ -3,15 +3,26 @@
 the partner says the batch is too large. A refused credential stops the run."""
 
 import random
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from typing import Any
 
 import django_rq
 import requests
 
 from connections.models import Connection
-from connections.partners.base import BatchResult, BatchTooLarge, Partner, PartnerError, Recipient
+from connections.partners.base import (
+    BatchResult,
+    BatchTooLarge,
+    Partner,
+    PartnerError,
+    RateLimitSignal,
+    Recipient,
+)
 from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
 from syncs.models import SyncRun
 from syncs.run_events import Kind, record_event
@@ -21,6 +32,8 @@ MAX_ATTEMPTS = 6
 MAX_BACKOFF_SECONDS = 60.0
 # Waits for the shared bucket shorter than this are pacing, not news: only the total is kept.
 NOTABLE_WAIT_SECONDS = 1.0
+# Well under the reaper's 90 s: a run waiting this long for an answer beats its heartbeat.
+HEARTBEAT_EVERY_SECONDS = 15.0
 
 
 class StopRun(Exception):
@@ -32,8 +45,26 @@ class StopRun(Exception):
         self.status = status
 
 
+@dataclass
+class Attempt:
+    """One try at a batch: the partner's answer or why there was none, and the seconds spent
+    waiting for the shared rate limit first."""
+
+    waited: float = 0.0
+    result: BatchResult | None = None
+    refused: PartnerError | None = None
+    too_large: BatchTooLarge | None = None
+    no_token: RateLimitTimeout | None = None
+
+
 class BatchSender:
-    """Sends a run's batches for one partner connection; `count` adds to the run's counters."""
+    """Sends a run's batches for one partner connection; `count` adds to the run's counters.
+
+    `start` puts a batch's first attempt on a sending thread and `finish` takes its answer,
+    retrying there when it needs to, so a run keeps up to `in_flight` requests going while it
+    checkpoints the batches before them. Sending threads touch neither the database nor the
+    run: they wait for the rate limit, post, and read the partner's rate-limit headers.
+    """
 
     def __init__(
         self,
@@ -45,6 +76,9 @@ class BatchSender:
         options: dict[str, Any],
         count: Callable[..., None],
         sleep: Callable[[float], None],
+        pause: Callable[[float], None] = time.sleep,
+        beat: Callable[[], None] = lambda: None,
+        in_flight: int = 1,
     ) -> None:
         self.run_id = run_id
         self.connection = connection
@@ -53,19 +87,27 @@ class BatchSender:
         self.options = options
         self.count = count
         self.sleep = sleep
-        self.session = requests.Session()
+        self.beat = beat
+        self._threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="send")
+        self._local = threading.local()
+        self.in_flight = in_flight
         config = partner.config
+        # Sending threads wait for the bucket with a plain `pause`: the heartbeat is a database
+        # write, beaten by the thread that waits for their answer (`beat`).
         self.bucket = TokenBucket(
             django_rq.get_connection("default"),
             connection_bucket_key(connection.pk),
             capacity=getattr(config, "rate_limit_requests", 100),
             per_seconds=float(getattr(config, "rate_limit_seconds", 1)),
-            sleep=sleep,
+            sleep=pause,
         )
         self.batch_size = partner.max_batch_size()
         # Requests and waits of accepted batches, added to the counters by the engine's
         # checkpoint: one UPDATE per batch instead of two.
         self.uncounted: dict[str, float] = {}
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
 
     def take_uncounted(self) -> dict[str, float]:
         """What accepted sends have not counted yet, for the checkpoint to add; then forgotten."""
@@ -78,46 +120,104 @@ class BatchSender:
             counts[name] = counts.get(name, 0) + value
         self.count(**counts)
 
+    def start(self, *, add: list[Recipient], remove: list[Recipient]) -> "Future[Attempt]":
+        """The batch's first attempt, on a sending thread; `finish` takes its answer."""
+        return self._threads.submit(self._attempt, add, remove)
+
     def send(self, *, add: list[Recipient], remove: list[Recipient]) -> BatchResult:
-        """One batch, retried on 429, 5xx and network errors with backoff; auth stops the run."""
+        """One batch, here and now, retried as `finish` retries."""
+        return self.finish(None, add=add, remove=remove)
+
+    def finish(
+        self, started: "Future[Attempt] | None", *, add: list[Recipient], remove: list[Recipient]
+    ) -> BatchResult:
+        """The batch's answer: the started attempt's, or retried on 429, 5xx and network
+        errors with backoff; a refused credential stops the run."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
-            except RateLimitTimeout as timeout:
+            if attempt > 1 or started is None:
+                # Retries go through a sending thread too, this thread beating meanwhile.
+                started = self.start(add=add, remove=remove)
+            outcome = self._answer(started)
+            waited = outcome.waited
+            if outcome.no_token is not None:
                 # The bucket is empty for longer than we wait at once (a partner's reset far
                 # away): wait our longest, then ask again, a bounded number of times.
+                timeout = outcome.no_token
                 pause = 0.0 if attempt == MAX_ATTEMPTS else min(timeout.needed, MAX_BACKOFF_SECONDS)
                 self.sleep(pause)
                 self._count_now(throttled_seconds=timeout.waited + pause)
                 self._note_wait(timeout.waited + pause, "the connection's shared rate limit")
                 continue
             self._note_wait(waited, "the connection's shared rate limit")
-            try:
-                result = self.partner.send_batch(
-                    cohort_label=self.cohort_label,
-                    add=add,
-                    remove=remove,
-                    options=self.options,
-                    session=self.session,
-                )
-            except BatchTooLarge as too_large:
+            if outcome.too_large is not None:
                 self._count_now(requests=1, throttled_seconds=waited)
-                return self._send_in_halves(add, remove, too_large.limit)
-            except PartnerError as exc:
+                return self._send_in_halves(add, remove, outcome.too_large.limit)
+            if outcome.refused is not None:
                 self._count_now(requests=1, throttled_seconds=waited)
-                self._handle_error(exc, attempt)
+                self._handle_error(outcome.refused, attempt)
                 continue
-            self.uncounted["requests"] = self.uncounted.get("requests", 0) + result.requests
-            self.uncounted["throttled_seconds"] = (
-                self.uncounted.get("throttled_seconds", 0.0) + waited
-            )
-            if result.rate_limit is not None:
-                self.bucket.observe(result.rate_limit)
-            return result
+            return self._accept(outcome)
         raise StopRun(
             f"{self.partner.label}'s rate limit left no room for this batch after "
             f"{MAX_ATTEMPTS} attempts."
         )
+
+    def accepted(self, started: "Future[Attempt]") -> BatchResult | None:
+        """The started attempt's answer if the partner accepted the batch, without retrying:
+        for the batches still in flight when a run stops."""
+        outcome = self._answer(started)
+        if outcome.result is None:
+            if outcome.refused is not None or outcome.too_large is not None:
+                self._count_now(requests=1, throttled_seconds=outcome.waited)
+            return None
+        return self._accept(outcome)
+
+    def _accept(self, outcome: Attempt) -> BatchResult:
+        """An accepted batch: its request and wait are counted with its checkpoint."""
+        assert outcome.result is not None
+        self.uncounted["requests"] = self.uncounted.get("requests", 0) + outcome.result.requests
+        self.uncounted["throttled_seconds"] = (
+            self.uncounted.get("throttled_seconds", 0.0) + outcome.waited
+        )
+        return outcome.result
+
+    def _answer(self, started: "Future[Attempt]") -> Attempt:
+        """Wait for a sending thread's attempt, beating the heartbeat during long waits."""
+        while True:
+            try:
+                return started.result(timeout=HEARTBEAT_EVERY_SECONDS)
+            except FutureTimeout:
+                self.beat()
+
+    def _attempt(self, add: list[Recipient], remove: list[Recipient]) -> Attempt:
+        """Wait for a token, post the batch, read the rate-limit headers. No database here: it
+        runs on the sending threads."""
+        try:
+            waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+        except RateLimitTimeout as timeout:
+            return Attempt(no_token=timeout)
+        try:
+            result = self.partner.send_batch(
+                cohort_label=self.cohort_label,
+                add=add,
+                remove=remove,
+                options=self.options,
+                session=self._session(),
+            )
+        except BatchTooLarge as too_large:
+            return Attempt(waited, too_large=too_large)
+        except PartnerError as exc:
+            return Attempt(waited, refused=exc)
+        if result.rate_limit is not None:
+            self.bucket.observe(_less(result.rate_limit, self.in_flight - 1))
+        return Attempt(waited, result=result)
+
+    def _session(self) -> requests.Session:
+        """One keep-alive session per thread: a Session is not shared between threads."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def _handle_error(self, exc: PartnerError, attempt: int) -> None:
         """Stop the run, or wait before the next attempt."""
@@ -164,16 +264,18 @@ class BatchSender:
         size = max(1, min(limit, (len(add) + len(remove)) // 2))
         if size >= len(add) + len(remove):
             raise StopRun(f"{self.partner.label} refuses even a batch of {size}.")
-        self.batch_size = size
-        config = dict(self.connection.config, batch_size=size)
-        Connection.objects.filter(pk=self.connection.pk).update(config=config)
-        record_event(
-            self.run_id,
-            Kind.RETRY,
-            f"{self.partner.label} takes at most {limit:,} per request; "
-            f"sending batches of {size:,} from now on.",
-            batch_size=size,
-        )
+        if size < self.batch_size:
+            # Said once, though the batches in flight beside this one hear the same refusal.
+            self.batch_size = size
+            config = dict(self.connection.config, batch_size=size)
+            Connection.objects.filter(pk=self.connection.pk).update(config=config)
+            record_event(
+                self.run_id,
+                Kind.RETRY,
+                f"{self.partner.label} takes at most {limit:,} per request; "
+                f"sending batches of {size:,} from now on.",
+                batch_size=size,
+            )
         merged = BatchResult(accepted=[], failed=[], requests=0, status=200)
         for items, is_add in ((add, True), (remove, False)):
             for start in range(0, len(items), size):
@@ -183,6 +285,15 @@ class BatchSender:
                 merged.failed += result.failed
                 merged.status = result.status
         return merged
+
+
+def _less(signal: RateLimitSignal, others: int) -> RateLimitSignal:
+    """The partner's remaining requests, less the `others` this sender may have on their way
+    that the partner had not counted yet (or that took a token since): the bucket learns the
+    partner's limit before the batches in flight meet it."""
+    if signal.remaining is None or not others:
+        return signal
+    return replace(signal, remaining=max(0, signal.remaining - others))
 
 
 def backoff(attempt: int, exc: PartnerError) -> float:

@@ -1,5 +1,5 @@
 """A worker SIGKILLed mid-run, three times: the run resumes from its checkpoints and sends
-nothing twice beyond the batch in flight; killed a fourth time, it fails.
+nothing twice beyond the batches in flight (SENDS_IN_FLIGHT); killed a fourth time, it fails.
 
 Real OS processes (`manage.py rqworker`, `manage.py shell`) share a scratch database with the
 test (tests/worker_process.py) and use the real Redis of the rq_redis fixture; the partner
@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.engine import SENDS_IN_FLIGHT
 from syncs.models import SyncRunEvent
 from tests.faults.simulator import BATCH, in_destination, sandbox_post, track_answers
 from tests.worker_process import kill_group, query, shell, start_worker
 
 Kind = SyncRunEvent.Kind
+# Members a killed worker may have sent that its ledger lacks.
+IN_FLIGHT = SENDS_IN_FLIGHT * BATCH
 
 
 SETUP_RUN = """
@@ -149,10 +152,10 @@ def test_a_run_whose_worker_is_killed_three_times_resumes_and_sends_nothing_twic
         assert dead["added"] >= target
         assert dead["added"] % BATCH == 0
         assert len(dead["ledger"]) == dead["added"]
-        # What the partner holds is the ledger, plus at most the batch that was in flight.
+        # What the partner holds is the ledger, plus at most the batches that were in flight.
         held = in_destination(sandbox, setup["name"])
         assert set(dead["ledger"]) <= held
-        assert len(held - set(dead["ledger"])) <= BATCH
+        assert len(held - set(dead["ledger"])) <= IN_FLIGHT
         assert shell(worker_env, REAP, RUN_ID=str(run_id)) == 1
     finish_with_a_worker(worker_env)
 
@@ -167,13 +170,13 @@ def test_a_run_whose_worker_is_killed_three_times_resumes_and_sends_nothing_twic
     assert run["events"][-1] == Kind.FINISHED
     # The destination is the cohort: nothing skipped...
     assert in_destination(sandbox, setup["name"]) == set(setup["members"]) == set(run["ledger"])
-    # ...and nothing sent twice beyond the batch in flight at each kill.
-    assert cohort_size <= member_writes.count <= cohort_size + 3 * BATCH
+    # ...and nothing sent twice beyond the batches in flight at each kill.
+    assert cohort_size <= member_writes.count <= cohort_size + 3 * IN_FLIGHT
     answers = track_answers(sandbox)
     assert set(answers) == {201}
-    assert answers[201] <= cohort_size // BATCH + 3
+    assert answers[201] <= cohort_size // BATCH + 3 * SENDS_IN_FLIGHT
     # The run's own request count misses at most the requests the kills cut short.
-    assert answers[201] - 3 <= run["requests"] <= answers[201]
+    assert answers[201] - 3 * SENDS_IN_FLIGHT <= run["requests"] <= answers[201]
 
 
 def test_a_run_whose_worker_dies_a_fourth_time_fails_and_the_next_run_completes_it(
@@ -196,9 +199,9 @@ def test_a_run_whose_worker_dies_a_fourth_time_fails_and_the_next_run_completes_
     assert failed["events"][-2:] == [Kind.INTERRUPTED, Kind.FINISHED]
     held = in_destination(sandbox, setup["name"])
     assert set(failed["ledger"]) <= held
-    assert len(held - set(failed["ledger"])) <= BATCH  # the batch in flight at the kill
+    assert len(held - set(failed["ledger"])) <= IN_FLIGHT  # the batches in flight at the kill
 
-    # The next run sends what the ledger lacks, the batch in flight included.
+    # The next run sends what the ledger lacks, the batches in flight included.
     again = shell(worker_env, START_RUN, SYNC_ID=str(setup["sync"]))
     assert again["created"]
     finish_with_a_worker(worker_env)
@@ -207,4 +210,4 @@ def test_a_run_whose_worker_dies_a_fourth_time_fails_and_the_next_run_completes_
     assert completed["added"] == 1500 - failed["added"]
     assert in_destination(sandbox, setup["name"]) == set(setup["members"])
     assert set(completed["ledger"]) == set(setup["members"])
-    assert member_writes.count <= 1500 + BATCH
+    assert member_writes.count <= 1500 + IN_FLIGHT

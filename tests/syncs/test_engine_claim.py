@@ -39,19 +39,19 @@ def sync(sandbox):
 
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    original = BatchSender.send
+    original = BatchSender.finish
     calls = []
 
-    def send_while_the_reaper_takes_the_run(sender, **batch):
+    def answer_while_the_reaper_takes_the_run(sender, started, **batch):
         calls.append(1)
         if len(calls) == 2:
             # The reaper believed this worker dead during its second batch and re-queued it.
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
             )
-        return original(sender, **batch)
+        return original(sender, started, **batch)
 
-    with mock.patch.object(BatchSender, "send", send_while_the_reaper_takes_the_run):
+    with mock.patch.object(BatchSender, "finish", answer_while_the_reaper_takes_the_run):
         assert run_sync(run.pk) == "lost claim"
     run.refresh_from_db()
     # The first batch is checkpointed; the second was rolled back for the new holder to send.

@@ -103,19 +103,19 @@ def test_a_member_who_comes_back_after_the_plan_is_not_removed(cohort, sync):
 def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(150)])
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    original = BatchSender.send
+    original = BatchSender.finish
     calls = []
 
-    def send_while_the_reaper_takes_the_run(sender, **batch):
+    def answer_while_the_reaper_takes_the_run(sender, started, **batch):
         calls.append(1)
         if len(calls) == 2:
             # The reaper believed this worker dead during its second batch and re-queued it.
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
             )
-        return original(sender, **batch)
+        return original(sender, started, **batch)
 
-    with mock.patch.object(BatchSender, "send", send_while_the_reaper_takes_the_run):
+    with mock.patch.object(BatchSender, "finish", answer_while_the_reaper_takes_the_run):
         assert run_sync(run.pk) == "lost claim"
     assert SyncRunPlanItem.objects.filter(run=run).count() == 150
     # Joined after the plan: a re-plan would send them in this run; the stored plan does not.

@@ -9,10 +9,11 @@ from django.core.exceptions import ValidationError
 
 from cohortsync.models import AuditEntry
 from connections.models import Connection
-from connections.ratelimit import TokenBucket
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.engine import SENDS_IN_FLIGHT
 from syncs.membership import Identity, apply_changes
 from syncs.models import Cohort, Sync, SyncedMember, SyncRun
+from syncs.sending import BatchSender
 from syncs.sync_lifecycle import (
     approve_held_run,
     cancel_run,
@@ -198,31 +199,40 @@ def test_canceling_a_queued_run_ends_it_at_once_and_no_worker_starts_it(
 def test_canceling_a_running_run_stops_it_at_the_next_checkpoint(
     cohort, connection, sandbox, marketer
 ):
-    apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(300)])
+    apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(900)])
     sync = make_sync(cohort, connection)
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    real_acquire = TokenBucket.acquire
-    calls = []
+    real_start, real_finish = BatchSender.start, BatchSender.finish
+    sent, answered = [], []
 
-    def acquire(bucket, tokens=1, *, max_wait):
-        # The second batch asks for a token after the first one's checkpoint: cancel there.
-        calls.append(tokens)
-        if len(calls) == 2:
+    def start(sender, **batch):
+        sent.append(1)
+        return real_start(sender, **batch)
+
+    def finish(sender, started_attempt, **batch):
+        # The run takes the second batch's answer after the first one's checkpoint: cancel there.
+        answered.append(1)
+        if len(answered) == 2:
             cancel_run(run=SyncRun.objects.get(pk=started.pk), actor=marketer)
-        return real_acquire(bucket, tokens, max_wait=max_wait)
+        return real_finish(sender, started_attempt, **batch)
 
-    with mock.patch.object(TokenBucket, "acquire", autospec=True, side_effect=acquire):
+    with (
+        mock.patch.object(BatchSender, "start", start),
+        mock.patch.object(BatchSender, "finish", finish),
+    ):
         run_jobs()
 
     started.refresh_from_db()
     assert started.status == Status.CANCELED
     assert started.finished_at is not None
-    # The batch in flight when the cancel came was accepted, so it is in the ledger too.
-    assert (started.planned_adds, started.added) == (300, 150)
-    assert started.failed == 150  # planned but not reached
+    # No batch was sent after the checkpoint that saw the cancel; the batches in flight then
+    # were accepted, so they are in the ledger too.
+    assert len(sent) == 1 + SENDS_IN_FLIGHT < 900 // 75
+    sent_members = len(sent) * 75
+    assert (started.planned_adds, started.added) == (900, sent_members)
+    assert started.failed == 900 - sent_members  # planned but not reached
     assert adds_up(started)
-    assert len(calls) == 2  # no batch after the checkpoint that saw the cancel
-    assert SyncedMember.objects.filter(sync=sync).count() == 150
+    assert SyncedMember.objects.filter(sync=sync).count() == sent_members
     assert started.error_summary.startswith(f"Canceled by {marketer.username}")
 
 
