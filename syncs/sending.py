@@ -1,6 +1,10 @@
-"""Send one batch to the partner: under the connection's shared rate limit, retried on 429,
-5xx and network errors with backoff that honours the partner's reset time, split in halves when
-the partner says the batch is too large. A refused credential stops the run."""
+"""Send a run's batches to the partner: under the connection's shared rate limit, retried on
+429, 5xx and network errors with backoff that honours the partner's reset time, split in halves
+when the partner says the batch is too large. A refused credential stops the run.
+
+Requests go out on a few sending threads, so a run has several batches in flight while the
+engine checkpoints the ones before them; the threads touch the network and Redis, never the
+database."""
 
 import random
 import threading

@@ -88,7 +88,8 @@ def cancel_run(*, run: SyncRun, actor: User | None, ip: str | None = None) -> Sy
     """Cancel a queued run at once, or ask a running one to stop.
 
     A running run is only marked: its engine reads the status at every checkpoint and stops
-    there, so the batch in flight is never half-recorded.
+    there, sending nothing more; the batches already in flight are recorded if the partner took
+    them, so none is half-recorded.
     """
     message = f"Canceled by {_who(actor)}"
     with transaction.atomic():

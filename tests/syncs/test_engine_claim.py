@@ -9,21 +9,23 @@ from django.db.models import F
 from django.utils import timezone
 
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs import checkpoint
 from syncs.engine import RunSender, run_sync
 from syncs.membership import Identity, apply_changes
 from syncs.models import Cohort, SyncedMember, SyncRun
-from syncs.sending import BatchSender
 from syncs.sync_services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
+# Eight batches: the reaper takes the run between two of their checkpoints.
+MEMBERS = 600
 
 
 @pytest.fixture
 def sync(sandbox):
     cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[Identity("external_id", f"u{n:03d}") for n in range(150)])
+    apply_changes(cohort.pk, add=[Identity("external_id", f"u{n:03d}") for n in range(MEMBERS)])
     connection = make_connection(
         endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
     )
@@ -39,24 +41,26 @@ def sync(sandbox):
 
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    original = BatchSender.finish
-    calls = []
+    real_commit = checkpoint.commit
+    written = []
 
-    def answer_while_the_reaper_takes_the_run(sender, started, **batch):
-        calls.append(1)
-        if len(calls) == 2:
-            # The reaper believed this worker dead during its second batch and re-queued it.
+    def commit_after_the_reaper_took_the_run(pending):
+        if written:
+            # The reaper believed this worker dead after its first checkpoint and re-queued it.
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
             )
-        return original(sender, started, **batch)
+        written.append(real_commit(pending))
+        return written[-1]
 
-    with mock.patch.object(BatchSender, "finish", answer_while_the_reaper_takes_the_run):
+    with mock.patch.object(checkpoint, "commit", commit_after_the_reaper_took_the_run):
         assert run_sync(run.pk) == "lost claim"
     run.refresh_from_db()
-    # The first batch is checkpointed; the second was rolled back for the new holder to send.
-    assert (run.status, run.added, run.interruptions) == (SyncRun.Status.QUEUED, 75, 1)
-    assert SyncedMember.objects.filter(sync=sync).count() == 75
+    # The first checkpoint stands; the second wrote nothing, for the new holder to send.
+    assert written == [SyncRun.Status.RUNNING, None]
+    assert (run.status, run.interruptions) == (SyncRun.Status.QUEUED, 1)
+    assert 0 < run.added < MEMBERS and run.added % 75 == 0
+    assert SyncedMember.objects.filter(sync=sync).count() == run.added
 
     from syncs.jobs import enqueue_run
 
@@ -64,8 +68,8 @@ def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):
     run_jobs()
     run.refresh_from_db()
     assert run.status == SyncRun.Status.SUCCEEDED
-    assert (run.planned_adds, run.added, run.failed, run.skipped) == (150, 150, 0, 0)
-    assert SyncedMember.objects.filter(sync=sync).count() == 150
+    assert (run.planned_adds, run.added, run.failed, run.skipped) == (MEMBERS, MEMBERS, 0, 0)
+    assert SyncedMember.objects.filter(sync=sync).count() == MEMBERS
 
 
 def test_long_waits_beat_the_heartbeat(sync):

@@ -8,10 +8,10 @@ import pytest
 from django.db.models import F
 
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs import checkpoint
 from syncs.engine import RunSender, run_sync
 from syncs.membership import Identity, apply_changes
 from syncs.models import Cohort, SyncedMember, SyncRun, SyncRunPlanItem
-from syncs.sending import BatchSender
 from syncs.sync_services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
@@ -101,23 +101,24 @@ def test_a_member_who_comes_back_after_the_plan_is_not_removed(cohort, sync):
 
 
 def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
-    apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(150)])
+    # Eight batches: the reaper takes the run between two of their checkpoints.
+    apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(600)])
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    original = BatchSender.finish
-    calls = []
+    real_commit = checkpoint.commit
+    written = []
 
-    def answer_while_the_reaper_takes_the_run(sender, started, **batch):
-        calls.append(1)
-        if len(calls) == 2:
-            # The reaper believed this worker dead during its second batch and re-queued it.
+    def commit_after_the_reaper_took_the_run(pending):
+        if written:
+            # The reaper believed this worker dead after its first checkpoint and re-queued it.
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
             )
-        return original(sender, started, **batch)
+        written.append(real_commit(pending))
+        return written[-1]
 
-    with mock.patch.object(BatchSender, "finish", answer_while_the_reaper_takes_the_run):
+    with mock.patch.object(checkpoint, "commit", commit_after_the_reaper_took_the_run):
         assert run_sync(run.pk) == "lost claim"
-    assert SyncRunPlanItem.objects.filter(run=run).count() == 150
+    assert SyncRunPlanItem.objects.filter(run=run).count() == 600
     # Joined after the plan: a re-plan would send them in this run; the stored plan does not.
     apply_changes(cohort.pk, add=[ext("late-1"), ext("late-2")])
 
@@ -127,8 +128,8 @@ def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
     run_jobs()
     run.refresh_from_db()
     assert run.status == SyncRun.Status.SUCCEEDED
-    assert (run.planned_adds, run.added, run.failed, run.skipped) == (150, 150, 0, 0)
-    assert "late-1" not in ledger(sync) and len(ledger(sync)) == 150
+    assert (run.planned_adds, run.added, run.failed, run.skipped) == (600, 600, 0, 0)
+    assert "late-1" not in ledger(sync) and len(ledger(sync)) == 600
     assert not SyncRunPlanItem.objects.filter(run=run).exists()
 
 

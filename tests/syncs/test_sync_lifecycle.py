@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from cohortsync.models import AuditEntry
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs import checkpoint
 from syncs.engine import SENDS_IN_FLIGHT
 from syncs.membership import Identity, apply_changes
 from syncs.models import Cohort, Sync, SyncedMember, SyncRun
@@ -202,32 +203,41 @@ def test_canceling_a_running_run_stops_it_at_the_next_checkpoint(
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(900)])
     sync = make_sync(cohort, connection)
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    real_start, real_finish = BatchSender.start, BatchSender.finish
-    sent, answered = [], []
+    real_start, real_finish, real_commit = BatchSender.start, BatchSender.finish, checkpoint.commit
+    answered, statuses, sent, sent_after_the_cancel_was_seen = [], [], [], []
 
     def start(sender, **batch):
         sent.append(1)
+        if Status.CANCELED in statuses:
+            sent_after_the_cancel_was_seen.append(1)
         return real_start(sender, **batch)
 
     def finish(sender, started_attempt, **batch):
-        # The run takes the second batch's answer after the first one's checkpoint: cancel there.
+        # The run takes the second batch's answer: cancel there.
         answered.append(1)
         if len(answered) == 2:
             cancel_run(run=SyncRun.objects.get(pk=started.pk), actor=marketer)
         return real_finish(sender, started_attempt, **batch)
 
+    def commit(pending):
+        statuses.append(real_commit(pending))
+        return statuses[-1]
+
     with (
         mock.patch.object(BatchSender, "start", start),
         mock.patch.object(BatchSender, "finish", finish),
+        mock.patch.object(checkpoint, "commit", commit),
     ):
         run_jobs()
 
     started.refresh_from_db()
     assert started.status == Status.CANCELED
     assert started.finished_at is not None
-    # No batch was sent after the checkpoint that saw the cancel; the batches in flight then
-    # were accepted, so they are in the ledger too.
-    assert len(sent) == 1 + SENDS_IN_FLIGHT < 900 // 75
+    # The first checkpoint after the cancel saw it: nothing was sent after that, and the
+    # batches already in flight were accepted, so they are in the ledger too.
+    assert Status.CANCELED in statuses
+    assert not sent_after_the_cancel_was_seen
+    assert len(sent) <= 1 + SENDS_IN_FLIGHT < 900 // 75
     sent_members = len(sent) * 75
     assert (started.planned_adds, started.added) == (900, sent_members)
     assert started.failed == 900 - sent_members  # planned but not reached
