@@ -6,7 +6,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from cohortsync.audit import client_ip
-from cohortsync.models import AuditEntry
 from cohortsync.roles import role_required
 from connections import services
 from connections.forms import ConnectionForm
@@ -31,7 +30,6 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
         config_error = ""
     except ValueError as exc:
         config, config_error = connection.config, str(exc)
-    history = AuditEntry.objects.filter(target_type="connection", target_id=str(pk))[:50]
     return render(
         request,
         "connections/detail.html",
@@ -42,7 +40,6 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ],
             "config_error": config_error,
             "latest_check": connection.checks.first(),
-            "history": history,
         },
     )
 

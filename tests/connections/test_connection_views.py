@@ -199,3 +199,12 @@ def test_the_kind_chooser_is_shown_without_a_kind(admin_client):
     response = admin_client.get(reverse("connections:create"))
     html = response.content.decode()
     assert "?kind=braze" in html and "?kind=appsflyer" in html
+
+
+def test_the_detail_page_tells_its_history_once_through_the_timeline(viewer_client):
+    connection = make_connection()
+    page = viewer_client.get(reverse("connections:detail", args=[connection.pk])).content.decode()
+    timeline = reverse("sync_pages:connection_timeline", args=[connection.pk])
+    assert f'hx-get="{timeline}"' in page
+    # The timeline already lists every audit entry of the connection, with who did it.
+    assert "<h2>History</h2>" not in page
