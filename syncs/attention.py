@@ -2,19 +2,19 @@
 
 Five kinds, each answered with a set-based query whatever the number of syncs and runs: syncs
 whose latest run failed, runs held by the mass-removal guard, connections whose credentials were
-refused, syncs paused because of it, and syncs whose cohort has not changed for
-COHORTSYNC_STALE_COHORT_DAYS (a partner feed that stopped looks exactly like that). The counts
-come from one aggregate over the syncs; each list shows the first few.
+refused, syncs paused because of it, and syncs whose cohort has neither changed nor received
+data for COHORTSYNC_STALE_COHORT_DAYS (a partner feed that stopped looks exactly like that).
+The counts come from one aggregate over the syncs; each list shows the first few.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
 from connections.models import Connection
-from syncs.models import Sync, SyncRun
+from syncs.models import CsvUpload, ImportRequest, Sync, SyncRun
 
 SHOWN = 10  # rows listed per kind; the count says how many there are in all
 FAILED_RUN = (SyncRun.Status.FAILED, SyncRun.Status.PARTIALLY_FAILED)
@@ -45,12 +45,26 @@ class Attention:
 
 
 def _stale_filter(now: datetime, days: int) -> Q:
-    """Active, recurring syncs whose cohort last changed before the cut-off.
+    """Active, recurring syncs whose cohort has neither changed nor received data since the
+    cut-off.
 
-    A run-once sync has sent its cohort and is done; a paused one is listed elsewhere.
+    A partner that pushes the same members every day changes nothing, yet its feed is alive: an
+    applied import request (or a CSV upload) since the cut-off keeps the cohort off the list. A
+    run-once sync has sent its cohort and is done; a paused one is listed elsewhere.
     """
-    quiet = Q(status=Sync.Status.ACTIVE, cohort__updated_at__lt=now - timedelta(days=days))
-    return quiet & ~Q(cadence__kind="once")
+    cutoff = now - timedelta(days=days)
+    pushed = ImportRequest.objects.filter(
+        cohort_id=OuterRef("cohort_id"),
+        status=ImportRequest.Status.APPLIED,
+        created_at__gte=cutoff,
+    )
+    uploaded = CsvUpload.objects.filter(
+        cohort_id=OuterRef("cohort_id"),
+        status=CsvUpload.Status.SUCCEEDED,
+        finished_at__gte=cutoff,
+    )
+    quiet = Q(status=Sync.Status.ACTIVE, cohort__updated_at__lt=cutoff)
+    return quiet & ~Q(cadence__kind="once") & ~Exists(pushed) & ~Exists(uploaded)
 
 
 def find_attention(*, now: datetime) -> Attention:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from connections.models import Connection
 from syncs.attention import SHOWN
-from syncs.models import Cohort, Sync, SyncRun
+from syncs.models import Cohort, CsvUpload, ImportRequest, Sync, SyncRun
 from syncs.sync_services import create_sync
 from tests.base import make_connection
 
@@ -139,8 +139,43 @@ def test_a_recurring_sync_whose_cohort_has_not_changed_for_a_week_is_stale(viewe
     attention = response.context["attention"]
     assert [s.name for s in attention.stale] == ["Stale hourly"]
     assert attention.stale_count == 1
-    assert "Cohort unchanged for 7+ days" in page
+    assert "No new cohort data for 7+ days" in page
     assert reverse("syncs:cohort_detail", args=[stale.cohort_id]) in page
+
+
+def test_a_feed_that_keeps_sending_the_same_members_is_not_stale(viewer_client):
+    now = timezone.now()
+    pushed = make_sync("Partner pushes the same list daily")
+    uploaded = make_sync("Same CSV uploaded again")
+    refused = make_sync("Partner pushes refused")
+    for sync in (pushed, uploaded, refused):
+        age_cohort(sync, 30)
+
+    def push(sync, status, http_status):
+        ImportRequest.objects.create(
+            cohort_id=sync.cohort_id,
+            partner="amplitude",
+            endpoint="cohorts/users",
+            status=status,
+            http_status=http_status,
+            ignored=1000,
+            created_at=now - timedelta(days=1),
+        )
+
+    push(pushed, ImportRequest.Status.APPLIED, 201)
+    push(refused, ImportRequest.Status.REJECTED, 400)
+    CsvUpload.objects.create(
+        cohort_id=uploaded.cohort_id,
+        mode=CsvUpload.Mode.ADD,
+        file_name="same.csv",
+        stored_path="same.csv",
+        status=CsvUpload.Status.SUCCEEDED,
+        ignored=1000,
+        finished_at=now - timedelta(days=2),
+    )
+    attention = home(viewer_client)[0].context["attention"]
+    # Nothing changed for a month, but data arrived: only the feed that is refused is stale.
+    assert [s.name for s in attention.stale] == ["Partner pushes refused"]
 
 
 def test_the_stale_threshold_is_a_setting(viewer_client, settings):
@@ -149,7 +184,7 @@ def test_the_stale_threshold_is_a_setting(viewer_client, settings):
     settings.COHORTSYNC_STALE_COHORT_DAYS = 2
     response, page = home(viewer_client)
     assert response.context["attention"].stale_count == 1
-    assert "Cohort unchanged for 2+ days" in page
+    assert "No new cohort data for 2+ days" in page
 
 
 def test_a_long_list_shows_the_first_few_and_the_full_count(viewer_client):
