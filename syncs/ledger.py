@@ -1,15 +1,14 @@
-"""Write the ledger after a batch is accepted: one statement for the batch of adds; removals
-leave the ledger for the removal history.
+"""The ledger of what a sync has put into the destination: the members a batch added, and the
+removals that take members out of it into the removal history.
 
-On PostgreSQL the rows travel as one array per column through unnest (a handful of parameters
-however big the batch); building 75 model instances and a 600-parameter INSERT per batch was
-the largest cost of a full sync. Elsewhere, bulk_create.
+On PostgreSQL a batch's ledger rows are written inside the checkpoint's one statement
+(syncs/checkpoint.py), from the same LedgerRow fields; these functions serve the checkpoint's
+ORM path (SQLite, and batches of removals).
 """
 
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from django.db import connection
 from django.utils import timezone
 
 from syncs.models import SyncedMember, SyncRemoval
@@ -35,28 +34,13 @@ def record_sent(sync_id: int, run_id: int, rows: Sequence[LedgerRow]) -> None:
     if not rows:
         return
     now = timezone.now()
-    if connection.vendor != "postgresql":
-        SyncedMember.objects.bulk_create(
-            [
-                SyncedMember(sync_id=sync_id, run_id=run_id, added_at=now, **row._asdict())
-                for row in rows
-            ],
-            ignore_conflicts=True,
-        )
-        return
-    arrays = ", ".join(["%s::text[]"] * len(COLUMNS))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {TABLE} (sync_id, run_id, added_at, {', '.join(COLUMNS)}) "  # noqa: S608
-            f"SELECT %s, %s, %s, u.* FROM unnest({arrays}) AS u "
-            "ON CONFLICT (sync_id, id_type, alias_label, value) DO NOTHING",
-            [
-                sync_id,
-                run_id,
-                now,
-                *([getattr(row, name) for row in rows] for name in COLUMNS),
-            ],
-        )
+    SyncedMember.objects.bulk_create(
+        [
+            SyncedMember(sync_id=sync_id, run_id=run_id, added_at=now, **row._asdict())
+            for row in rows
+        ],
+        ignore_conflicts=True,
+    )
 
 
 def record_removed(sync_id: int, run_id: int, rows: Sequence[SyncedMember]) -> None:

@@ -1,5 +1,5 @@
-"""syncs.ledger.record_sent: one statement per batch; a member already in the ledger keeps the
-row (and the destination identifier) it was first sent with."""
+"""syncs.ledger.record_sent: a member already in the ledger keeps the row (and the destination
+identifier) it was first sent with."""
 
 import pytest
 
