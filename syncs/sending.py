@@ -128,15 +128,11 @@ class BatchSender:
         """The batch's first attempt, on a sending thread; `finish` takes its answer."""
         return self._threads.submit(self._attempt, add, remove)
 
-    def send(self, *, add: list[Recipient], remove: list[Recipient]) -> BatchResult:
-        """One batch, here and now, retried as `finish` retries."""
-        return self.finish(None, add=add, remove=remove)
-
     def finish(
         self, started: "Future[Attempt] | None", *, add: list[Recipient], remove: list[Recipient]
     ) -> BatchResult:
-        """The batch's answer: the started attempt's, or retried on 429, 5xx and network
-        errors with backoff; a refused credential stops the run."""
+        """The batch's answer: the `started` attempt's (None: make one now), retried on 429,
+        5xx and network errors with backoff; a refused credential stops the run."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1 or started is None:
                 # Retries go through a sending thread too, this thread beating meanwhile.
@@ -284,7 +280,9 @@ class BatchSender:
         for items, is_add in ((add, True), (remove, False)):
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]
-                result = self.send(add=chunk if is_add else [], remove=[] if is_add else chunk)
+                result = self.finish(
+                    None, add=chunk if is_add else [], remove=[] if is_add else chunk
+                )
                 merged.accepted += result.accepted
                 merged.failed += result.failed
                 merged.status = result.status
