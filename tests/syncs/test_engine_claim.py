@@ -2,20 +2,17 @@
 long waits beat the heartbeat, and a worker whose claim was taken stops without writing."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
-from django.db.models import F
 from django.utils import timezone
 
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs import checkpoint
 from syncs.engine import RunSender, run_sync
 from syncs.membership import Identity, apply_changes
 from syncs.models import Cohort, SyncedMember, SyncRun
 from syncs.sync_services import create_sync, start_run
 from tests.base import make_connection
-from tests.jobs import run_jobs
+from tests.jobs import reaper_takes_the_run_after_its_first_checkpoint, run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 # Eight batches: the reaper takes the run between two of their checkpoints.
@@ -41,19 +38,7 @@ def sync(sandbox):
 
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    real_commit = checkpoint.commit
-    written = []
-
-    def commit_after_the_reaper_took_the_run(pending):
-        if written:
-            # The reaper believed this worker dead after its first checkpoint and re-queued it.
-            SyncRun.objects.filter(pk=run.pk).update(
-                status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
-            )
-        written.append(real_commit(pending))
-        return written[-1]
-
-    with mock.patch.object(checkpoint, "commit", commit_after_the_reaper_took_the_run):
+    with reaper_takes_the_run_after_its_first_checkpoint(run.pk) as written:
         assert run_sync(run.pk) == "lost claim"
     run.refresh_from_db()
     # The first checkpoint stands; the second wrote nothing, for the new holder to send.

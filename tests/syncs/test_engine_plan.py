@@ -5,16 +5,14 @@ sent by a guess."""
 from unittest import mock
 
 import pytest
-from django.db.models import F
 
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs import checkpoint
 from syncs.engine import RunSender, run_sync
 from syncs.membership import Identity, apply_changes
 from syncs.models import Cohort, SyncedMember, SyncRun, SyncRunPlanItem
 from syncs.sync_services import create_sync, start_run
 from tests.base import make_connection
-from tests.jobs import run_jobs
+from tests.jobs import reaper_takes_the_run_after_its_first_checkpoint, run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
@@ -104,19 +102,7 @@ def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
     # Eight batches: the reaper takes the run between two of their checkpoints.
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(600)])
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    real_commit = checkpoint.commit
-    written = []
-
-    def commit_after_the_reaper_took_the_run(pending):
-        if written:
-            # The reaper believed this worker dead after its first checkpoint and re-queued it.
-            SyncRun.objects.filter(pk=run.pk).update(
-                status=SyncRun.Status.QUEUED, interruptions=F("interruptions") + 1
-            )
-        written.append(real_commit(pending))
-        return written[-1]
-
-    with mock.patch.object(checkpoint, "commit", commit_after_the_reaper_took_the_run):
+    with reaper_takes_the_run_after_its_first_checkpoint(run.pk):
         assert run_sync(run.pk) == "lost claim"
     assert SyncRunPlanItem.objects.filter(run=run).count() == 600
     # Joined after the plan: a re-plan would send them in this run; the stored plan does not.
