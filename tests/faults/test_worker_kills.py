@@ -173,7 +173,10 @@ def test_a_run_whose_worker_is_killed_three_times_resumes_and_sends_nothing_twic
     # ...and nothing sent twice beyond the batches in flight at each kill.
     assert cohort_size <= member_writes.count <= cohort_size + 3 * IN_FLIGHT
     answers = track_answers(sandbox)
-    assert set(answers) == {201}
+    # A request the kill cut off mid-body reaches the partner truncated and is refused (400,
+    # answered to a dead socket), applying nothing: at most the batches in flight at each kill.
+    assert set(answers) <= {201, 400}
+    assert answers.get(400, 0) <= 3 * SENDS_IN_FLIGHT
     assert answers[201] <= cohort_size // BATCH + 3 * SENDS_IN_FLIGHT
     # The run's own request count misses at most the requests the kills cut short.
     assert answers[201] - 3 * SENDS_IN_FLIGHT <= run["requests"] <= answers[201]
