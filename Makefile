@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    set up .venv, migrate, seed the demo and start web, worker, cron, simulator"
 	@echo "make test   set up .venv with dev tools and run the whole test suite"
-	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make lint   ruff check, ruff format --check, mypy, the layer order (lint-imports)"
 	@echo "make fmt    fix what ruff can"
 
 run: export DEBUG := true
@@ -39,6 +39,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+	$(VENV)/bin/lint-imports
 
 fmt: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .

@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from alerts import channels
 from alerts.models import AlertDelivery, AlertSettings
+from alerts.queue import enqueue_delivery
 from alerts.texts import Alert, sample_alert
-from cohortsync import audit
 from connections import crypto
+from core import audit
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ def _create(alert: Alert, active: list[str]) -> list[AlertDelivery]:
 
 def _enqueue(deliveries: list[AlertDelivery]) -> None:
     # Called once the delivery rows have committed, so the worker always finds them.
-    from alerts.jobs import enqueue_delivery
-
     for delivery in deliveries:
         try:
             enqueue_delivery(delivery.pk)

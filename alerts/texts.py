@@ -68,7 +68,7 @@ def run_alert(run: SyncRun, change: StateChange) -> Alert:
         subject_label=sync.name,
         title=title,
         text="\n".join(line for line in lines if line),
-        url=full_url(reverse("sync_pages:run_detail", args=[sync.pk, run.pk])),
+        url=full_url(reverse("syncs:run_detail", args=[sync.pk, run.pk])),
     )
 
 

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from alerts import services
 from alerts.forms import AlertSettingsForm
 from alerts.models import AlertDelivery, AlertSettings
-from cohortsync.audit import client_ip
-from cohortsync.roles import role_required
+from core.audit import client_ip
+from core.roles import role_required
 
 MANAGE = "alerts.manage_alerts"
 RECENT_DELIVERIES = 25

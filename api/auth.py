@@ -1,7 +1,7 @@
 """Token authentication and the role rules: `Authorization: Bearer cs_...`, on every request.
 
 Each endpoint declares the permission it needs (`auth=TokenAuth(VIEW)`), checked right after the
-token and before the request body is even parsed, with the dashboard's rules (cohortsync.roles):
+token and before the request body is even parsed, with the dashboard's rules (core.roles):
 a user with no role gets 404, a role without the permission 403.
 
 Sessions are not accepted here: a browser's cookie must never be enough to change things through
@@ -14,7 +14,7 @@ from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
 from api.tokens import TokenRefused, verify_api_token
-from cohortsync.roles import check_access
+from core.roles import check_access, request_actor
 
 MISSING = "Send an API token as `Authorization: Bearer <token>`; create one on your profile page."
 
@@ -41,8 +41,5 @@ class TokenAuth(HttpBearer):
         return api_token.user
 
 
-def actor(request: HttpRequest) -> User:
-    """The token's user, whom TokenAuth let through."""
-    user = request.user
-    assert isinstance(user, User)
-    return user
+# The token's user, whom TokenAuth let through.
+actor = request_actor

@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from api.models import ApiToken
-from cohortsync import audit
-from cohortsync.roles import user_role
 from connections.keys import LAST_USED_RESOLUTION, hash_key
+from core import audit
+from core.roles import user_role
 
 TOKEN_PREFIX = "cs_"  # noqa: S105 -- the public start of every token, not a secret
 LOOKUP_ID_LENGTH = 8

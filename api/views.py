@@ -4,7 +4,6 @@ Any role may hold tokens (a viewer's only read); nobody sees or revokes another 
 """
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,20 +13,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from api.forms import ApiTokenForm
 from api.models import ApiToken
 from api.tokens import create_api_token, revoke_api_token
-from cohortsync.audit import client_ip
-from cohortsync.roles import role_required
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # role_required let only signed-in users through
-    return user
+from core.audit import client_ip
+from core.roles import request_actor, role_required
 
 
 @role_required()
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = request_actor(request)
     form = ApiTokenForm(request.POST or None)
     raw_token, created = None, None
     if request.method == "POST" and form.is_valid():
@@ -55,9 +48,9 @@ def profile(request: HttpRequest) -> HttpResponse:
 @role_required()
 @require_POST
 def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=pk, user=_user(request))
+    token = get_object_or_404(ApiToken, pk=pk, user=request_actor(request))
     try:
-        revoke_api_token(token=token, actor=_user(request), ip=client_ip(request))
+        revoke_api_token(token=token, actor=request_actor(request), ip=client_ip(request))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:

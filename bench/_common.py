@@ -125,7 +125,7 @@ def make_connection(kind: str, url: str, name: str) -> Any:
 
 
 def make_cohort(name: str, members: int, *, first: int = 0) -> Any:
-    from syncs.models import Cohort
+    from cohorts.models import Cohort
 
     cohort = Cohort.objects.create(name=name, source=Cohort.Source.MANUAL)
     add_members(cohort.pk, first, first + members)
@@ -136,7 +136,7 @@ def add_members(cohort_id: int, first: int, stop: int) -> None:
     """Members `user-<n>` for n in [first, stop), written by PostgreSQL itself."""
     from django.db import connection
 
-    from syncs.models import Cohort, CohortMember
+    from cohorts.models import Cohort, CohortMember
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -152,7 +152,7 @@ def add_members(cohort_id: int, first: int, stop: int) -> None:
 
 
 def make_sync(cohort: Any, connection: Any, *, name: str = "", **extra: Any) -> Any:
-    from syncs.sync_services import create_sync
+    from syncs.services import create_sync
 
     return create_sync(
         name=name or f"bench {cohort.name}",
@@ -210,15 +210,8 @@ def drop_cohort(cohort: Any) -> None:
     """Deleted in SQL: the ORM would load a million members and ledger rows to cascade."""
     from django.db import connection
 
-    from syncs.models import (
-        CohortMember,
-        Sync,
-        SyncedMember,
-        SyncRemoval,
-        SyncRun,
-        SyncRunEvent,
-        SyncRunPlanItem,
-    )
+    from cohorts.models import CohortMember
+    from syncs.models import Sync, SyncedMember, SyncRemoval, SyncRun, SyncRunEvent, SyncRunPlanItem
 
     sync_ids = list(Sync.objects.filter(cohort=cohort).values_list("pk", flat=True))
     with connection.cursor() as cursor:

@@ -45,7 +45,8 @@ def main(run_id: int) -> None:
     import django
 
     django.setup()
-    from syncs import diff, engine, sending
+    from syncs.engine import diff, sending
+    from syncs.engine import run as engine
     from syncs.models import SyncRun
 
     spent: dict[str, float] = {}

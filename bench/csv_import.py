@@ -64,7 +64,7 @@ def own_parse(path: Path) -> float:
     """cohortsync's parser and validation alone, without the database."""
     from django.core.files import File
 
-    from syncs.csv_rows import Lines, parse_header, parse_row, read_records
+    from cohorts.csv_rows import Lines, parse_header, parse_row, read_records
 
     started = time.perf_counter()
     with path.open("rb") as handle:
@@ -102,8 +102,8 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from syncs import csv_import
-    from syncs.models import Cohort, CohortMember, CsvUpload
+    from cohorts import csv_import
+    from cohorts.models import Cohort, CohortMember, CsvUpload
 
     call_command("migrate", verbosity=0)
     source = workdir / "media" / "uploads" / "bench.csv"

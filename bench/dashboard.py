@@ -67,12 +67,13 @@ def seed() -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from cohortsync.roles import Role
-    from cohortsync.users import create_user
+    from cohorts.models import Cohort
     from connections.models import Connection
     from connections.partners import PARTNERS
     from connections.services import create_connection
-    from syncs.models import Cohort, Sync, SyncRun, SyncRunError
+    from core.roles import Role
+    from core.users import create_user
+    from syncs.models import Sync, SyncRun, SyncRunError
 
     now = timezone.now()
     started = time.perf_counter()

@@ -31,7 +31,8 @@ def mark_synced(sync: Any) -> None:
     """The ledger of a sync that has sent the whole cohort, written by PostgreSQL itself."""
     from django.db import connection
 
-    from syncs.models import CohortMember, SyncedMember
+    from cohorts.models import CohortMember
+    from syncs.models import SyncedMember
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -47,7 +48,7 @@ def churn(cohort: Any, members: int, fraction: float) -> tuple[int, int]:
     """Every k-th member leaves and as many new ones join; returns (joined, left)."""
     from django.db import connection
 
-    from syncs.models import CohortMember
+    from cohorts.models import CohortMember
 
     changes = int(members * fraction)
     leaving = changes // 2
@@ -67,7 +68,8 @@ def churn(cohort: Any, members: int, fraction: float) -> tuple[int, int]:
 def analyse() -> None:
     from django.db import connection
 
-    from syncs.models import CohortMember, SyncedMember
+    from cohorts.models import CohortMember
+    from syncs.models import SyncedMember
 
     with connection.cursor() as cursor:
         for model in (CohortMember, SyncedMember):
@@ -75,7 +77,7 @@ def analyse() -> None:
 
 
 def reference_counts(sync: Any) -> tuple[float, int, int]:
-    from syncs import diff
+    from syncs.engine import diff
 
     started = time.perf_counter()
     adds = diff.members_to_add(sync).count()

@@ -92,7 +92,7 @@ def reference_claim(cohort: Any, limit: int) -> tuple[float, int]:
 
 
 def tick(now: Any) -> tuple[float, int]:
-    from syncs.scheduler import dispatch_due_syncs
+    from syncs.scheduling.dispatch import dispatch_due_syncs
 
     started = time.perf_counter()
     count = dispatch_due_syncs(now=now)
@@ -107,12 +107,12 @@ def main() -> None:
     import django_rq
 
     from syncs.models import SyncRun, SyncRunEvent
-    from syncs.scheduler import DISPATCH_BATCH
+    from syncs.scheduling.dispatch import DISPATCH_BATCH
 
     print(f"{args.syncs:,} active hourly syncs; {_common.machine()}", flush=True)
     tag = uuid.uuid4().hex[:6]
     cohort, connection = make_syncs(args.syncs, tag)
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue("runs")
     rows: list[list[Any]] = []
     try:
         for name, spread in (("typical (due this minute)", True), ("worst (all due)", False)):

@@ -34,9 +34,9 @@ def reference_bodies(
     kind: str, members: int, label: str, import_key: str
 ) -> tuple[str, list[bytes]]:
     """The path and the bodies cohortsync would send for `user-<n>`, built before the clock."""
-    from connections.partners.appsflyer_payload import device_rows, import_payload
+    from connections.partners.appsflyer.payload import device_rows, import_payload
     from connections.partners.base import Recipient
-    from connections.partners.braze_payload import build_track_payload
+    from connections.partners.braze.payload import build_track_payload
 
     recipients = [Recipient(n, "external_id", f"user-{n:08}") for n in range(members)]
     bodies = []
@@ -102,7 +102,7 @@ def checkpoints_alone(connection: Any, cohort: Any, members: int, batch: int) ->
     """Seconds to commit the run's checkpoints with no partner at all: `members` ledger rows in
     checkpoints of `batch`, exactly as the engine writes them. The database's floor for the
     run, which the reference client never pays."""
-    from syncs import checkpoint, ledger
+    from syncs.engine import checkpoint, ledger
     from syncs.models import SyncRun
 
     sync = _common.make_sync(cohort, connection, name=f"floor {cohort.name}")

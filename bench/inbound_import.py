@@ -146,7 +146,7 @@ def bench_direct(
 ) -> Result:
     import psycopg
 
-    from syncs.models import CohortMember
+    from cohorts.models import CohortMember
 
     rows = ", ".join(["(%s, %s, %s, %s, %s)"] * BATCH)
     sql = (
@@ -212,8 +212,8 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connection
 
+        from cohorts.models import Cohort, ImportRequest
         from connections.keys import generate_import_key, revoke_import_key
-        from syncs.models import Cohort, ImportRequest
 
         call_command("migrate", verbosity=0)
         run = uuid.uuid4().hex[:8]

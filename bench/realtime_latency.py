@@ -50,9 +50,10 @@ def main() -> None:
     import requests
     from django.test import Client
 
+    from cohorts.models import Cohort, ImportRequest
     from connections.keys import generate_import_key, revoke_import_key
-    from syncs.models import Cohort, ImportRequest, SyncRun
-    from syncs.sync_services import create_sync
+    from syncs.models import SyncRun
+    from syncs.services import create_sync
 
     print(
         f"{args.pushes} pushes, {args.interval} s apart; {_common.machine()}",
@@ -66,7 +67,7 @@ def main() -> None:
         partner=PARTNER,
         partner_cohort_id=f"bench-{tag}",
     )
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue("runs")
     queue.empty()
     latencies: list[float] = []
     with _common.simulator() as url:
@@ -82,7 +83,7 @@ def main() -> None:
             actor=None,
         )
         worker = subprocess.Popen(
-            [_common.PYTHON, "manage.py", "rqworker", "default"],
+            [_common.PYTHON, "manage.py", "rqworker", "runs"],
             cwd=_common.ROOT,
             env=os.environ.copy(),
             stdout=subprocess.DEVNULL,

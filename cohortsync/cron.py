@@ -5,8 +5,9 @@ RQ's cron has no leader election: run exactly ONE rqcron process per deployment.
 
 from rq import cron
 
+from cohorts.jobs import reap_stuck_uploads
 from cohortsync.jobs import heartbeat
-from syncs.jobs import dispatch_due_syncs, reap_stuck_runs, reap_stuck_uploads
+from syncs.jobs import dispatch_due_syncs, reap_stuck_runs
 
 cron.register(heartbeat, queue_name="default", interval=60, result_ttl=600, name="heartbeat")
 # Both are safe to run twice (compare-and-set claims), so an accidental second rqcron is harmless.
@@ -19,7 +20,7 @@ cron.register(
     name="dispatch_due_syncs",
 )
 # Every 30 s: a heartbeat is stale after 90 s, so a dead worker's run is resumed or failed
-# within two minutes (DESIGN invariant 6).
+# within two minutes (invariant 6 in docs/architecture.md).
 cron.register(
     reap_stuck_runs,
     queue_name="default",

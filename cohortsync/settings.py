@@ -111,8 +111,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_rq",
+    "core",
     "cohortsync",
     "connections",
+    "cohorts",
     "syncs",
     "alerts",
     # Listed for its templates and static Swagger UI (no CDN); keep "api" after it: the role
@@ -147,7 +149,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "cohortsync.roles.role_context",
+                "core.roles.role_context",
             ],
         },
     },
@@ -173,8 +175,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The embedded Valkey started by `make run` listens on this socket when REDIS_URL is not set.
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "run" / "valkey.sock"
 REDIS_URL = env_str("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}?db=0"
+# Two queues, so a six-hour sync run never delays an alert: `runs` for sync runs and CSV
+# imports, `default` for short jobs (alerts, credential checks, the dispatcher, the reapers).
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600, "DEFAULT_RESULT_TTL": 3600},
+    "runs": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600, "DEFAULT_RESULT_TTL": 3600},
 }
 RQ = {"COMMIT_MODE": "on_db_commit"}
 

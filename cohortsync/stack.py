@@ -104,6 +104,8 @@ class Stack:
             web = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]
         self.children = [
             Child("web", web),
+            # One worker per queue: a long sync run never holds up an alert or a check.
+            Child("worker-runs", [*manage, "rqworker", "runs", "--with-scheduler"]),
             Child("worker", [*manage, "rqworker", "default", "--with-scheduler"]),
             Child("cron", [*manage, "rqcron", "cohortsync.cron"]),
         ]

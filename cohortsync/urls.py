@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from api.urls import api_urls, profile_urls
-from cohortsync import views
+from core import views
 from syncs.views.connection_removal import connection_delete, connection_delete_cancel
 from syncs.views.home import home
 
@@ -25,11 +25,11 @@ urlpatterns = [
         name="connection_delete_cancel",
     ),
     path("connections/", include("connections.urls")),
-    path("cohorts/", include("syncs.urls")),
-    path("syncs/", include("syncs.sync_urls")),
+    path("cohorts/", include("cohorts.urls")),
+    path("syncs/", include("syncs.urls")),
     path("members/", include("syncs.lookup_urls")),
     path("settings/alerts/", include("alerts.urls")),
-    path("partners/", include("syncs.inbound_urls")),
+    path("partners/", include("cohorts.inbound.urls")),
     path("api/v1/", include(api_urls)),
     path("admin/", admin.site.urls),
 ]

@@ -21,8 +21,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import get_random_string, salted_hmac
 
-from cohortsync import audit
 from connections.models import ImportKey
+from core import audit
 
 KEY_PREFIX = "csik_"
 LOOKUP_ID_LENGTH = 12

@@ -1,12 +1,11 @@
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from connections.partners.base import Partner, PartnerConfig
+from connections.partners import PARTNERS
+from connections.partners.base import Partner, PartnerConfig
 
 
 class Connection(models.Model):
@@ -52,12 +51,10 @@ class Connection(models.Model):
         return self.name
 
     @property
-    def partner(self) -> "type[Partner]":
-        from connections.partners import PARTNERS
-
+    def partner(self) -> type[Partner]:
         return PARTNERS[self.kind]
 
-    def get_config(self) -> "PartnerConfig":
+    def get_config(self) -> PartnerConfig:
         """The typed config; raises ValueError with a clear message when it is not valid."""
         return self.partner.parse_config(self.config)
 

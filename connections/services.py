@@ -8,12 +8,14 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cohortsync import audit
 from connections import crypto
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
-from connections.partners.base import PartnerConfig, PartnerError
+from connections.partners.base import PartnerConfig
+from connections.partners.http import PartnerError
+from connections.queue import enqueue_connection_check
 from connections.signals import connection_state_changed
+from core import audit
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +123,6 @@ def request_connection_check(
     *, connection: Connection, actor: User | None, ip: str | None = None
 ) -> ConnectionCheck:
     """Queue a "Test connection" job; the worker makes the partner call."""
-    from connections.jobs import enqueue_connection_check
-
     with transaction.atomic():
         check = ConnectionCheck.objects.create(connection=connection, requested_by=actor)
         audit.record(

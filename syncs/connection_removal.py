@@ -6,6 +6,7 @@ deletes a connection once nothing uses it.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -13,11 +14,11 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from cohortsync import audit
 from connections.models import Connection
 from connections.services import delete_connection
+from core import audit
 from syncs.models import Sync, SyncedMember, SyncRun
-from syncs.sync_services import start_run
+from syncs.services import start_run
 
 LEAVE = "leave"
 REMOVE = "remove"
@@ -88,6 +89,17 @@ def remove_connection(
     for sync in to_clean:
         start_run(sync=sync, trigger=SyncRun.Trigger.CLEANUP, actor=actor, ip=ip)
     return complete_connection_removal(connection.pk)
+
+
+def on_run_finished(sender: Any, run_id: int, **kwargs: Any) -> None:
+    """The last cleanup run to finish deletes the connection (and with it that run)."""
+    connection_id = (
+        SyncRun.objects.filter(pk=run_id, trigger=SyncRun.Trigger.CLEANUP)
+        .values_list("sync__connection_id", flat=True)
+        .first()
+    )
+    if connection_id is not None:
+        complete_connection_removal(connection_id)
 
 
 def complete_connection_removal(connection_id: int) -> bool:

@@ -1,41 +1,239 @@
-"""Forms of the cohort pages. They collect input; syncs.services validates and applies it."""
+"""The sync form's steps as plain forms (cohort, destination, identifier, cadence, name), and
+the answers turned into what syncs.services takes. syncs.steps chains them.
+
+The identifier step offers every identifier: those the destination cannot take are shown
+disabled with the reason, and refused with it if sent anyway; create_sync checks them again.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from syncs.models import MAX_IDENTIFIER_LENGTH, IdType
-from syncs.services import MAX_PASTED_IDENTIFIERS
+from cohorts.models import Cohort
+from connections.models import Connection
+from connections.partners import PARTNERS
+from syncs import cadence as cadences
+from syncs.models import Sync
+from syncs.pages.preview import Coverage
+
+CADENCE_CHOICES = [
+    ("once", "Once (run it with Run now)"),
+    ("hourly", "Hourly (at a minute of the hour picked for this sync)"),
+    ("daily", "Daily at a time of day, in a time zone"),
+    ("realtime", "Real-time (within a minute of each cohort change)"),
+]
+IDENTIFIER_LABELS = {
+    "external_id": "External ID (AppsFlyer: customer user id)",
+    "user_alias": "User alias (Braze)",
+    "braze_id": "Braze ID",
+    "gaid": "GAID (Android advertising id)",
+    "oaid": "OAID (Android, Huawei and others)",
+    "idfv": "IDFV (iOS vendor id)",
+    "amplitude_id": "Amplitude ID",
+}
+ALL_IDENTIFIERS = list(
+    dict.fromkeys(name for partner in PARTNERS.values() for name in partner.identifiers)
+)
+LEAVING_HELP = {
+    Sync.Leaving.REMOVE: "When a member leaves the cohort, the next run takes them out of the "
+    "destination too, so the destination matches the cohort.",
+    Sync.Leaving.KEEP: "Members who leave the cohort stay in the destination; runs only add.",
+}
+THRESHOLD_HELP = (
+    "A run that would remove more than this share of the members already in the destination "
+    "is held for approval instead of sent."
+)
 
 
-class CohortNameForm(forms.Form):
-    name = forms.CharField(max_length=255)
+def unavailable_reason(connection: Connection, name: str) -> str | None:
+    """Why `connection` cannot take identifier `name`, or None when it can."""
+    return connection.partner.unavailable_reason(connection.get_config(), name)
 
 
-class CohortSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=255, label="Name contains")
+@dataclass(frozen=True)
+class IdentifierOption:
+    """One row of the identifier step: how many members carry it, and whether it can be used."""
+
+    name: str
+    label: str
+    members: int
+    percent: float
+    unavailable: str | None
+
+    @property
+    def percent_text(self) -> str:
+        """Whole percents, but a few members never read as "0 %"."""
+        if self.members and self.percent < 1:
+            return "< 1 %"
+        return f"{self.percent:.0f} %"
 
 
-class ChangeMembersForm(forms.Form):
-    id_type = forms.ChoiceField(choices=IdType.choices, label="Identifier type")
-    alias_label = forms.CharField(
+class CohortChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.member_count:,} member{'' if obj.member_count == 1 else 's'})"
+
+
+class ConnectionChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.get_kind_display()})"
+
+
+class CohortStep(forms.Form):
+    cohort = CohortChoice(queryset=Cohort.objects.order_by("name", "id"), label="Cohort to send")
+
+
+class DestinationStep(forms.Form):
+    connection = ConnectionChoice(
+        queryset=Connection.objects.order_by("name", "id"), label="Destination connection"
+    )
+
+    def clean_connection(self) -> Connection:
+        connection: Connection = self.cleaned_data["connection"]
+        try:
+            connection.get_config()
+        except ValueError as exc:
+            raise ValidationError(
+                f"{connection.name} has settings that are not valid ({exc}); an admin must fix "
+                "them before a sync can use it."
+            ) from None
+        return connection
+
+
+class IdentifierStep(forms.Form):
+    """The identifier mapping, plus the destination's own options for the sync (its partner's
+    sync options form: Braze membership mode, AppsFlyer audience). Every identifier is a choice;
+    those the destination cannot take are shown disabled, and refused with the reason if sent
+    anyway."""
+
+    primary_identifier = forms.ChoiceField(label="Identify members by")
+    fallback_identifier = forms.ChoiceField(required=False, label="Otherwise by")
+
+    def __init__(self, *args: Any, connection: Connection, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection = connection
+        config = connection.get_config()
+        labelled = [(name, IDENTIFIER_LABELS.get(name, name)) for name in ALL_IDENTIFIERS]
+        self._choice_field("primary_identifier").choices = labelled
+        self._choice_field("fallback_identifier").choices = [("", "No fallback"), *labelled]
+        # The connection's usual identifier is the first choice until one is picked.
+        self.initial.setdefault("primary_identifier", connection.partner.default_identifier(config))
+        self.option_names: list[str] = []
+        for name, field in connection.partner.sync_options_form(config=config).fields.items():
+            self.fields[name] = field
+            self.option_names.append(name)
+
+    def _choice_field(self, name: str) -> forms.ChoiceField:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        return field
+
+    def identifier_options(self, coverage: Coverage) -> list[IdentifierOption]:
+        return [
+            IdentifierOption(
+                name=name,
+                label=IDENTIFIER_LABELS.get(name, name),
+                members=coverage.by_identifier.get(name, 0),
+                percent=coverage.percent(name),
+                unavailable=unavailable_reason(self.connection, name),
+            )
+            for name in ALL_IDENTIFIERS
+        ]
+
+    def _available(self, field_name: str) -> str:
+        name: str = self.cleaned_data.get(field_name) or ""
+        reason = unavailable_reason(self.connection, name) if name else None
+        if reason:
+            raise ValidationError(f"{IDENTIFIER_LABELS.get(name, name)} is not available: {reason}")
+        return name
+
+    def clean_primary_identifier(self) -> str:
+        return self._available("primary_identifier")
+
+    def clean_fallback_identifier(self) -> str:
+        return self._available("fallback_identifier")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        primary, fallback = data.get("primary_identifier"), data.get("fallback_identifier")
+        if primary and fallback == primary:
+            self.add_error("fallback_identifier", "Choose a different fallback, or none.")
+        return data
+
+
+class CadenceStep(forms.Form):
+    cadence = forms.ChoiceField(
+        choices=CADENCE_CHOICES, widget=forms.RadioSelect, initial="once", label="Cadence"
+    )
+    daily_time = forms.TimeField(
         required=False,
-        max_length=MAX_IDENTIFIER_LENGTH,
-        help_text="User aliases only: the label every pasted alias has.",
+        label="Time of day (daily)",
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
     )
-    text = forms.CharField(
-        label="Identifiers",
-        strip=False,
-        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false"}),
-        help_text=(
-            "One per line, or separated by commas or spaces. "
-            f"At most {MAX_PASTED_IDENTIFIERS:,} at a time."
-        ),
+    timezone = forms.CharField(
+        required=False,
+        initial="UTC",
+        max_length=64,
+        label="Time zone (daily)",
+        help_text="An IANA name such as Europe/Paris or America/New_York.",
+    )
+    leaving_members = forms.ChoiceField(
+        choices=Sync.Leaving.choices,
+        widget=forms.RadioSelect,
+        initial=Sync.Leaving.REMOVE,
+        label="Members who leave the cohort",
+    )
+    mass_removal_threshold_pct = forms.IntegerField(
+        min_value=1,
+        max_value=100,
+        initial=50,
+        label="Mass-removal threshold (%)",
+        help_text=THRESHOLD_HELP,
     )
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("cadence") == "daily" and not data.get("daily_time"):
+            self.add_error("daily_time", "A daily sync needs its time of day.")
+        elif data.get("cadence"):
+            try:
+                cadences.parse_cadence(cadence_of(data))
+            except cadences.CadenceError as exc:
+                self.add_error("timezone" if "time zone" in str(exc) else "cadence", str(exc))
+        return data
 
-class MemberSearchForm(forms.Form):
-    q = forms.CharField(
-        min_length=2,
-        max_length=MAX_IDENTIFIER_LENGTH,
-        label="Identifier",
-        help_text="An exact identifier of any type, or the start of a primary identifier.",
-    )
+
+class PreviewStep(forms.Form):
+    name = forms.CharField(max_length=255, label="Name of the sync")
+
+
+def mapping_of(answers: Mapping[str, Any]) -> list[str]:
+    return [
+        name for name in (answers["primary_identifier"], answers["fallback_identifier"]) if name
+    ]
+
+
+def cadence_of(answers: Mapping[str, Any]) -> dict[str, Any]:
+    """The cadence as syncs.cadence reads it."""
+    if answers["cadence"] != "daily":
+        return {"kind": answers["cadence"]}
+    return {
+        "kind": "daily",
+        "time_of_day": answers["daily_time"].strftime("%H:%M"),
+        "timezone": (answers.get("timezone") or "UTC").strip(),
+    }
+
+
+def options_of(answers: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
+    """The partner's sync options among the answers, those given."""
+    form = connection.partner.sync_options_form(config=connection.get_config())
+    options: dict[str, Any] = {}
+    for name in form.fields:
+        value = answers.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if value:
+            options[name] = value
+    return options

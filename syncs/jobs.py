@@ -1,137 +1,20 @@
-"""RQ entry points for cohorts: thin, ids in, the services do the work."""
+"""RQ entry points for syncs: thin, ids in, the engine and the scheduler do the work.
 
-import functools
-from collections.abc import Sequence
-from typing import Any
+syncs/queue.py enqueues them by name; rqcron (cohortsync/cron.py) schedules the ticks.
+"""
 
-import django_rq
-import redis
-from django.conf import settings
-from rq import Callback, Queue
-from rq.scripts import _build_hset_args, get_unique_enqueue_script
-
-from syncs.csv_import import fail_interrupted_upload, import_csv_upload
-
-CSV_JOB_TIMEOUT = 3600
-
-
-def import_csv(upload_id: int) -> str:
-    upload = import_csv_upload(upload_id)
-    return upload.status if upload is not None else "skipped"
-
-
-def import_csv_failed(job: Any, connection: Any, *exc_info: Any) -> None:
-    """RQ failure callback: a job that timed out, or whose worker was killed and the job later
-    found abandoned, must not leave its upload running for ever."""
-    fail_interrupted_upload(job.args[0])
-
-
-def csv_job_id(upload_id: int) -> str:
-    return f"csv-upload-{upload_id}"
-
-
-def enqueue_csv_import(upload_id: int) -> None:
-    # Called after the upload row committed, so the worker always finds it.
-    queue = django_rq.get_queue("default", commit_mode="auto")
-    queue.enqueue(
-        import_csv,
-        upload_id,
-        job_id=csv_job_id(upload_id),
-        job_timeout=CSV_JOB_TIMEOUT,
-        result_ttl=3600,
-        failure_ttl=86400,
-        on_failure=Callback(import_csv_failed),
-    )
-
-
-RUN_JOB_TIMEOUT = 6 * 3600
-RUN_RESULT_TTL = 3600
-RUN_FAILURE_TTL = 7 * 86400
+from syncs.engine.run import run_sync
+from syncs.scheduling.dispatch import dispatch_due_syncs as dispatch
+from syncs.scheduling.reaper import reap_stuck_runs as reap
 
 
 def run_sync_job(run_id: int) -> str:
-    from syncs.engine import run_sync
-
     return run_sync(run_id)
 
 
-@functools.cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
-
-
-def _run_queue() -> Queue:
-    # One Redis client per process: django-rq makes a new one (a new TCP connection) per call,
-    # and a dispatcher starting thousands of runs ran out of local ports (bench/dispatcher_tick).
-    connection = _redis(settings.RQ_QUEUES["default"]["URL"])
-    return django_rq.get_queue("default", commit_mode="auto", connection=connection)
-
-
-def run_job_id(run_id: int, attempt: int = 0) -> str:
-    # The run id and its attempt make the job id: a second enqueue of the same attempt is
-    # refused by RQ, while a resume after an interruption gets a job of its own.
-    return f"sync-run-{run_id}-{attempt}"
-
-
-def enqueue_run(run_id: int, *, attempt: int = 0) -> None:
-    _run_queue().enqueue(
-        run_sync_job,
-        run_id,
-        job_id=run_job_id(run_id, attempt),
-        unique=True,
-        job_timeout=RUN_JOB_TIMEOUT,
-        result_ttl=RUN_RESULT_TTL,
-        failure_ttl=RUN_FAILURE_TTL,
-    )
-
-
-def enqueue_new_runs(run_ids: Sequence[int]) -> list[int]:
-    """Queue the first job of many runs in one Redis round trip; returns the ids whose job
-    existed already (left as they were). Raises redis.RedisError when Redis is unreachable.
-
-    Each job is the one enqueue_run makes, stored by the atomic script RQ's unique=True uses
-    (refuse an existing job id, save, push). RQ runs that script outside any pipeline, one
-    round trip per job, and its enqueue_many has no unique option: so the script is pipelined
-    here, through two RQ internals pinned by requirements.txt (rq==2.12.0) and checked by
-    tests/syncs/test_scheduler.py against enqueue_run's job.
-    """
-    queue = _run_queue()
-    unique_enqueue = get_unique_enqueue_script(queue.connection)
-    with queue.connection.pipeline(transaction=False) as pipe:
-        pipe.sadd(queue.redis_queues_keys, queue.key)
-        for run_id in run_ids:
-            job = queue.create_job(
-                run_sync_job,
-                args=(run_id,),
-                job_id=run_job_id(run_id),
-                timeout=RUN_JOB_TIMEOUT,
-                result_ttl=RUN_RESULT_TTL,
-                failure_ttl=RUN_FAILURE_TTL,
-            )
-            queue._prepare_for_queue(job)  # origin, enqueued_at, status: as queue.enqueue does
-            ttl = job.ttl if job.ttl is not None else -1
-            unique_enqueue(
-                keys=[job.key, queue.key],
-                args=[job.id, "R", ttl, *_build_hset_args(job)],
-                client=pipe,
-            )
-        stored = pipe.execute()[1:]
-    return [run_id for run_id, saved in zip(run_ids, stored, strict=True) if not saved]
-
-
 def dispatch_due_syncs() -> int:
-    from syncs.scheduler import dispatch_due_syncs as dispatch
-
     return dispatch()
 
 
 def reap_stuck_runs() -> int:
-    from syncs.scheduler import reap_stuck_runs as reap
-
-    return reap()
-
-
-def reap_stuck_uploads() -> int:
-    from syncs.upload_reaper import reap_stuck_uploads as reap
-
     return reap()

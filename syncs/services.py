@@ -1,210 +1,242 @@
-"""Cohort services: every change runs in a transaction that also writes its audit entry.
+"""Sync services: create syncs and start their runs. Each change is audited in its transaction."""
 
-Members are only ever written through `syncs.membership`; these functions validate what a person
-typed, call it, and record who did what.
-"""
+import logging
+from typing import Any
 
-import re
-
+import redis
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.utils import timezone
 
-from cohortsync import audit
-from syncs import membership
-from syncs.membership import ChangeCounts, Identity
-from syncs.models import MAX_IDENTIFIER_LENGTH, Cohort, CsvUpload, IdType, Sync
+from cohorts.models import Cohort
+from connections.models import Connection
+from core import audit
+from syncs import cadence as cadences
+from syncs.engine.events import Kind, record_event
+from syncs.models import Sync, SyncRun
+from syncs.queue import enqueue_run
 
-# ---------------------------------------------------------------------------------------------
-# Cohorts in the dashboard: create, rename, change members by pasting identifiers, delete.
-# ---------------------------------------------------------------------------------------------
+logger = logging.getLogger(__name__)
 
-MAX_PASTED_IDENTIFIERS = 10_000
-_SEPARATORS = re.compile(r"[,\s]+")
-
-
-def _clean_name(name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": "Enter a name."})
-    if len(name) > 255:
-        raise ValidationError({"name": "A cohort name has at most 255 characters."})
-    return name
+QUEUE_UNREACHABLE = "The job queue (Redis) is unreachable; the run was not started."
 
 
-def _check_identifier(value: str, what: str) -> str | None:
-    """Why `value` cannot be an identifier, or None when it can."""
-    if len(value) > MAX_IDENTIFIER_LENGTH:
-        return f"{what} is longer than {MAX_IDENTIFIER_LENGTH} characters"
-    # Invisible characters copied from a spreadsheet would make an identity that never matches.
-    if not value.isprintable():
-        return f"{what} contains an invisible or control character"
-    return None
+def allowed_identifiers(connection: Connection) -> list[str]:
+    try:
+        return connection.partner.allowed_identifiers(connection.get_config())
+    except ValueError:
+        return []  # a connection whose settings are not valid takes no sync
 
 
-def parse_identifiers(text: str) -> list[str]:
-    """Pasted identifiers: one per line or separated by commas or spaces, blanks dropped."""
-    values: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        for value in _SEPARATORS.split(line):
-            if not value:
-                continue
-            problem = _check_identifier(value, f"{value[:20]!r}")
-            if problem:
-                raise ValidationError({"text": f"Line {number}: {problem}."})
-            values.append(value)
-            if len(values) > MAX_PASTED_IDENTIFIERS:
-                raise ValidationError(
-                    {
-                        "text": f"Line {number}: more than {MAX_PASTED_IDENTIFIERS:,} identifiers "
-                        "in one paste. Paste fewer at a time, or upload a CSV."
-                    }
-                )
-    if not values:
-        raise ValidationError({"text": "Paste at least one identifier."})
-    return values
-
-
-def _clean_alias_label(id_type: str, alias_label: str) -> str:
-    if id_type not in IdType.values:
-        raise ValidationError({"id_type": f"Unknown identifier type {id_type!r}."})
-    if id_type != IdType.USER_ALIAS:
-        return ""  # the label is part of an alias's identity only
-    label = alias_label.strip()
-    if not label:
-        raise ValidationError({"alias_label": "User aliases need their alias label."})
-    problem = _check_identifier(label, "The alias label")
-    if problem:
-        raise ValidationError({"alias_label": f"{problem}."})
-    return label
-
-
-def create_cohort(*, name: str, actor: User | None, ip: str | None = None) -> Cohort:
-    """A manual cohort, empty until members are pasted or uploaded."""
-    with transaction.atomic():
-        cohort = Cohort.objects.create(
-            name=_clean_name(name), source=Cohort.Source.MANUAL, created_by=actor
-        )
-        audit.record(
-            actor=actor,
-            action="cohort.created",
-            target=cohort,
-            details={"source": cohort.source},
-            ip=ip,
-        )
-    return cohort
-
-
-def rename_cohort(*, cohort: Cohort, name: str, actor: User | None, ip: str | None = None) -> None:
-    if cohort.source == Cohort.Source.PARTNER:
-        raise ValidationError(
-            f"{cohort.name} is named by its partner ({cohort.get_partner_display()}): "
-            "rename it there and the next push renames it here."
-        )
-    new_name = _clean_name(name)
-    if new_name == cohort.name:
-        return
-    old_name = cohort.name
-    with transaction.atomic():
-        Cohort.objects.filter(pk=cohort.pk).update(name=new_name)
-        membership.record_change(cohort.pk, ChangeCounts(), renamed=True)
-        cohort.name = new_name
-        audit.record(
-            actor=actor,
-            action="cohort.renamed",
-            target=cohort,
-            details={"from": old_name, "to": new_name},
-            ip=ip,
-        )
-    cohort.refresh_from_db(fields=["updated_at"])
-
-
-def change_members(
+def create_sync(
     *,
+    name: str,
     cohort: Cohort,
-    id_type: str,
-    alias_label: str,
-    text: str,
-    remove: bool,
+    connection: Connection,
+    identifier_mapping: list[str],
+    cadence: dict[str, object],
+    leaving_members: str = Sync.Leaving.REMOVE,
+    mass_removal_threshold_pct: int = 50,
+    options: dict[str, object] | None = None,
     actor: User | None,
     ip: str | None = None,
-) -> ChangeCounts:
-    """Add (or remove) pasted identifiers. Invalid input changes nothing.
-
-    The audit entry keeps the counts, never the identifiers.
-    """
-    cohort.refuse_manual_changes()
-    label = _clean_alias_label(id_type, alias_label)
-    values = parse_identifiers(text)
-    identities = [Identity(id_type, value, label) for value in values]
+) -> Sync:
+    """Validate and save a sync. Bad input raises ValidationError and writes nothing."""
+    name, identifier_mapping, parsed = _validated(
+        connection=connection,
+        name=name,
+        identifier_mapping=identifier_mapping,
+        cadence=cadence,
+        leaving_members=leaving_members,
+        mass_removal_threshold_pct=mass_removal_threshold_pct,
+    )
+    options = _validated_options(connection, options, current=None)
+    first_run = cadences.next_run_at(parsed, after=timezone.now())
     with transaction.atomic():
-        if remove:
-            counts = membership.apply_changes(cohort.pk, remove=identities)
-        else:
-            counts = membership.apply_changes(cohort.pk, add=identities)
+        sync = Sync.objects.create(
+            next_run_at=first_run,
+            name=name,
+            cohort=cohort,
+            connection=connection,
+            identifier_mapping=identifier_mapping,
+            cadence=parsed.to_dict(),
+            leaving_members=leaving_members,
+            mass_removal_threshold_pct=mass_removal_threshold_pct,
+            options=options,
+            created_by=actor,
+        )
         audit.record(
             actor=actor,
-            action="cohort.members_removed" if remove else "cohort.members_added",
-            target=cohort,
-            details={
-                "id_type": id_type,
-                "pasted": len(values),
-                "added": counts.added,
-                "removed": counts.removed,
-                "ignored": counts.ignored,
-            },
+            action="sync.created",
+            target=sync,
+            details={"cohort": cohort.name, "connection": connection.name},
             ip=ip,
         )
-    cohort.refresh_from_db(fields=["member_count", "updated_at"])
-    return counts
+    return sync
 
 
-def _refuse_delete(cohort: Cohort, sync_names: list[str]) -> ValidationError:
-    listed = ", ".join(sync_names)
-    used_by = "1 sync uses" if len(sync_names) == 1 else f"{len(sync_names)} syncs use"
-    return ValidationError(
-        f"{cohort.name} cannot be deleted: {used_by} it ({listed}). "
-        "Delete those syncs or point them at another cohort first."
+EDITABLE_FIELDS = (
+    "name",
+    "identifier_mapping",
+    "cadence",
+    "leaving_members",
+    "mass_removal_threshold_pct",
+    "options",
+)
+
+
+def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **changes: Any) -> Sync:
+    """Change a sync's settings (its cohort and destination stay). Bad input raises
+    ValidationError and writes nothing; the audit entry lists what changed, old and new.
+
+    A new identifier mapping applies to members sent from now on; a full resync re-sends
+    everyone with it.
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"These settings cannot be changed: {', '.join(sorted(unknown))}.")
+    values = {field: changes.get(field, getattr(sync, field)) for field in EDITABLE_FIELDS}
+    name, mapping, parsed = _validated(
+        connection=sync.connection,
+        name=values["name"],
+        identifier_mapping=values["identifier_mapping"],
+        cadence=values["cadence"],
+        leaving_members=values["leaving_members"],
+        mass_removal_threshold_pct=values["mass_removal_threshold_pct"],
     )
+    # What the first run created (an AppsFlyer audience, say) stays unless replaced.
+    options = _validated_options(sync.connection, values["options"], current=sync.options)
+    new = {
+        "name": name,
+        "identifier_mapping": mapping,
+        "cadence": parsed.to_dict(),
+        "leaving_members": values["leaving_members"],
+        "mass_removal_threshold_pct": values["mass_removal_threshold_pct"],
+        "options": options,
+    }
+    changed = {
+        field: {"from": getattr(sync, field), "to": value}
+        for field, value in new.items()
+        if getattr(sync, field) != value
+    }
+    if not changed:
+        return sync
+    with transaction.atomic():
+        locked = Sync.objects.select_for_update().get(pk=sync.pk)
+        for field, value in new.items():
+            setattr(locked, field, value)
+        update_fields = list(changed)
+        if "cadence" in changed:
+            locked.next_run_at = cadences.next_run_at(parsed, after=timezone.now())
+            update_fields.append("next_run_at")
+        locked.save(update_fields=update_fields)
+        audit.record(actor=actor, action="sync.updated", target=locked, details=changed, ip=ip)
+    return locked
 
 
-FINISHED_UPLOADS = (CsvUpload.Status.SUCCEEDED, CsvUpload.Status.FAILED)
+def _validated(
+    *,
+    connection: Connection,
+    name: str,
+    identifier_mapping: list[str],
+    cadence: dict[str, object],
+    leaving_members: str,
+    mass_removal_threshold_pct: int,
+) -> tuple[str, list[str], cadences.Cadence]:
+    name = str(name).strip()
+    if not 0 < len(name) <= 255:
+        raise ValidationError({"name": "Enter a name of at most 255 characters."})
+    allowed = allowed_identifiers(connection)
+    if (
+        not isinstance(identifier_mapping, list)
+        or not identifier_mapping
+        or any(choice not in allowed for choice in identifier_mapping)
+    ):
+        raise ValidationError(
+            {"identifier_mapping": f"Choose identifiers among: {', '.join(allowed)}."}
+        )
+    try:
+        parsed = cadences.parse_cadence(cadence)
+    except cadences.CadenceError as exc:
+        raise ValidationError({"cadence": str(exc)}) from None
+    if leaving_members not in Sync.Leaving.values:
+        raise ValidationError(
+            {"leaving_members": f"Choose one of: {', '.join(Sync.Leaving.values)}."}
+        )
+    if (
+        not isinstance(mass_removal_threshold_pct, int)
+        or isinstance(mass_removal_threshold_pct, bool)
+        or not 1 <= mass_removal_threshold_pct <= 100
+    ):
+        raise ValidationError({"mass_removal_threshold_pct": "Choose 1 to 100 %."})
+    return name, list(dict.fromkeys(identifier_mapping)), parsed
 
 
-def _sync_names(cohort_id: int) -> list[str]:
-    return list(Sync.objects.filter(cohort_id=cohort_id).values_list("name", flat=True))
+def _validated_options(
+    connection: Connection, options: object, *, current: dict[str, Any] | None
+) -> dict[str, Any]:
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise ValidationError({"options": "Options must be an object."})
+    try:
+        return connection.partner.clean_sync_options(
+            connection.get_config(), options, current=current
+        )
+    except ValueError as exc:  # ConfigError, or the connection's own settings not valid
+        raise ValidationError({"options": str(exc)}) from None
 
 
-def delete_cohort(*, cohort: Cohort, actor: User | None, ip: str | None = None) -> None:
-    """Delete a cohort with its members and history; refused while any sync uses it."""
-    pk = cohort.pk
+def start_run(
+    *, sync: Sync, trigger: str, actor: User | None, ip: str | None = None
+) -> tuple[SyncRun, bool]:
+    """Queue a run unless one is queued or running already; returns (run, created).
+
+    The database's one-active-run constraint decides, so two clicks make one run.
+    """
+    # A person's run (Run now, the API) and cleanup runs go ahead on a paused sync; the
+    # schedule's runs do not.
+    if sync.status != Sync.Status.ACTIVE and trigger not in (
+        SyncRun.Trigger.MANUAL,
+        SyncRun.Trigger.API,
+        SyncRun.Trigger.CLEANUP,
+    ):
+        raise ValidationError(f"{sync.name} is {sync.get_status_display().lower()}.")
     try:
         with transaction.atomic():
-            names = _sync_names(pk)
-            if names:
-                raise _refuse_delete(cohort, names)
-            if cohort.uploads.exclude(status__in=FINISHED_UPLOADS).exists():
-                raise ValidationError(
-                    f"{cohort.name} cannot be deleted while a CSV upload is being applied to it; "
-                    "try again when it has finished."
+            run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=actor)
+            who = f" by {actor.get_username()}" if actor is not None else ""
+            record_event(run.pk, Kind.QUEUED, f"{run.get_trigger_display()}{who}.")
+            # People's requests are audited; the schedule's own runs are in the run history.
+            if trigger not in (SyncRun.Trigger.SCHEDULE, SyncRun.Trigger.REALTIME):
+                audit.record(
+                    actor=actor,
+                    action="sync.run_requested",
+                    target=sync,
+                    details={"run": run.pk, "trigger": trigger},
+                    ip=ip,
                 )
-            audit.record(
-                actor=actor,
-                action="cohort.deleted",
-                target=cohort,
-                details={
-                    "name": cohort.name,
-                    "source": cohort.source,
-                    "member_count": cohort.member_count,
-                },
-                ip=ip,
-            )
-            cohort.delete()
-    except (ProtectedError, IntegrityError):
-        # A sync was created between the check and the delete: the foreign key refused it.
-        cohort.pk = pk
-        names = _sync_names(pk)
-        if not names:
+    except IntegrityError:
+        active = SyncRun.objects.filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+        if active is None:
             raise
-        raise _refuse_delete(cohort, names) from None
+        return active, False
+    _enqueue(run)
+    return run, True
+
+
+def _enqueue(run: SyncRun) -> None:
+    try:
+        enqueue_run(run.pk)
+    except redis.RedisError as exc:
+        logger.error("Could not queue sync run %s: %s", run.pk, type(exc).__name__)
+        fail_unqueued_runs([run.pk])
+        run.refresh_from_db()
+
+
+def fail_unqueued_runs(run_ids: list[int]) -> None:
+    """Runs whose job Redis did not take fail at once, whichever path queued them."""
+    SyncRun.objects.filter(pk__in=run_ids, status=SyncRun.Status.QUEUED).update(
+        status=SyncRun.Status.FAILED, error_summary=QUEUE_UNREACHABLE
+    )

@@ -11,8 +11,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.test import Client
 
-from cohortsync.roles import Role
-from cohortsync.users import create_user
+from connections.partners import PARTNERS
+from connections.sandbox.server import SandboxServer
+from connections.services import create_connection
+from core.roles import Role
+from core.users import create_user
 
 PASSWORD = "correct horse battery staple 42"
 _counter = itertools.count(1)
@@ -75,8 +78,6 @@ def outsider_client(outsider: User) -> Client:
 @pytest.fixture
 def sandbox() -> Any:
     """The partner simulator over real HTTP on a free port."""
-    from connections.sandbox import SandboxServer
-
     server = SandboxServer(port=0).start()
     yield server
     server.stop()
@@ -91,17 +92,11 @@ def make_connection(
     **config: Any,
 ) -> Any:
     """A connection saved through the service, as an admin would add it."""
-    from connections.partners import PARTNERS
-    from connections.services import create_connection
-
-    if kind == "braze":
-        data = {"instance": "custom", "custom_endpoint": endpoint, **config}
-    else:
-        data = {"app_id": "com.example.app", "platform": "android", "api_host": endpoint, **config}
+    partner = PARTNERS[kind]
     return create_connection(
         kind=kind,
         name=name or f"{kind} {next(_counter)}",
-        config=PARTNERS[kind].parse_config(data),
+        config=partner.parse_config({**partner.simulator_config(endpoint), **config}),
         secret=secret,
         actor=None,
     )

@@ -13,6 +13,8 @@ import pytest
 import redis
 from pytest_django import Settings
 
+from tests.queues import queues_at
+
 pytest_plugins = ["tests.base"]
 
 
@@ -44,10 +46,10 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def rq_redis(redis_url: str, settings: Settings) -> Iterator[redis.Redis]:
-    """An empty Redis database that django-rq's "default" queue uses for this test."""
+    """An empty Redis database that django-rq's queues use for this test."""
     connection = redis.Redis.from_url(redis_url)
     connection.flushdb()
-    settings.RQ_QUEUES = {"default": {"URL": redis_url, "DEFAULT_TIMEOUT": 60}}
+    settings.RQ_QUEUES = queues_at(redis_url)
     yield connection
     connection.flushdb()
     connection.close()

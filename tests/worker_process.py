@@ -106,7 +106,7 @@ def finish_shell(process: subprocess.Popen[str], timeout: float = 120) -> Any:
 
 
 def start_worker(env: dict[str, str], log: Path, *, burst: bool = False) -> subprocess.Popen[str]:
-    """A real, forking RQ worker on the default queue, as `runstack` starts it; its output is
+    """A real, forking RQ worker on both queues (`runstack` starts one per queue); its output is
     appended to `log` (a pipe nobody reads could fill up and stall it).
 
     It gets a process group of its own so that `kill_group` reaches its work horse too: killing
@@ -114,7 +114,14 @@ def start_worker(env: dict[str, str], log: Path, *, burst: bool = False) -> subp
     """
     with log.open("a") as output:
         return subprocess.Popen(
-            [sys.executable, MANAGE, "rqworker", "default", *(["--burst"] if burst else [])],
+            [
+                sys.executable,
+                MANAGE,
+                "rqworker",
+                "runs",
+                "default",
+                *(["--burst"] if burst else []),
+            ],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -9,9 +9,9 @@ from api.access import get_or_404
 from api.auth import TokenAuth
 from api.pagination import PageQuery, page_of
 from api.schemas import CohortOut, Id, Page
-from syncs.models import Cohort
+from cohorts.models import Cohort
 
-VIEW = "syncs.view_cohort"
+VIEW = "cohorts.view_cohort"
 
 router = Router(tags=["cohorts"])
 

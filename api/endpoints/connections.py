@@ -18,10 +18,10 @@ from api.schemas import (
     ImportKeyOut,
     Page,
 )
-from cohortsync.audit import client_ip
 from connections import keys
 from connections.key_forms import ImportKeyForm
 from connections.models import Connection, ImportKey
+from core.audit import client_ip
 
 VIEW_CONNECTIONS = "connections.view_connection"
 MANAGE_KEYS = "connections.manage_import_keys"

@@ -9,10 +9,10 @@ from api.access import get_or_404
 from api.auth import TokenAuth, actor
 from api.pagination import PageQuery, page_of
 from api.schemas import Id, Message, Page, RunDetailOut, RunErrorOut, RunOut
-from cohortsync.audit import client_ip
+from core.audit import client_ip
 from syncs.models import Sync, SyncRun, SyncRunError
-from syncs.run_errors import error_groups
-from syncs.sync_services import start_run
+from syncs.pages.run_errors import error_groups
+from syncs.services import start_run
 
 VIEW = "syncs.view_sync"
 MANAGE = "syncs.manage_syncs"

@@ -14,14 +14,15 @@ from api.access import get_or_404
 from api.auth import TokenAuth, actor
 from api.pagination import PageQuery, page_of
 from api.schemas import Id, Message, Page, SyncCreateIn, SyncOut, SyncUpdateIn
-from cohortsync.audit import client_ip
+from cohorts.models import Cohort
 from connections.models import Connection
-from syncs.models import Cohort, Sync
-from syncs.sync_lifecycle import delete_sync as delete_sync_service
-from syncs.sync_lifecycle import pause_sync as pause_sync_service
-from syncs.sync_lifecycle import resume_sync as resume_sync_service
-from syncs.sync_services import create_sync as create_sync_service
-from syncs.sync_services import update_sync as update_sync_service
+from core.audit import client_ip
+from syncs.lifecycle import delete_sync as delete_sync_service
+from syncs.lifecycle import pause_sync as pause_sync_service
+from syncs.lifecycle import resume_sync as resume_sync_service
+from syncs.models import Sync
+from syncs.services import create_sync as create_sync_service
+from syncs.services import update_sync as update_sync_service
 
 VIEW = "syncs.view_sync"
 MANAGE = "syncs.manage_syncs"

@@ -1,69 +1,13 @@
-"""What every partner adapter shares: the interface, the one exception, the one HTTP helper."""
+"""What every partner declares and does: the interface the rest of the house calls, instead of
+branching on a connection's kind. The HTTP helper and its errors: connections/partners/http.py."""
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
 
 import requests
 from django import forms
-from django.conf import settings
-
-# Connect fast, but give a busy partner time to answer a large batch.
-DEFAULT_TIMEOUT = (5.0, 30.0)
-
-
-class PartnerError(Exception):
-    """A partner call that did not succeed.
-
-    `auth` means the partner refused the credentials (fix them, do not retry); `retryable` means
-    the same call may succeed later (429, 5xx, network); `unreachable` means no answer came back.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool = False,
-        auth: bool = False,
-        unreachable: bool = False,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retryable = retryable
-        self.auth = auth
-        self.unreachable = unreachable
-        self.body = body
-        self.headers = headers or {}
-
-    @property
-    def rate_limit(self) -> "RateLimitSignal | None":
-        """The partner's `X-RateLimit-*` headers on this answer, for backoff until the reset."""
-        return RateLimitSignal.from_headers(self.headers)
-
-
-class BatchTooLarge(PartnerError):
-    """The partner refused a request for carrying more than `limit` recipients.
-
-    Not retryable as is: the engine should resend in halves and remember `limit` for the
-    connection (AppsFlyer publishes no maximum and only says it in this 400).
-    """
-
-    def __init__(self, message: str, *, limit: int, body: Any = None) -> None:
-        super().__init__(message, status=400, retryable=False, body=body)
-        self.limit = limit
-
-
-@dataclass(frozen=True)
-class PartnerResponse:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,17 +75,80 @@ class PartnerConfig:
         raise NotImplementedError
 
 
+class Direction(StrEnum):
+    """Which way members travel: to the partner (destination) or from it (source)."""
+
+    DESTINATION = "destination"
+    SOURCE = "source"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The requests a connection may make per window, shared by all its runs and workers."""
+
+    requests: int
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.requests:,} requests per {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class SharedArray:
+    """An array attribute every array-mode sync of a connection writes its cohort's name to,
+    and the most values the partner keeps in it (past that it drops the oldest)."""
+
+    attribute: str
+    cap: int
+
+
+class SyncOptionsForm(forms.Form):
+    """A sync's settings at its partner (Braze: membership mode; AppsFlyer: audience). The sync
+    form shows its fields; the services validate a sync's options with it."""
+
+    def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = config
+
+
+class SimulatorEndpoints(Protocol):
+    """A partner's endpoints in the partner simulator (connections/sandbox)."""
+
+    def owns(self, path: str) -> bool: ...
+
+    def handle(
+        self, state: Any, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]]: ...
+
+
 class Partner:
-    """A destination partner. Subclasses own their config, form and calls."""
+    """A partner. Subclasses own their config, forms and calls, and declare what the rest of the
+    house asks about them, so that nothing outside a partner's package branches on its kind:
+    `tests/connections/test_partner_registry.py` checks every registered partner declares it all.
+    """
 
     # Templates read kind and label off the class; without this they would call it.
     do_not_call_in_templates = True
 
     kind: ClassVar[str]
     label: ClassVar[str]
+    # One line for the "choose a partner" page.
+    description: ClassVar[str]
+    directions: ClassVar[frozenset[Direction]] = frozenset({Direction.DESTINATION})
     credential_label: ClassVar[str]
     config_form: ClassVar[type[forms.Form]]
     config_class: ClassVar[type[PartnerConfig]]
+    # Member identifiers the partner takes (names of cohort identifiers), the usual one first.
+    identifiers: ClassVar[tuple[str, ...]]
+    # How membership is written at the partner (mode -> description); empty when the partner
+    # keeps an audience of its own and there is nothing to choose.
+    membership_modes: ClassVar[dict[str, str]] = {}
+    # A sync's own settings at this partner, asked on the sync form's identifier step.
+    sync_options_form: ClassVar[type[SyncOptionsForm]]
+    # Option keys the partner writes on a sync itself (prepare_sync); kept across edits.
+    kept_sync_options: ClassVar[tuple[str, ...]] = ()
+    simulator: ClassVar[SimulatorEndpoints]
 
     def __init__(self, config: Any, secret: str) -> None:
         self.config = config
@@ -158,8 +165,71 @@ class Partner:
             raise ConfigError(f"Incomplete {cls.label} config: {exc}") from None
 
     @classmethod
+    def simulator_config(cls, endpoint: str) -> dict[str, Any]:
+        """Settings of a connection to this partner's simulator at `endpoint` (tests, demos)."""
+        raise NotImplementedError
+
+    @classmethod
     def account_key(cls, config: Any) -> str | None:
         """What makes two connections the same destination account, or None if nothing does."""
+        return None
+
+    @classmethod
+    def unavailable_reason(cls, config: Any, identifier: str) -> str | None:
+        """Why a connection with `config` cannot take `identifier`, or None when it can."""
+        if identifier not in cls.identifiers:
+            return f"{cls.label} does not take this identifier."
+        return None
+
+    @classmethod
+    def allowed_identifiers(cls, config: Any) -> list[str]:
+        return [name for name in cls.identifiers if cls.unavailable_reason(config, name) is None]
+
+    @classmethod
+    def default_identifier(cls, config: Any) -> str:
+        """The identifier a sync uses when it names none."""
+        return cls.allowed_identifiers(config)[0]
+
+    @classmethod
+    def default_membership_mode(cls, config: Any) -> str:
+        """The connection's own mode, which a sync may override; "" without modes."""
+        return ""
+
+    @classmethod
+    def membership_mode(cls, config: Any, options: Mapping[str, Any] | None) -> str:
+        """The mode a sync writes in: its own override, else its connection's."""
+        return str((options or {}).get("membership_mode") or cls.default_membership_mode(config))
+
+    @classmethod
+    def rate_limit(cls, config: Any) -> RateLimit:
+        raise NotImplementedError
+
+    @classmethod
+    def clean_sync_options(
+        cls, config: Any, options: Mapping[str, Any], *, current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """A sync's options, validated (ConfigError with a clear message otherwise). `current`
+        is what the sync has now (None for a new sync): what the partner wrote there stays."""
+        form = cls.sync_options_form(data=dict(options), config=config)
+        unknown = set(options) - set(form.fields) - set(cls.kept_sync_options)
+        if unknown:
+            taken = ", ".join(form.fields) or "none"
+            raise ConfigError(
+                f"{cls.label} syncs do not take {', '.join(sorted(unknown))}; options: {taken}."
+            )
+        if not form.is_valid():
+            field, errors = next(iter(form.errors.items()))
+            raise ConfigError(f"{field}: {' '.join(str(error) for error in errors)}")
+        cleaned = {key: value for key, value in form.cleaned_data.items() if value}
+        kept = {key: value for key, value in options.items() if key in cls.kept_sync_options}
+        earlier = {
+            key: value for key, value in (current or {}).items() if key in cls.kept_sync_options
+        }
+        return {**earlier, **kept, **cleaned}
+
+    @classmethod
+    def shared_array(cls, config: Any, options: Mapping[str, Any] | None) -> SharedArray | None:
+        """The capped array attribute a sync with `options` writes to, if it writes to one."""
         return None
 
     def check(self) -> str:
@@ -190,90 +260,3 @@ class Partner:
         PartnerError. Pass one `session` per run so requests reuse the connection.
         """
         raise NotImplementedError
-
-
-def redact(text: str, secret: str) -> str:
-    return text.replace(secret, "••••") if secret else text
-
-
-def _message_from(body: Any, fallback: str) -> str:
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error")
-        if isinstance(message, str) and message:
-            return message
-    return fallback
-
-
-def call(
-    method: str,
-    url: str,
-    *,
-    secret: str,
-    payload: Any = None,
-    session: requests.Session | None = None,
-    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-) -> PartnerResponse:
-    """One partner request with Bearer auth. Non-2xx answers raise a classified PartnerError."""
-    sender = session or requests
-    host = urlsplit(url).netloc
-    try:
-        response = sender.request(
-            method,
-            url,
-            headers={"Authorization": f"Bearer {secret}", "Accept": "application/json"},
-            json=payload,
-            timeout=timeout,
-        )
-    except requests.RequestException as exc:
-        reason = type(exc).__name__
-        raise PartnerError(
-            f"Could not reach {host} ({reason})", retryable=True, unreachable=True
-        ) from None
-    try:
-        body: Any = response.json() if response.content else {}
-    except json.JSONDecodeError:
-        body = {}
-    headers = {key.lower(): value for key, value in response.headers.items()}
-    status = response.status_code
-    if 200 <= status < 300:
-        return PartnerResponse(status, body, headers)
-    message = redact(_message_from(body, f"HTTP {status} {response.reason}"), secret)
-    raise PartnerError(
-        message,
-        status=status,
-        retryable=status == 429 or status >= 500,
-        auth=status in (401, 403),
-        body=body,
-        headers=headers,
-    )
-
-
-def normalise_endpoint(raw: str, *, what: str = "endpoint", field: str | None = None) -> str:
-    """`host`, `https://host/` → `https://host`; a path, query or bad scheme is refused."""
-    value = raw.strip()
-    if not value:
-        raise ConfigError(f"Enter the {what}.", field=field)
-    if "://" not in value:
-        value = f"https://{value}"
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"The {what} must look like https://rest.example.com.", field=field)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(
-            f"Enter the {what} without a path or query (for example https://{parts.netloc}), "
-            "not a full API URL.",
-            field=field,
-        )
-    try:
-        parts.port  # noqa: B018 -- urlsplit only validates the port when it is read
-    except ValueError:
-        raise ConfigError(f"The {what} has an invalid port.", field=field) from None
-    if parts.username or parts.password:
-        raise ConfigError(f"The {what} must not contain a user name or password.", field=field)
-    if parts.scheme == "http" and not settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS:
-        raise ConfigError(
-            f"The {what} must use https. Plain http is only allowed when "
-            "COHORTSYNC_ALLOW_INSECURE_ENDPOINTS is on (for the partner simulator).",
-            field=field,
-        )
-    return f"{parts.scheme}://{parts.netloc.lower()}"

@@ -1,10 +1,10 @@
-"""Local Braze + AppsFlyer simulator for tests and demos (standard library only).
+"""The partner simulator for tests and demos (standard library only): the HTTP server and its
+control endpoints here, each partner's endpoints in its own package (`simulator.py`).
 
-with SandboxServer() as sandbox:
+with SandboxServer() as sandbox:  # from connections.sandbox.server
     requests.post(f"{sandbox.url}/users/track", ...)
 """
 
-from .server import SandboxServer
-from .state import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY, SandboxState
+from connections.sandbox.state import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY, SandboxState
 
-__all__ = ["DEMO_APPSFLYER_TOKEN", "DEMO_BRAZE_KEY", "SandboxServer", "SandboxState"]
+__all__ = ["DEMO_APPSFLYER_TOKEN", "DEMO_BRAZE_KEY", "SandboxState"]

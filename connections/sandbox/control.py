@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from .appsflyer import new_import_key
-from .state import PARTNERS, PLATFORMS, JsonDict, SandboxState
+from connections.partners.appsflyer.simulator import new_import_key
+from connections.sandbox.state import PARTNERS, PLATFORMS, JsonDict, SandboxState
 
 Response = tuple[int, dict[str, str], JsonDict]
 

@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from . import appsflyer, braze, control
-from .state import JsonDict, SandboxState
+from connections.partners import PARTNERS
+from connections.sandbox import control
+from connections.sandbox.state import JsonDict, SandboxState
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 IDLE_TIMEOUT_SECONDS = 120
@@ -29,10 +30,9 @@ def dispatch(
     """Route one request to its simulator; partner traffic is counted per endpoint and status."""
     if control.owns(path):
         return control.handle(state, method, path, headers, body)
-    if braze.owns(path):
-        response = braze.handle(state, method, path, headers, body)
-    elif appsflyer.owns(path):
-        response = appsflyer.handle(state, method, path, headers, body)
+    simulator = next((p.simulator for p in PARTNERS.values() if p.simulator.owns(path)), None)
+    if simulator is not None:
+        response = simulator.handle(state, method, path, headers, body)
     else:
         response = (404, {}, {"message": "Not Found"})
     state.record_request(f"{method} {path}", response[0])

@@ -5,12 +5,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from cohortsync.audit import client_ip
-from cohortsync.roles import role_required
 from connections import services
 from connections.forms import ConnectionForm
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
+from core.audit import client_ip
+from core.roles import role_required
 
 VIEW = "connections.view_connection"
 MANAGE = "connections.manage_connections"

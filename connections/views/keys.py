@@ -7,12 +7,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
-from cohortsync.audit import client_ip
-from cohortsync.models import AuditEntry
-from cohortsync.roles import role_required
 from connections import keys
 from connections.key_forms import ImportKeyForm, RotateForm
 from connections.models import ImportKey
+from core.audit import client_ip
+from core.models import AuditEntry
+from core.roles import role_required
 
 MANAGE = "connections.manage_import_keys"
 

@@ -7,7 +7,7 @@ the run page's timeline and the member lookup.
 from django.db import models
 from django.utils import timezone
 
-from syncs.models.cohorts import MAX_IDENTIFIER_LENGTH, IdType
+from cohorts.models import MAX_IDENTIFIER_LENGTH, IdType
 from syncs.models.syncs import Sync, SyncRun
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from syncs.models.cohorts import MAX_IDENTIFIER_LENGTH, Cohort, IdType
+from cohorts.models import MAX_IDENTIFIER_LENGTH, Cohort, IdType
 
 
 class Sync(models.Model):

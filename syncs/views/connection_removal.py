@@ -12,12 +12,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from cohortsync.audit import client_ip
-from cohortsync.roles import role_required
 from connections.forms import ConfirmDeleteForm
 from connections.models import Connection
+from core.audit import client_ip
+from core.roles import request_actor, role_required
 from syncs import connection_removal as removal
-from syncs.views.syncs import request_actor
 
 MANAGE = "connections.manage_connections"
 

@@ -1,13 +1,13 @@
-"""A connection's timeline (syncs.connection_timeline), as a fragment the connection's page loads
-with htmx, or as a page of its own for the "Older" link without JavaScript."""
+"""A connection's timeline (syncs.pages.connection_timeline), as a fragment the connection's
+page loads with htmx, or as a page of its own for the "Older" link without JavaScript."""
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from cohortsync.roles import check_access, role_required
 from connections.models import Connection
-from syncs.connection_timeline import BadCursor, Cursor, timeline_page
+from core.roles import check_access, role_required
+from syncs.pages.connection_timeline import BadCursor, Cursor, timeline_page
 
 VIEW_CONNECTION = "connections.view_connection"
 

@@ -12,11 +12,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from cohortsync.roles import role_required
 from connections.models import Connection
-from syncs.attention import find_attention
+from core.roles import role_required
 from syncs.models import Sync, SyncRun
-from syncs.run_charts import BarChart, daily_changes_chart
+from syncs.pages.attention import find_attention
+from syncs.pages.charts import BarChart, daily_changes_chart
 
 SYNCS_PER_PAGE = 50
 CHART_DAYS = 30
@@ -65,4 +65,4 @@ def home(request: HttpRequest) -> HttpResponse:
         # Only a fresh install has no sync: then the page says what to set up first.
         "has_connections": page.paginator.count > 0 or Connection.objects.exists(),
     }
-    return render(request, "cohortsync/home.html", context)
+    return render(request, "syncs/home.html", context)

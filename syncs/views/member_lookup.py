@@ -6,9 +6,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from cohortsync.roles import check_access, role_required
-from syncs.member_lookup import look_up_member
-from syncs.models import EXTRA_IDENTIFIERS, MAX_IDENTIFIER_LENGTH, IdType
+from cohorts.models import EXTRA_IDENTIFIERS, MAX_IDENTIFIER_LENGTH, IdType
+from core.roles import check_access, role_required
+from syncs.pages.member_lookup import look_up_member
 
 
 class MemberLookupForm(forms.Form):
@@ -28,7 +28,7 @@ class MemberLookupForm(forms.Form):
     )
 
 
-@role_required("syncs.view_cohort")
+@role_required("cohorts.view_cohort")
 @require_GET
 def member_lookup(request: HttpRequest) -> HttpResponse:
     check_access(request, "syncs.view_sync")

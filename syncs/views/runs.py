@@ -6,13 +6,13 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from cohortsync.roles import check_access, role_required
-from syncs import diff
+from core.roles import check_access, role_required
+from syncs.engine import diff
 from syncs.models import SyncRun, SyncRunError
-from syncs.run_errors import ERROR_REASONS_SHOWN, error_groups
-from syncs.run_export import export_lines
-from syncs.run_progress import duration_between, estimate_progress
-from syncs.run_timeline import run_timeline
+from syncs.pages.progress import duration_between, estimate_progress
+from syncs.pages.run_errors import ERROR_REASONS_SHOWN, error_groups
+from syncs.pages.run_export import export_lines
+from syncs.pages.run_timeline import run_timeline
 from syncs.views.syncs import VIEW, run_of_sync
 
 REMOVAL_SAMPLE = 20

@@ -1,9 +1,8 @@
 """Sync pages: the list, a sync's page with Run now and its history, and a run's live progress
 (htmx). Every role reads; marketers and admins run. Creating and editing a sync:
-syncs.views.sync_wizard; a run's own page and its CSV of errors: syncs.views.runs."""
+syncs.views.wizard; a run's own page and its CSV of errors: syncs.views.runs."""
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,14 +11,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from cohortsync.audit import client_ip
-from cohortsync.roles import role_required
+from core.audit import client_ip
+from core.roles import request_actor, role_required
 from syncs import cadence as cadences
-from syncs.history_filters import RunHistoryFilter
 from syncs.models import Sync, SyncRun
-from syncs.run_charts import BarChart, RunCounts, run_changes_chart
-from syncs.run_progress import RunProgress, duration_between, estimate_progress
-from syncs.sync_services import start_run
+from syncs.pages.charts import BarChart, RunCounts, run_changes_chart
+from syncs.pages.history_filters import RunHistoryFilter
+from syncs.pages.progress import RunProgress, duration_between, estimate_progress
+from syncs.services import start_run
 
 VIEW = "syncs.view_sync"
 MANAGE = "syncs.manage_syncs"
@@ -27,12 +26,6 @@ PAGE_SIZE = 50
 HISTORY_SIZE = 25
 CHART_RUNS = 30
 RUN_FINISHED_EVENT = "run-finished"
-
-
-def request_actor(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # role_required let only signed-in users through
-    return user
 
 
 def _cadence_text(sync: Sync) -> str:
@@ -122,7 +115,7 @@ def sync_run_now(request: HttpRequest, pk: int) -> HttpResponse:
         actor=request_actor(request),
         ip=client_ip(request),
     )
-    run_url = reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
+    run_url = reverse("syncs:run_detail", args=[sync.pk, run.pk])
     if not created:
         text = 'A run of this sync is already {}: <a href="{}">watch run {}</a>.'
         messages.info(request, format_html(text, run.get_status_display().lower(), run_url, run.pk))
@@ -130,7 +123,7 @@ def sync_run_now(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, run.error_summary)
     else:
         messages.success(request, "Run queued; a worker starts it in a moment.")
-    return redirect("sync_pages:sync_detail", pk=sync.pk)
+    return redirect("syncs:sync_detail", pk=sync.pk)
 
 
 @role_required(VIEW)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerts import channels, jobs
+from alerts import channels, queue
 from tests.alerts.helpers import WebhookReceiver
 
 
@@ -19,5 +19,5 @@ def webhook() -> Iterator[WebhookReceiver]:
 def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries without waiting (an interval of 0 requeues at once, so a burst worker runs every
     attempt), and a short webhook timeout for the test that hangs."""
-    monkeypatch.setattr(jobs, "RETRY_BACKOFF_SECONDS", [0, 0])
+    monkeypatch.setattr(queue, "RETRY_BACKOFF_SECONDS", [0, 0])
     monkeypatch.setattr(channels, "WEBHOOK_TIMEOUT_SECONDS", 0.5)

@@ -9,7 +9,7 @@ import redis
 from django.core import mail
 from rq.registry import ScheduledJobRegistry
 
-from alerts import jobs, services
+from alerts import jobs, queue, services
 from alerts.models import AlertDelivery
 from alerts.texts import Alert
 from tests.alerts.helpers import configure
@@ -78,7 +78,7 @@ def test_a_webhook_answering_500_fails_after_three_attempts_with_the_status(webh
     webhook.statuses.extend([500, 500, 500, 500])
     [delivery] = raise_and_deliver()
     assert delivery.status == Status.FAILED
-    assert delivery.attempts == jobs.MAX_ATTEMPTS == 3
+    assert delivery.attempts == queue.MAX_ATTEMPTS == 3
     assert delivery.error == "The webhook answered HTTP 500: invalid_token"
     assert len(webhook.received) == 3
     assert delivery.finished_at is not None
@@ -106,7 +106,7 @@ def test_a_webhook_whose_server_is_down_fails_with_connection_refused(webhook, l
 
 def test_retries_wait_for_the_backoff_in_the_scheduler(webhook, monkeypatch, rq_redis):
     """With the real backoff, the second attempt is scheduled, not run at once."""
-    monkeypatch.setattr(jobs, "RETRY_BACKOFF_SECONDS", [10, 60])
+    monkeypatch.setattr(queue, "RETRY_BACKOFF_SECONDS", [10, 60])
     configure(webhook_url=webhook.url)
     webhook.statuses.extend([500])
     [delivery] = raise_and_deliver()
@@ -156,7 +156,7 @@ def test_an_unreachable_queue_marks_the_delivery_failed(webhook, monkeypatch):
     def down(delivery_id):
         raise redis.ConnectionError("no Redis")
 
-    monkeypatch.setattr(jobs, "enqueue_delivery", down)
+    monkeypatch.setattr(services, "enqueue_delivery", down)
     [delivery] = services.raise_alert(ALERT)
     delivery.refresh_from_db()
     assert delivery.status == Status.FAILED

@@ -7,12 +7,13 @@ import pytest
 
 from alerts import receivers
 from alerts.models import AlertDelivery, AlertState
+from cohorts.models import Cohort
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
 from connections.services import request_connection_check, update_connection
-from syncs.models import Cohort, SyncRun
-from syncs.run_outcome import finish_run, refuse_connection
-from syncs.sync_services import create_sync
+from syncs.engine.outcome import finish_run, refuse_connection
+from syncs.models import SyncRun
+from syncs.services import create_sync
 from tests.alerts.helpers import configure
 from tests.base import make_connection
 from tests.jobs import run_jobs

@@ -5,11 +5,12 @@ import pytest
 import requests
 
 from alerts.models import AlertDelivery
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncRun
-from syncs.sync_lifecycle import approve_held_run
-from syncs.sync_services import create_sync, start_run
+from syncs.lifecycle import approve_held_run
+from syncs.models import SyncRun
+from syncs.services import create_sync, start_run
 from tests.alerts.helpers import configure
 from tests.base import make_connection
 from tests.jobs import run_jobs

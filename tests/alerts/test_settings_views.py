@@ -6,8 +6,8 @@ from django.db import connection as db
 from django.urls import reverse
 
 from alerts.models import AlertDelivery, AlertSettings
-from cohortsync.models import AuditEntry
 from connections import crypto
+from core.models import AuditEntry
 from tests.alerts.helpers import configure
 from tests.jobs import run_jobs
 
@@ -94,7 +94,7 @@ def test_the_webhook_url_is_never_rendered_back_nor_stored_in_clear(admin_client
     with db.cursor() as cursor:
         cursor.execute("SELECT * FROM alerts_alertsettings")
         assert "XXXXsecretXXXX" not in repr(cursor.fetchall())
-        cursor.execute("SELECT details FROM cohortsync_auditentry")
+        cursor.execute("SELECT details FROM core_auditentry")
         assert "XXXXsecretXXXX" not in repr(cursor.fetchall())
 
 

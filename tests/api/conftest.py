@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from cohortsync.roles import Role
-from syncs.models import Cohort
+from cohorts.models import Cohort
+from core.roles import Role
 from tests.api.helpers import ApiClient, api_client_for, make_sync
 from tests.base import make_connection, make_user
 

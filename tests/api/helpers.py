@@ -8,8 +8,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from api.tokens import create_api_token
-from syncs.models import Cohort
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.services import create_sync
 
 
 class ApiClient:

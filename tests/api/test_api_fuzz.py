@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from connections.partners.braze import MEMBERSHIP_MODES
+from connections.partners.braze.config import MEMBERSHIP_MODES
 from syncs.models import Sync
 
 pytestmark = pytest.mark.django_db

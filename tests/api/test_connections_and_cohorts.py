@@ -3,7 +3,7 @@ outsiders get 404, and lists cost the same queries for one row or many."""
 
 import pytest
 
-from syncs.models import Cohort
+from cohorts.models import Cohort
 from tests.api.helpers import queries_of
 from tests.base import make_connection
 

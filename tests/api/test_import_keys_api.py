@@ -6,9 +6,9 @@ import json
 import pytest
 from django.test import Client
 
-from cohortsync.models import AuditEntry
 from connections.keys import generate_import_key
 from connections.models import ImportKey
+from core.models import AuditEntry
 from tests.api.helpers import queries_of
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import pytest
 
 from api.models import ApiToken
 from api.tokens import create_api_token
-from cohortsync.models import AuditEntry
+from core.models import AuditEntry
 from tests.api.helpers import ApiClient, queries_of
 
 pytestmark = pytest.mark.django_db

@@ -4,13 +4,15 @@ the partner simulator."""
 
 import pytest
 
-from cohortsync.models import AuditEntry
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncRun, SyncRunError
+from core.models import AuditEntry
+from syncs.models import SyncRun, SyncRunError
 from tests.api.helpers import make_sync, queries_of
 from tests.base import make_connection
 from tests.jobs import run_jobs
+from tests.queues import queues_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
@@ -44,7 +46,7 @@ def test_a_paused_sync_can_be_run_now_as_on_the_dashboard(marketer_api, sync):
 
 
 def test_an_unreachable_queue_is_reported_not_hidden(marketer_api, sync, settings):
-    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5}}
+    settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0", timeout=5)
     response = marketer_api.post(f"/syncs/{sync.pk}/runs")
     assert response.status_code == 503
     assert "Redis" in response.json()["message"]

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from api.tokens import create_api_token
-from cohortsync.models import AuditEntry
+from core.models import AuditEntry
 from syncs.models import Sync, SyncRun
 from tests.api.helpers import make_sync, queries_of
 

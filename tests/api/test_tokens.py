@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from api.models import ApiToken
 from api.tokens import create_api_token, revoke_api_token, verify_api_token
-from cohortsync.models import AuditEntry
-from cohortsync.roles import Role
+from core.models import AuditEntry
+from core.roles import Role
 from tests.api.helpers import ApiClient
 from tests.base import make_user
 

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from cohortsync.roles import Role
 from connections.models import ImportKey
 from connections.sandbox import DEMO_BRAZE_KEY
+from core.roles import Role
 from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
 from tests.jobs import run_jobs

@@ -3,8 +3,8 @@ deliveries update themselves, a failure shown with its error."""
 
 import pytest
 
-from alerts import jobs
-from cohortsync.roles import Role
+from alerts import queue
+from core.roles import Role
 from tests.alerts.helpers import WebhookReceiver
 from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("rq_redis")]
 @pytest.fixture
 def webhook(monkeypatch):
     # Retries without waiting, so one burst of the worker runs every attempt.
-    monkeypatch.setattr(jobs, "RETRY_BACKOFF_SECONDS", [0, 0])
+    monkeypatch.setattr(queue, "RETRY_BACKOFF_SECONDS", [0, 0])
     receiver = WebhookReceiver().start()
     yield receiver
     receiver.stop()

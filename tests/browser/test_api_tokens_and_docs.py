@@ -6,7 +6,7 @@ import re
 import pytest
 
 from api.models import ApiToken
-from cohortsync.roles import Role
+from core.roles import Role
 from tests.api.helpers import ApiClient
 from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot

@@ -5,11 +5,12 @@ and watches the new run take the 8 out of the destination."""
 import pytest
 import requests
 
-from cohortsync.roles import Role
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncedMember, SyncRun
-from syncs.sync_services import create_sync, start_run
+from core.roles import Role
+from syncs.models import SyncedMember, SyncRun
+from syncs.services import create_sync, start_run
 from tests.base import PASSWORD, make_connection, make_user
 from tests.browser.conftest import screenshot
 from tests.jobs import run_jobs

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from cohortsync.roles import Role
-from syncs.models import Cohort, CohortMember
+from cohorts.models import Cohort, CohortMember
+from core.roles import Role
 from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
 from tests.jobs import run_jobs
@@ -36,7 +36,7 @@ def test_a_marketer_uploads_a_csv_and_watches_the_progress_bar_reach_done(
     page.click("button[type=submit]")
     expect(page.locator(".who")).to_contain_text("mia@example.com · marketer")
 
-    page.goto(live_server.url + reverse("syncs:upload_create", args=[cohort.pk]))
+    page.goto(live_server.url + reverse("cohorts:upload_create", args=[cohort.pk]))
     expect(page.locator("h1")).to_contain_text("Spring reactivation")
     page.set_input_files("#id_file", str(csv_path))
     page.check("#mode-replace")

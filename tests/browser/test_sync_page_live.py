@@ -10,8 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cohortsync.roles import Role
-from syncs.models import Cohort, Sync, SyncRun
+from cohorts.models import Cohort
+from core.roles import Role
+from syncs.models import Sync, SyncRun
 from tests.base import PASSWORD, make_connection, make_user
 from tests.browser.conftest import screenshot
 
@@ -64,9 +65,7 @@ def test_the_history_refreshes_when_the_live_run_finishes(
     make_user(Role.VIEWER, email="vic@example.com")
     sync, running = make_sync_with_runs()
     log_in(page, live_server, "vic@example.com")
-    page.goto(
-        live_server.url + reverse("sync_pages:sync_detail", args=[sync.pk]) + "?trigger=manual"
-    )
+    page.goto(live_server.url + reverse("syncs:sync_detail", args=[sync.pk]) + "?trigger=manual")
     newest = page.locator("#run-history tbody tr").first
     expect(newest.locator(".badge")).to_have_text("Running")
     page.evaluate("window.notReloaded = true")
@@ -97,7 +96,7 @@ def test_home_and_sync_page_fit_a_phone_with_tables_that_scroll(
         log_in(phone, live_server, "vic@example.com")
         expect(phone.locator("#home-syncs")).to_contain_text("Churn → Braze")
         screenshot(phone, "home-phone")
-        phone.goto(live_server.url + reverse("sync_pages:sync_detail", args=[sync.pk]))
+        phone.goto(live_server.url + reverse("syncs:sync_detail", args=[sync.pk]))
         # Every column is there, in a card that scrolls sideways, and the page itself does not.
         expect(phone.locator("#run-history th", has_text="Duration")).to_be_attached()
         widths = phone.evaluate(

@@ -4,10 +4,11 @@ reloading it."""
 
 import pytest
 
-from cohortsync.roles import Role
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncRun
+from core.roles import Role
+from syncs.models import SyncRun
 from tests.base import PASSWORD, make_connection, make_user
 from tests.browser.conftest import screenshot
 from tests.jobs import run_jobs

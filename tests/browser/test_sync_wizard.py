@@ -4,9 +4,10 @@ reload and the browser's own Back button keep the answers. Then edits it with th
 
 import pytest
 
-from cohortsync.roles import Role
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
+from core.roles import Role
+from syncs.models import Sync
 from tests.base import PASSWORD, make_connection, make_user
 from tests.browser.conftest import screenshot
 

@@ -8,8 +8,8 @@ from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from cohortsync.models import AuditEntry
-from cohortsync.roles import Role, user_role
+from core.models import AuditEntry
+from core.roles import Role, user_role
 
 ROOT = Path(__file__).resolve().parents[2]
 

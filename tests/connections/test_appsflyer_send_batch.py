@@ -6,9 +6,11 @@ from typing import Any
 import pytest
 import requests
 
-from connections.partners.appsflyer import AppsFlyer, AppsFlyerConfig, BatchTooLarge
-from connections.partners.appsflyer_payload import device_limit, device_rows, import_payload
-from connections.partners.base import BatchResult, PartnerError, Recipient
+from connections.partners.appsflyer import AppsFlyer
+from connections.partners.appsflyer.config import AppsFlyerConfig
+from connections.partners.appsflyer.payload import device_limit, device_rows, import_payload
+from connections.partners.base import BatchResult, Recipient
+from connections.partners.http import BatchTooLarge, PartnerError
 from connections.sandbox import DEMO_APPSFLYER_TOKEN
 
 APP_ID = "com.example.app"

@@ -6,9 +6,11 @@ from typing import Any
 import pytest
 import requests
 
-from connections.partners.base import BatchResult, PartnerError, RateLimitSignal, Recipient
-from connections.partners.braze import Braze, BrazeConfig
-from connections.partners.braze_payload import build_track_payload, split_outcome
+from connections.partners.base import BatchResult, RateLimitSignal, Recipient
+from connections.partners.braze import Braze
+from connections.partners.braze.config import BrazeConfig
+from connections.partners.braze.payload import build_track_payload, split_outcome
+from connections.partners.http import PartnerError
 from connections.sandbox import DEMO_BRAZE_KEY
 
 LABEL = "churn_risk_q3"

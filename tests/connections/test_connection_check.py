@@ -6,9 +6,9 @@ import pytest
 import requests
 from django.urls import reverse
 
-from cohortsync.models import AuditEntry
 from connections.models import Connection, ConnectionCheck
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
+from core.models import AuditEntry
 from tests.base import make_connection
 from tests.jobs import run_jobs
 

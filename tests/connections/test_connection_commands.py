@@ -2,9 +2,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 
-from cohortsync.models import AuditEntry
 from connections import crypto
 from connections.models import Connection
+from core.models import AuditEntry
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db

@@ -2,8 +2,8 @@ import pytest
 from django.db import connection as db
 from django.urls import reverse
 
-from cohortsync.models import AuditEntry
 from connections.models import Connection
+from core.models import AuditEntry
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -204,7 +204,7 @@ def test_the_kind_chooser_is_shown_without_a_kind(admin_client):
 def test_the_detail_page_tells_its_history_once_through_the_timeline(viewer_client):
     connection = make_connection()
     page = viewer_client.get(reverse("connections:detail", args=[connection.pk])).content.decode()
-    timeline = reverse("sync_pages:connection_timeline", args=[connection.pk])
+    timeline = reverse("syncs:connection_timeline", args=[connection.pk])
     assert f'hx-get="{timeline}"' in page
     # The timeline already lists every audit entry of the connection, with who did it.
     assert "<h2>History</h2>" not in page

@@ -12,10 +12,10 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from cohortsync.audit import SYSTEM_ACTOR
-from cohortsync.models import AuditEntry
 from connections.keys import KeyRefused, generate_import_key, verify
 from connections.models import ImportKey
+from core.audit import SYSTEM_ACTOR
+from core.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cohortsync.models import AuditEntry
 from connections.keys import KeyRefused, generate_import_key, verify
 from connections.models import ImportKey
+from core.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cohortsync.models import AuditEntry
 from connections import keys
 from connections.keys import KeyRefused, generate_import_key, verify
 from connections.models import ImportKey
+from core.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,8 @@
 import pytest
 
 from connections.partners import PARTNERS
-from connections.partners.base import ConfigError, normalise_endpoint
+from connections.partners.base import ConfigError
+from connections.partners.http import normalise_endpoint
 
 braze = PARTNERS["braze"]
 appsflyer = PARTNERS["appsflyer"]

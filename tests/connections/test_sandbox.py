@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY, SandboxServer
+from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
+from connections.sandbox.server import SandboxServer
 
 TIMEOUT = 5
 IMPORT_URL = "/api/audiences-import-api/v2"

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from cohorts.models import Cohort
 from connections.models import Connection
+from connections.partners.braze import simulator as braze_simulator
 from connections.sandbox import DEMO_BRAZE_KEY
-from connections.sandbox import braze as braze_simulator
-from syncs.models import Cohort
 from tests.base import make_connection
 from tests.faults.simulator import MemberWrites
 from tests.worker_process import scratch_database

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from connections.sandbox import braze as braze_simulator
+from connections.partners.braze import simulator as braze_simulator
 
 BATCH = 75  # Braze objects per /users/track request, the connection's default
 ARRAY = "cohortsync_cohorts"

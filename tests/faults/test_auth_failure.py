@@ -4,10 +4,10 @@ connection is paused, and one alert says so (a real RQ worker, in process, on a 
 import pytest
 
 from alerts.models import AlertDelivery
-from cohortsync.models import AuditEntry
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.engine import SENDS_IN_FLIGHT
+from core.models import AuditEntry
+from syncs.engine.run import SENDS_IN_FLIGHT
 from syncs.models import Sync, SyncRun
 from tests.alerts.helpers import configure as configure_alerts
 from tests.base import make_connection

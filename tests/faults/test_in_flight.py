@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from syncs import engine
-from syncs.engine import SENDS_IN_FLIGHT, run_sync
+from syncs.engine import run as engine
+from syncs.engine.run import SENDS_IN_FLIGHT, run_sync
 from syncs.models import SyncRun, SyncRunEvent
 from tests.faults.simulator import BATCH, Sleeps, in_destination, track_answers
 from tests.faults.test_partner_faults import braze_sync, fill, ledger, queued_run

@@ -8,12 +8,13 @@ import time
 
 import pytest
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.models import Connection
-from syncs import engine
-from syncs.engine import run_sync
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncedMember, SyncRun, SyncRunEvent
-from syncs.sync_services import create_sync, start_run
+from syncs.engine import run as engine
+from syncs.engine.run import run_sync
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunEvent
+from syncs.services import create_sync, start_run
 from tests.faults.simulator import (
     BATCH,
     PartnerScript,

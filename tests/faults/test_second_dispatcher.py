@@ -15,8 +15,9 @@ import json, os
 from datetime import datetime
 from connections.partners import PARTNERS
 from connections.services import create_connection
-from syncs.models import Cohort, Sync
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.models import Sync
+from syncs.services import create_sync
 name = os.environ["NAME"]
 config = PARTNERS["braze"].parse_config(
     {"instance": "custom", "custom_endpoint": "https://rest.iad-01.braze.com"}
@@ -39,7 +40,7 @@ print(json.dumps(ids))
 DISPATCH = """
 import json, os
 from datetime import datetime
-from syncs.scheduler import dispatch_due_syncs
+from syncs.scheduling.dispatch import dispatch_due_syncs
 print(json.dumps(dispatch_due_syncs(now=datetime.fromisoformat(os.environ["NOW"]))))
 """
 
@@ -70,6 +71,6 @@ def test_two_dispatchers_at_the_same_moment_start_each_due_sync_once(
         tuple(syncs),
     )
     assert len(slots) == 1  # every sync moved on to its next hour, once
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue("runs")
     assert queue.count == 200
     assert len(set(queue.job_ids)) == 200

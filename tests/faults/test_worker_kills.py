@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.engine import SENDS_IN_FLIGHT
+from syncs.engine.run import SENDS_IN_FLIGHT
 from syncs.models import SyncRunEvent
 from tests.faults.simulator import BATCH, in_destination, sandbox_post, track_answers
 from tests.worker_process import kill_group, query, shell, start_worker
@@ -28,9 +28,10 @@ SETUP_RUN = """
 import json, os
 from connections.partners import PARTNERS
 from connections.services import create_connection
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncRun
-from syncs.sync_services import create_sync, start_run
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
+from syncs.models import SyncRun
+from syncs.services import create_sync, start_run
 name = os.environ["NAME"]
 config = PARTNERS["braze"].parse_config(
     {"instance": "custom", "custom_endpoint": os.environ["SANDBOX_URL"],
@@ -57,7 +58,7 @@ REAP = """
 import json, os
 from datetime import timedelta
 from syncs.models import SyncRun
-from syncs.scheduler import STALE_HEARTBEAT, reap_stuck_runs
+from syncs.scheduling.reaper import STALE_HEARTBEAT, reap_stuck_runs
 run = SyncRun.objects.get(pk=os.environ["RUN_ID"])
 print(json.dumps(reap_stuck_runs(now=run.heartbeat_at + STALE_HEARTBEAT + timedelta(seconds=1))))
 """
@@ -76,7 +77,7 @@ print(json.dumps({**{f: getattr(run, f) for f in fields}, "events": kinds, "ledg
 START_RUN = """
 import json, os
 from syncs.models import Sync, SyncRun
-from syncs.sync_services import start_run
+from syncs.services import start_run
 run, created = start_run(
     sync=Sync.objects.get(pk=os.environ["SYNC_ID"]), trigger=SyncRun.Trigger.MANUAL, actor=None
 )

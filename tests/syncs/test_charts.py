@@ -1,7 +1,7 @@
 import re
 from datetime import UTC, datetime, timedelta
 
-from syncs.charts import MARGIN_LEFT, MARGIN_RIGHT, step_chart
+from core.charts import MARGIN_LEFT, MARGIN_RIGHT, step_chart
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 

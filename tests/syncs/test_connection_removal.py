@@ -5,15 +5,16 @@ import pytest
 import requests
 from django.urls import reverse
 
-from cohortsync.models import AuditEntry
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
+from core.models import AuditEntry
 from syncs.connection_removal import LEAVE, REMOVE, remove_connection
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncedMember, SyncRun
-from syncs.sync_services import create_sync, start_run
+from syncs.models import Sync, SyncedMember, SyncRun
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
-from tests.jobs import run_jobs
+from tests.jobs import run_jobs, run_jobs_and_commit_hooks
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
@@ -69,7 +70,7 @@ def test_leave_deletes_the_connection_and_its_syncs_and_leaves_the_destination(
 
 
 def test_remove_runs_a_cleanup_per_sync_then_deletes_the_connection(
-    connection, sandbox, admin_user
+    connection, sandbox, admin_user, django_capture_on_commit_callbacks
 ):
     first, second = synced(connection, "churn", 80), synced(connection, "vip", 5)
     empty = create_sync(
@@ -88,7 +89,7 @@ def test_remove_runs_a_cleanup_per_sync_then_deletes_the_connection(
     assert set(cleanups.values_list("sync_id", flat=True)) == {first.pk, second.pk}
     assert empty.pk not in cleanups.values_list("sync_id", flat=True)
 
-    run_jobs()
+    run_jobs_and_commit_hooks(django_capture_on_commit_callbacks)
     assert not Connection.objects.filter(pk=connection.pk).exists()
     assert not Sync.objects.exists()
     assert not in_braze(sandbox, "churn", "churn-42")
@@ -96,7 +97,7 @@ def test_remove_runs_a_cleanup_per_sync_then_deletes_the_connection(
 
 
 def test_a_failed_cleanup_keeps_the_connection_until_someone_decides(
-    connection, sandbox, admin_user
+    connection, sandbox, admin_user, django_capture_on_commit_callbacks
 ):
     sync = synced(connection, "churn", 10)
     requests.post(
@@ -105,14 +106,14 @@ def test_a_failed_cleanup_keeps_the_connection_until_someone_decides(
         timeout=5,
     ).raise_for_status()
     remove_connection(connection=connection, cleanup=REMOVE, actor=admin_user)
-    run_jobs()
+    run_jobs_and_commit_hooks(django_capture_on_commit_callbacks)
     cleanup = SyncRun.objects.get(trigger=SyncRun.Trigger.CLEANUP)
     assert cleanup.status == SyncRun.Status.FAILED
     assert Connection.objects.filter(pk=connection.pk).exists()
     assert SyncedMember.objects.filter(sync=sync).count() == 10
     # Trying again finishes the job.
     assert remove_connection(connection=connection, cleanup=REMOVE, actor=admin_user) is False
-    run_jobs()
+    run_jobs_and_commit_hooks(django_capture_on_commit_callbacks)
     assert not Connection.objects.filter(pk=connection.pk).exists()
 
 

@@ -12,15 +12,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from cohortsync import audit
-from cohortsync.models import AuditEntry
+from cohorts.models import Cohort
 from connections.models import ConnectionCheck
 from connections.partners import PARTNERS
 from connections.services import update_connection
-from syncs.connection_timeline import PAGE_SIZE, timeline_page
-from syncs.models import Cohort, SyncRun
-from syncs.run_outcome import refuse_connection
-from syncs.sync_services import create_sync
+from core import audit
+from core.models import AuditEntry
+from syncs.engine.outcome import refuse_connection
+from syncs.models import SyncRun
+from syncs.pages.connection_timeline import PAGE_SIZE, timeline_page
+from syncs.services import create_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,7 @@ def connection():
 
 
 def url(connection, before=None):
-    base = reverse("sync_pages:connection_timeline", args=[connection.pk])
+    base = reverse("syncs:connection_timeline", args=[connection.pk])
     return f"{base}?before={before}" if before else base
 
 
@@ -106,7 +107,7 @@ def test_it_mixes_runs_edits_tests_and_refusals_newest_first_with_who(
     assert "Invalid API key" in page
     assert "Run now · +8 -1, 2 failed" in page
     assert 'class="badge partially_failed">Partially failed' in page
-    assert reverse("sync_pages:run_detail", args=[sync.pk, items[-1].id]) in page
+    assert reverse("syncs:run_detail", args=[sync.pk, items[-1].id]) in page
     # The audit entries of the test itself are not shown twice: its ConnectionCheck is.
     assert not [item for item in items if "connection.check" in item.title]
 
@@ -192,7 +193,7 @@ def test_outsiders_get_404_and_a_missing_connection_is_not_found(
     outsider_client, viewer_client, connection
 ):
     assert outsider_client.get(url(connection)).status_code == 404
-    missing = reverse("sync_pages:connection_timeline", args=[connection.pk + 100])
+    missing = reverse("syncs:connection_timeline", args=[connection.pk + 100])
     assert viewer_client.get(missing).status_code == 404
 
 

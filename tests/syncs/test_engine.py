@@ -3,12 +3,13 @@
 import pytest
 import requests
 
-from cohortsync.models import AuditEntry
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncedMember, SyncRun, SyncRunError
-from syncs.sync_services import create_sync, start_run
+from core.models import AuditEntry
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunError
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
@@ -199,7 +200,7 @@ def test_a_resumed_run_goes_on_from_its_checkpoint_and_counts_add_up(cohort, con
         requests=1,
     )
     before = users_track_requests(sandbox)
-    from syncs.jobs import enqueue_run
+    from syncs.queue import enqueue_run
 
     enqueue_run(first.pk, attempt=1)
     run_jobs()
@@ -214,7 +215,7 @@ def test_members_added_during_a_run_wait_for_the_next_one(cohort, connection, sa
     apply_changes(cohort.pk, add=[ext("u1")])
     sync = make_sync(cohort, connection)
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    from syncs.engine import RunSender
+    from syncs.engine.run import RunSender
 
     original_plan = RunSender._plan
 

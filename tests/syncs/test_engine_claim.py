@@ -6,11 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.engine import RunSender, run_sync
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncedMember, SyncRun
-from syncs.sync_services import create_sync, start_run
+from syncs.engine.run import RunSender, run_sync
+from syncs.models import SyncedMember, SyncRun
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import reaper_takes_the_run_after_its_first_checkpoint, run_jobs
 
@@ -47,7 +48,7 @@ def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):
     assert 0 < run.added < MEMBERS and run.added % 75 == 0
     assert SyncedMember.objects.filter(sync=sync).count() == run.added
 
-    from syncs.jobs import enqueue_run
+    from syncs.queue import enqueue_run
 
     enqueue_run(run.pk, attempt=1)
     run_jobs()

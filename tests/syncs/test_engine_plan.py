@@ -6,11 +6,12 @@ from unittest import mock
 
 import pytest
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.engine import RunSender, run_sync
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncedMember, SyncRun, SyncRunPlanItem
-from syncs.sync_services import create_sync, start_run
+from syncs.engine.run import RunSender, run_sync
+from syncs.models import SyncedMember, SyncRun, SyncRunPlanItem
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import reaper_takes_the_run_after_its_first_checkpoint, run_jobs
 
@@ -108,7 +109,7 @@ def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
     # Joined after the plan: a re-plan would send them in this run; the stored plan does not.
     apply_changes(cohort.pk, add=[ext("late-1"), ext("late-2")])
 
-    from syncs.jobs import enqueue_run
+    from syncs.queue import enqueue_run
 
     enqueue_run(run.pk, attempt=1)
     run_jobs()

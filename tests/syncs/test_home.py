@@ -9,10 +9,11 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
+from cohorts.models import Cohort, CsvUpload, ImportRequest
 from connections.models import Connection
-from syncs.attention import SHOWN
-from syncs.models import Cohort, CsvUpload, ImportRequest, Sync, SyncRun
-from syncs.sync_services import create_sync
+from syncs.models import Sync, SyncRun
+from syncs.pages.attention import SHOWN
+from syncs.services import create_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -96,14 +97,14 @@ def test_a_sync_whose_latest_run_failed_links_to_that_run(viewer_client):
     assert [s.name for s in attention.failed] == ["Lapsed → Braze"]
     assert "Nothing needs attention" not in page
     assert "+90 -0, 10 failed" in page
-    assert reverse("sync_pages:run_detail", args=[sync.pk, latest.pk]) in page
-    assert reverse("sync_pages:run_detail", args=[sync.pk, older.pk]) not in page
+    assert reverse("syncs:run_detail", args=[sync.pk, latest.pk]) in page
+    assert reverse("syncs:run_detail", args=[sync.pk, older.pk]) not in page
 
 
 def test_a_held_run_links_to_its_page_to_approve_it(marketer_client, viewer_client):
     sync = make_sync()
     run = make_run(sync, status=SyncRun.Status.HELD, planned_removes=1234)
-    url = reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
+    url = reverse("syncs:run_detail", args=[sync.pk, run.pk])
     response, page = home(marketer_client)
     assert response.context["attention"].held_count == 1
     assert f'href="{url}">review and approve</a>' in page
@@ -125,7 +126,7 @@ def test_connections_and_the_syncs_they_paused_are_listed(viewer_client):
     assert [s.name for s in attention.paused] == ["Paused one"]
     assert "401: invalid API key" in page
     assert reverse("connections:detail", args=[connection.pk]) in page
-    assert reverse("sync_pages:sync_detail", args=[paused.pk]) in page
+    assert reverse("syncs:sync_detail", args=[paused.pk]) in page
     assert attention.total == 2
 
 
@@ -140,7 +141,7 @@ def test_a_recurring_sync_whose_cohort_has_not_changed_for_a_week_is_stale(viewe
     assert [s.name for s in attention.stale] == ["Stale hourly"]
     assert attention.stale_count == 1
     assert "No new cohort data for 7+ days" in page
-    assert reverse("syncs:cohort_detail", args=[stale.cohort_id]) in page
+    assert reverse("cohorts:cohort_detail", args=[stale.cohort_id]) in page
 
 
 def test_a_feed_that_keeps_sending_the_same_members_is_not_stale(viewer_client):
@@ -250,7 +251,7 @@ def test_a_fresh_install_says_what_to_set_up_first(admin_client, marketer_client
     make_connection()
     page = home(marketer_client)[1]
     assert "No syncs yet" in page
-    assert reverse("sync_pages:sync_create") in page
+    assert reverse("syncs:sync_create") in page
 
 
 # Members added and removed per day

@@ -27,13 +27,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rq.job import Job
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.engine import run_sync
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncedMember, SyncRun, SyncRunEvent
-from syncs.run_outcome import finish_run
-from syncs.scheduler import MAX_INTERRUPTIONS, STALE_HEARTBEAT, dispatch_due_syncs, reap_stuck_runs
-from syncs.sync_services import create_sync, start_run
+from syncs.engine.outcome import finish_run
+from syncs.engine.run import run_sync
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunEvent
+from syncs.scheduling.dispatch import dispatch_due_syncs
+from syncs.scheduling.reaper import MAX_INTERRUPTIONS, STALE_HEARTBEAT, reap_stuck_runs
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.worker_process import query, race, scratch_database, shell
 
@@ -267,8 +269,9 @@ import json, os
 from datetime import datetime
 from connections.partners import PARTNERS
 from connections.services import create_connection
-from syncs.models import Cohort, Sync
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.models import Sync
+from syncs.services import create_sync
 name = os.environ["NAME"]
 config = PARTNERS["braze"].parse_config(
     {"instance": "custom", "custom_endpoint": "https://rest.iad-01.braze.com"}
@@ -295,13 +298,13 @@ print(json.dumps({"cohort": cohort.pk, **ids}))
 DISPATCHER = """
 import json, os
 from datetime import datetime
-from syncs.scheduler import dispatch_due_syncs
+from syncs.scheduling.dispatch import dispatch_due_syncs
 print(json.dumps(dispatch_due_syncs(now=datetime.fromisoformat(os.environ["NOW"]))))
 """
 CLICKER = """
 import json, os
 from syncs.models import Sync, SyncRun
-from syncs.sync_services import start_run
+from syncs.services import start_run
 created = 0
 for sync in Sync.objects.filter(cohort_id=os.environ["COHORT_ID"]).order_by("?"):
     created += start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)[1]
@@ -309,7 +312,7 @@ print(json.dumps(created))
 """
 CHANGE = """
 import json, os
-from syncs.realtime import on_cohort_changed
+from syncs.scheduling.realtime import on_cohort_changed
 on_cohort_changed(sender=None, cohort_id=int(os.environ["COHORT_ID"]))
 print(json.dumps(None))
 """
@@ -338,7 +341,7 @@ def test_racing_dispatchers_clicks_and_changes_make_one_run_per_sync(
     assert sorted(sync for _, sync, _ in runs) == sorted(syncs)
     assert {status for _, _, status in runs} == {"queued"}
     # One job per run, none for a run that lost the race.
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue("runs")
     assert sorted(queue.job_ids) == sorted(f"sync-run-{run}-0" for run, _, _ in runs)
 
 

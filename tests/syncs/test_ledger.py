@@ -1,11 +1,12 @@
-"""syncs.ledger.record_sent: a member already in the ledger keeps the row (and the destination
-identifier) it was first sent with."""
+"""syncs.engine.ledger.record_sent: a member already in the ledger keeps the row (and the
+destination identifier) it was first sent with."""
 
 import pytest
 
-from syncs.ledger import LedgerRow, record_sent
-from syncs.models import Cohort, SyncedMember, SyncRun
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.engine.ledger import LedgerRow, record_sent
+from syncs.models import SyncedMember, SyncRun
+from syncs.services import create_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db

@@ -8,11 +8,12 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.member_lookup import look_up_member
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncedMember, SyncRemoval, SyncRun, SyncRunError
-from syncs.sync_services import create_sync, start_run
+from syncs.models import SyncedMember, SyncRemoval, SyncRun, SyncRunError
+from syncs.pages.member_lookup import look_up_member
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
@@ -206,9 +207,9 @@ def test_the_page_shows_states_with_run_links(viewer_client):
     )
     page = viewer_client.get(URL, {"q": "b-alice"}).content.decode()
     assert "In destination" in page
-    assert reverse("sync_pages:run_detail", args=[sync.pk, run.pk]) in page
+    assert reverse("syncs:run_detail", args=[sync.pk, run.pk]) in page
     assert "sent as <code>braze_id:b-alice</code>" in page
-    assert reverse("syncs:cohort_detail", args=[churn.pk]) in page
+    assert reverse("cohorts:cohort_detail", args=[churn.pk]) in page
 
 
 def test_no_match_says_so(viewer_client):
@@ -243,7 +244,7 @@ def test_outsiders_get_404_and_the_lookup_only_answers_get(outsider_client, mark
 
 
 def test_the_menu_links_the_lookup(viewer_client):
-    assert f'href="{URL}"' in viewer_client.get(reverse("sync_pages:sync_list")).content.decode()
+    assert f'href="{URL}"' in viewer_client.get(reverse("syncs:sync_list")).content.decode()
 
 
 @pytest.mark.usefixtures("rq_redis")

@@ -17,11 +17,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from cohortsync.models import AuditEntry
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort, ImportRequest
 from connections.keys import generate_import_key
 from connections.models import Connection
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, ImportRequest, Sync, SyncRun
+from core.models import AuditEntry
+from syncs.models import Sync, SyncRun
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +91,7 @@ def test_the_home_page(viewer_client):
 def test_the_sync_list(viewer_client):
     assert_constant(
         viewer_client,
-        reverse("sync_pages:sync_list"),
+        reverse("syncs:sync_list"),
         lambda n: [new_sync(last_run_status="succeeded") for _ in range(n)],
     )
 
@@ -110,7 +111,7 @@ def test_a_sync_page_and_its_run_history(viewer_client, marketer):
                 added=3,
             )
 
-    url = reverse("sync_pages:sync_detail", args=[sync.pk])
+    url = reverse("syncs:sync_detail", args=[sync.pk])
     assert_constant(viewer_client, url, add_runs)
     assert_constant(viewer_client, url + "?status=succeeded&trigger=manual", add_runs)
 
@@ -122,7 +123,7 @@ def test_the_cohort_list(viewer_client):
             new_sync(cohort=cohort)
             new_sync(cohort=cohort)
 
-    assert_constant(viewer_client, reverse("syncs:cohort_list"), add_cohorts)
+    assert_constant(viewer_client, reverse("cohorts:cohort_list"), add_cohorts)
 
 
 def test_a_cohorts_members(viewer_client):
@@ -139,7 +140,7 @@ def test_a_cohorts_members(viewer_client):
             update_extras=True,
         )
 
-    assert_constant(viewer_client, reverse("syncs:cohort_members", args=[cohort.pk]), add_members)
+    assert_constant(viewer_client, reverse("cohorts:cohort_members", args=[cohort.pk]), add_members)
 
 
 def test_the_connection_list(viewer_client):
@@ -192,4 +193,4 @@ def test_the_import_request_log(admin_client, admin_user):
                 http_status=201,
             )
 
-    assert_constant(admin_client, reverse("syncs:import_requests"), add_requests)
+    assert_constant(admin_client, reverse("cohorts:import_requests"), add_requests)

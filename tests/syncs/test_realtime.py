@@ -3,11 +3,12 @@
 import pytest
 import requests
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncRun
-from syncs.realtime import start_follow_up
-from syncs.sync_services import create_sync
+from syncs.models import Sync, SyncRun
+from syncs.scheduling.realtime import start_follow_up
+from syncs.services import create_sync
 from tests.base import make_connection
 from tests.jobs import run_jobs
 

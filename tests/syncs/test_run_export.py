@@ -11,11 +11,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncRun, SyncRunError
-from syncs.run_export import EXPORT_CHUNK, HEADER, safe_cell
-from syncs.sync_services import create_sync, start_run
+from syncs.models import SyncRun, SyncRunError
+from syncs.pages.run_export import EXPORT_CHUNK, HEADER, safe_cell
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
@@ -49,7 +50,7 @@ def run(sync):
 
 
 def url(run):
-    return reverse("sync_pages:run_errors_csv", args=[run.sync_id, run.pk])
+    return reverse("syncs:run_errors_csv", args=[run.sync_id, run.pk])
 
 
 def download(client, run):
@@ -153,10 +154,10 @@ def test_outsiders_get_404_and_another_syncs_run_is_not_found(outsider_client, v
     assert outsider_client.get(url(run)).status_code == 404
     other = make_sync(name="Other")
     assert (
-        viewer_client.get(reverse("sync_pages:run_errors_csv", args=[other.pk, run.pk])).status_code
+        viewer_client.get(reverse("syncs:run_errors_csv", args=[other.pk, run.pk])).status_code
         == 404
     )
-    missing = reverse("sync_pages:run_errors_csv", args=[run.sync_id, run.pk + 1000])
+    missing = reverse("syncs:run_errors_csv", args=[run.sync_id, run.pk + 1000])
     assert viewer_client.get(missing).status_code == 404
 
 
@@ -167,7 +168,7 @@ def test_the_export_only_answers_get(marketer_client, run):
 
 
 def test_the_run_page_links_the_export_when_there_is_something_to_export(viewer_client, run):
-    page = reverse("sync_pages:run_detail", args=[run.sync_id, run.pk])
+    page = reverse("syncs:run_detail", args=[run.sync_id, run.pk])
     assert url(run) not in viewer_client.get(page).content.decode()
     SyncRunError.objects.create(run=run, operation="add", member="m", reason="r")
     assert url(run) in viewer_client.get(page).content.decode()

@@ -8,12 +8,13 @@ import pytest
 import requests
 from django.utils import timezone
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncedMember, SyncRemoval, SyncRun, SyncRunEvent
-from syncs.scheduler import reap_stuck_runs
-from syncs.sync_lifecycle import cancel_run
-from syncs.sync_services import create_sync, start_run
+from syncs.lifecycle import cancel_run
+from syncs.models import SyncedMember, SyncRemoval, SyncRun, SyncRunEvent
+from syncs.scheduling.reaper import reap_stuck_runs
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
@@ -112,7 +113,7 @@ def test_an_interruption_and_its_resume_are_on_the_timeline(cohort, sync):
     apply_changes(cohort.pk, add=[ext("u1")])
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     # A worker took the job and claimed the run, then died: its heartbeat stops.
-    django_rq.get_queue("default").empty()
+    django_rq.get_queue("runs").empty()
     SyncRun.objects.filter(pk=started.pk).update(
         status=SyncRun.Status.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5)
     )

@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.models import Cohort, SyncedMember, SyncRun, SyncRunError, SyncRunEvent
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.models import SyncedMember, SyncRun, SyncRunError, SyncRunEvent
+from syncs.services import create_sync
 from syncs.views.runs import REMOVAL_SAMPLE
 from tests.base import make_connection
 
@@ -42,7 +43,7 @@ def make_run(sync, status=Status.SUCCEEDED, **fields):
 
 
 def page_url(run):
-    return reverse("sync_pages:run_detail", args=[run.sync_id, run.pk])
+    return reverse("syncs:run_detail", args=[run.sync_id, run.pk])
 
 
 def add_ledger(sync, values):
@@ -128,7 +129,7 @@ def test_a_viewer_sees_a_held_run_but_no_buttons_and_cannot_approve(viewer_clien
     assert "external_id:gone-1" in page
     assert 'id="approve-run"' not in page
     assert "A marketer or an admin approves or rejects it." in page
-    approve = reverse("sync_pages:run_approve", args=[sync.pk, run.pk])
+    approve = reverse("syncs:run_approve", args=[sync.pk, run.pk])
     assert viewer_client.post(approve).status_code == 403
     assert SyncRun.objects.get(pk=run.pk).status == Status.HELD
     assert SyncRun.objects.filter(sync=sync).count() == 1
@@ -179,7 +180,7 @@ def test_outsiders_get_404_and_a_run_of_another_sync_is_not_found(
     run = make_run(sync)
     assert outsider_client.get(page_url(run)).status_code == 404
     other = make_sync("Other")
-    wrong = reverse("sync_pages:run_detail", args=[other.pk, run.pk])
+    wrong = reverse("syncs:run_detail", args=[other.pk, run.pk])
     assert viewer_client.get(wrong).status_code == 404
 
 

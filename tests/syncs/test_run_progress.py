@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from syncs.run_progress import duration_between, estimate_progress, format_duration
+from syncs.pages.progress import duration_between, estimate_progress, format_duration
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

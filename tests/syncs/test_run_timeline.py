@@ -10,11 +10,12 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, SyncRun, SyncRunEvent
-from syncs.run_timeline import WAITS_SHOWN, run_timeline
-from syncs.sync_services import create_sync, start_run
+from syncs.models import SyncRun, SyncRunEvent
+from syncs.pages.run_timeline import WAITS_SHOWN, run_timeline
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 

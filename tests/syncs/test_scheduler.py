@@ -6,15 +6,18 @@ import django_rq
 import pytest
 from rq.job import Job
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs import dispatch
-from syncs.jobs import enqueue_new_runs, enqueue_run
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncRun, SyncRunEvent
-from syncs.scheduler import dispatch_due_syncs, reap_stuck_runs
-from syncs.sync_services import create_sync, start_run
+from syncs.models import Sync, SyncRun, SyncRunEvent
+from syncs.queue import enqueue_new_runs, enqueue_run
+from syncs.scheduling import dispatch
+from syncs.scheduling.dispatch import dispatch_due_syncs
+from syncs.scheduling.reaper import reap_stuck_runs
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
+from tests.queues import queues_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
@@ -124,7 +127,7 @@ def due_syncs(cohort, count, *, connection=None):
 
 
 def queued_job_ids():
-    return set(django_rq.get_queue("default").job_ids)
+    return set(django_rq.get_queue("runs").job_ids)
 
 
 def test_one_tick_starts_every_due_sync_with_its_event_and_job(cohort):
@@ -196,7 +199,7 @@ def test_a_run_started_meanwhile_makes_the_tick_start_its_runs_one_by_one(cohort
 def test_an_unreachable_queue_fails_the_tick_runs_as_start_run_does(cohort, settings):
     syncs = due_syncs(cohort, 3)
     clicked = hourly_sync(cohort, syncs[0].connection, name="clicked", next_run_at=None)
-    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 5}}
+    settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0", timeout=5)
     assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 3
     manual, _ = start_run(sync=clicked, trigger=SyncRun.Trigger.MANUAL, actor=None)
     assert manual.status == SyncRun.Status.FAILED
@@ -232,7 +235,7 @@ def test_batch_jobs_are_the_jobs_enqueue_run_makes_and_stay_unique(cohort):
         SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, status=status)
         for status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.QUEUED)
     )
-    redis = django_rq.get_connection("default")
+    redis = django_rq.get_connection("runs")
     enqueue_run(single.pk)
     assert enqueue_new_runs([batched.pk]) == []
     jobs = [Job.fetch(f"sync-run-{run.pk}-0", connection=redis) for run in (single, batched)]
@@ -255,7 +258,7 @@ def test_batch_jobs_are_the_jobs_enqueue_run_makes_and_stay_unique(cohort):
     assert stored[0] == stored[1]
     # A job id that exists is refused, as enqueue_run's unique=True does: not queued twice.
     assert enqueue_new_runs([batched.pk]) == [batched.pk]
-    assert django_rq.get_queue("default").job_ids == [job.id for job in jobs]
+    assert django_rq.get_queue("runs").job_ids == [job.id for job in jobs]
 
 
 def stuck_run(sync, *, heartbeat, interruptions=0):
@@ -277,7 +280,7 @@ def test_a_run_whose_worker_died_is_resumed(cohort):
     assert reap_stuck_runs(now=NOON + timedelta(seconds=91)) == 1
     run.refresh_from_db()
     assert (run.status, run.interruptions) == (SyncRun.Status.QUEUED, 1)
-    assert Job.exists(f"sync-run-{run.pk}-1", connection=django_rq.get_connection("default"))
+    assert Job.exists(f"sync-run-{run.pk}-1", connection=django_rq.get_connection("runs"))
 
 
 def test_a_run_with_a_fresh_heartbeat_is_left_alone(cohort):
@@ -307,7 +310,7 @@ def test_a_queued_run_whose_job_was_lost_is_queued_again(cohort):
     run = SyncRun.objects.create(
         sync=sync, trigger=SyncRun.Trigger.MANUAL, queued_at=NOON - timedelta(minutes=10)
     )
-    redis = django_rq.get_connection("default")
+    redis = django_rq.get_connection("runs")
     assert not Job.exists(f"sync-run-{run.pk}-0", connection=redis)
     assert reap_stuck_runs(now=NOON) == 1
     assert Job.exists(f"sync-run-{run.pk}-0", connection=redis)

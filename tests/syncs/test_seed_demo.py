@@ -38,7 +38,7 @@ def test_the_demo_syncs_run_to_both_sandboxes(settings, tmp_path, sandbox):
     from urllib.parse import urlsplit
 
     from syncs.models import SyncRun
-    from syncs.scheduler import dispatch_due_syncs
+    from syncs.scheduling.dispatch import dispatch_due_syncs
     from tests.jobs import run_jobs
 
     settings.VAR_DIR = tmp_path

@@ -7,15 +7,15 @@ import pytest
 import requests
 from django.core.exceptions import ValidationError
 
-from cohortsync.models import AuditEntry
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs import checkpoint
-from syncs.engine import SENDS_IN_FLIGHT
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncedMember, SyncRun
-from syncs.sending import BatchSender
-from syncs.sync_lifecycle import (
+from core.models import AuditEntry
+from syncs.engine import checkpoint
+from syncs.engine.run import SENDS_IN_FLIGHT
+from syncs.engine.sending import BatchSender
+from syncs.lifecycle import (
     approve_held_run,
     cancel_run,
     delete_sync,
@@ -24,7 +24,8 @@ from syncs.sync_lifecycle import (
     reject_held_run,
     resume_sync,
 )
-from syncs.sync_services import create_sync, start_run
+from syncs.models import Sync, SyncedMember, SyncRun
+from syncs.services import create_sync, start_run
 from tests.base import make_connection
 from tests.jobs import run_jobs
 

@@ -6,10 +6,11 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.models import Connection
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncedMember, SyncRun
-from syncs.sync_services import create_sync
+from syncs.models import Sync, SyncedMember, SyncRun
+from syncs.services import create_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -51,15 +52,15 @@ def flashes(response):
 def _actions(sync, run):
     """Every lifecycle view: (method, url)."""
     return {
-        "pause": ("post", reverse("sync_pages:sync_pause", args=[sync.pk])),
-        "resume": ("post", reverse("sync_pages:sync_resume", args=[sync.pk])),
-        "resync_page": ("get", reverse("sync_pages:sync_resync", args=[sync.pk])),
-        "resync": ("post", reverse("sync_pages:sync_resync", args=[sync.pk])),
-        "delete_page": ("get", reverse("sync_pages:sync_delete", args=[sync.pk])),
-        "delete": ("post", reverse("sync_pages:sync_delete", args=[sync.pk])),
-        "cancel": ("post", reverse("sync_pages:run_cancel", args=[sync.pk, run.pk])),
-        "approve": ("post", reverse("sync_pages:run_approve", args=[sync.pk, run.pk])),
-        "reject": ("post", reverse("sync_pages:run_reject", args=[sync.pk, run.pk])),
+        "pause": ("post", reverse("syncs:sync_pause", args=[sync.pk])),
+        "resume": ("post", reverse("syncs:sync_resume", args=[sync.pk])),
+        "resync_page": ("get", reverse("syncs:sync_resync", args=[sync.pk])),
+        "resync": ("post", reverse("syncs:sync_resync", args=[sync.pk])),
+        "delete_page": ("get", reverse("syncs:sync_delete", args=[sync.pk])),
+        "delete": ("post", reverse("syncs:sync_delete", args=[sync.pk])),
+        "cancel": ("post", reverse("syncs:run_cancel", args=[sync.pk, run.pk])),
+        "approve": ("post", reverse("syncs:run_approve", args=[sync.pk, run.pk])),
+        "reject": ("post", reverse("syncs:run_reject", args=[sync.pk, run.pk])),
     }
 
 
@@ -91,10 +92,10 @@ def test_viewers_get_403_and_change_nothing(viewer_client, sync):
 
 def test_viewers_see_no_lifecycle_button(viewer_client, sync):
     run = make_run(sync, Status.HELD)
-    page = viewer_client.get(reverse("sync_pages:sync_detail", args=[sync.pk])).content.decode()
+    page = viewer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
     for button in ('id="pause"', 'id="resync"', 'id="delete"'):
         assert button not in page
-    page = viewer_client.get(reverse("sync_pages:run_detail", args=[sync.pk, run.pk])).content
+    page = viewer_client.get(reverse("syncs:run_detail", args=[sync.pk, run.pk])).content
     assert b'id="approve-run"' not in page
     assert b"Held for approval" in page
 
@@ -110,14 +111,14 @@ def test_the_posting_views_answer_only_post(marketer_client, sync):
 
 
 def test_an_active_sync_offers_pause_resync_and_delete(marketer_client, sync):
-    page = marketer_client.get(reverse("sync_pages:sync_detail", args=[sync.pk])).content.decode()
+    page = marketer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
     assert 'id="pause"' in page and 'id="resync"' in page and 'id="delete"' in page
     assert 'id="resume"' not in page
 
 
 def test_a_paused_sync_offers_resume_only(marketer_client, sync):
     Sync.objects.filter(pk=sync.pk).update(status=Sync.Status.PAUSED)
-    page = marketer_client.get(reverse("sync_pages:sync_detail", args=[sync.pk])).content.decode()
+    page = marketer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
     assert 'id="resume"' in page
     assert 'id="pause"' not in page and 'id="resync"' not in page
 
@@ -126,14 +127,14 @@ def test_only_an_active_run_offers_cancel(marketer_client, sync):
     finished = make_run(sync, Status.SUCCEEDED, finished_at=timezone.now())
     running = make_run(sync, Status.RUNNING, started_at=timezone.now())
     for run, shown in ((finished, False), (running, True)):
-        url = reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
+        url = reverse("syncs:run_detail", args=[sync.pk, run.pk])
         assert (b'id="cancel-run"' in marketer_client.get(url).content) is shown
 
 
 def test_a_held_run_page_shows_what_approval_would_remove(marketer_client, sync):
     add_ledger(sync, [f"gone-{n:02d}" for n in range(25)])
     run = make_run(sync, Status.HELD, planned_removes=25)
-    page = marketer_client.get(reverse("sync_pages:run_detail", args=[sync.pk, run.pk]))
+    page = marketer_client.get(reverse("syncs:run_detail", args=[sync.pk, run.pk]))
     text = page.content.decode()
     assert "removes <strong>25</strong> members" in text
     assert "external_id:gone-00" in text and "external_id:gone-19" in text
@@ -145,49 +146,49 @@ def test_a_held_run_page_shows_what_approval_would_remove(marketer_client, sync)
 
 
 def test_pause_then_resume(marketer_client, sync):
-    response = marketer_client.post(reverse("sync_pages:sync_pause", args=[sync.pk]))
-    assert response["Location"] == reverse("sync_pages:sync_detail", args=[sync.pk])
+    response = marketer_client.post(reverse("syncs:sync_pause", args=[sync.pk]))
+    assert response["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     assert Sync.objects.get(pk=sync.pk).status == Sync.Status.PAUSED
-    marketer_client.post(reverse("sync_pages:sync_resume", args=[sync.pk]))
+    marketer_client.post(reverse("syncs:sync_resume", args=[sync.pk]))
     assert Sync.objects.get(pk=sync.pk).status == Sync.Status.ACTIVE
 
 
 def test_resume_refused_shows_the_reason(marketer_client, sync):
     Sync.objects.filter(pk=sync.pk).update(status=Sync.Status.NEEDS_ATTENTION)
     Connection.objects.filter(pk=sync.connection_id).update(state=Connection.State.NEEDS_ATTENTION)
-    response = marketer_client.post(reverse("sync_pages:sync_resume", args=[sync.pk]))
+    response = marketer_client.post(reverse("syncs:sync_resume", args=[sync.pk]))
     assert any(sync.connection.name in text for text in flashes(response))
     assert Sync.objects.get(pk=sync.pk).status == Sync.Status.NEEDS_ATTENTION
 
 
 def test_cancel_a_queued_run(marketer_client, sync):
     run = make_run(sync, Status.QUEUED)
-    response = marketer_client.post(reverse("sync_pages:run_cancel", args=[sync.pk, run.pk]))
-    assert response["Location"] == reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
+    response = marketer_client.post(reverse("syncs:run_cancel", args=[sync.pk, run.pk]))
+    assert response["Location"] == reverse("syncs:run_detail", args=[sync.pk, run.pk])
     run.refresh_from_db()
     assert run.status == Status.CANCELED
 
 
 def test_canceling_a_finished_run_says_it_has_finished(marketer_client, sync):
     run = make_run(sync, Status.SUCCEEDED, finished_at=timezone.now())
-    response = marketer_client.post(reverse("sync_pages:run_cancel", args=[sync.pk, run.pk]))
+    response = marketer_client.post(reverse("syncs:run_cancel", args=[sync.pk, run.pk]))
     assert any("has finished" in text for text in flashes(response))
 
 
 @pytest.mark.usefixtures("rq_redis")
 def test_approve_queues_a_run_and_opens_it(marketer_client, sync):
     held = make_run(sync, Status.HELD)
-    response = marketer_client.post(reverse("sync_pages:run_approve", args=[sync.pk, held.pk]))
+    response = marketer_client.post(reverse("syncs:run_approve", args=[sync.pk, held.pk]))
     new_run = SyncRun.objects.get(trigger=SyncRun.Trigger.RESUME)
     assert new_run.status == Status.QUEUED
-    assert response["Location"] == reverse("sync_pages:run_detail", args=[sync.pk, new_run.pk])
+    assert response["Location"] == reverse("syncs:run_detail", args=[sync.pk, new_run.pk])
     held.refresh_from_db()
     assert held.status == Status.CANCELED
 
 
 def test_reject_cancels_the_held_run_and_pauses_the_sync(marketer_client, sync):
     held = make_run(sync, Status.HELD)
-    marketer_client.post(reverse("sync_pages:run_reject", args=[sync.pk, held.pk]))
+    marketer_client.post(reverse("syncs:run_reject", args=[sync.pk, held.pk]))
     held.refresh_from_db()
     assert held.status == Status.CANCELED
     assert Sync.objects.get(pk=sync.pk).status == Sync.Status.PAUSED
@@ -196,29 +197,29 @@ def test_reject_cancels_the_held_run_and_pauses_the_sync(marketer_client, sync):
 @pytest.mark.usefixtures("rq_redis")
 def test_resync_asks_for_confirmation_then_queues_a_resync(marketer_client, sync):
     apply_changes(sync.cohort_id, add=[Identity("external_id", "u1")])
-    url = reverse("sync_pages:sync_resync", args=[sync.pk])
+    url = reverse("syncs:sync_resync", args=[sync.pk])
     page = marketer_client.get(url)
     assert b'id="confirm-resync"' in page.content
     assert not SyncRun.objects.exists()
     response = marketer_client.post(url)
     run = SyncRun.objects.get()
     assert run.trigger == SyncRun.Trigger.RESYNC
-    assert response["Location"] == reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
+    assert response["Location"] == reverse("syncs:run_detail", args=[sync.pk, run.pk])
 
 
 def test_delete_asks_for_confirmation_then_goes_to_the_list(marketer_client, sync):
     add_ledger(sync, ["u1"])
-    url = reverse("sync_pages:sync_delete", args=[sync.pk])
+    url = reverse("syncs:sync_delete", args=[sync.pk])
     assert b'id="confirm-delete"' in marketer_client.get(url).content
     assert Sync.objects.exists()
     response = marketer_client.post(url)
-    assert response["Location"] == reverse("sync_pages:sync_list")
+    assert response["Location"] == reverse("syncs:sync_list")
     assert not Sync.objects.exists()
 
 
 def test_delete_refused_while_running_stays_on_the_sync(marketer_client, sync):
     make_run(sync, Status.RUNNING)
-    response = marketer_client.post(reverse("sync_pages:sync_delete", args=[sync.pk]))
-    assert response["Location"] == reverse("sync_pages:sync_detail", args=[sync.pk])
+    response = marketer_client.post(reverse("syncs:sync_delete", args=[sync.pk]))
+    assert response["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     assert any("cancel it or wait" in text for text in flashes(response))
     assert Sync.objects.exists()

@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.models import Cohort, Sync, SyncRun
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.models import Sync, SyncRun
+from syncs.services import create_sync
 from syncs.views.syncs import CHART_RUNS, HISTORY_SIZE, RUN_FINISHED_EVENT
 from tests.base import make_connection
 
@@ -43,7 +44,7 @@ def finished(sync, *, minutes_ago=0, status=Status.SUCCEEDED, **fields):
 
 
 def detail(client, sync, **query):
-    return client.get(reverse("sync_pages:sync_detail", args=[sync.pk]), query)
+    return client.get(reverse("syncs:sync_detail", args=[sync.pk]), query)
 
 
 def run_links(response, sync):
@@ -56,8 +57,8 @@ def run_links(response, sync):
 def test_the_sync_page_and_its_progress_need_a_role(client, outsider_client, viewer_client, sync):
     run = make_run(sync)
     urls = [
-        reverse("sync_pages:sync_detail", args=[sync.pk]),
-        reverse("sync_pages:run_progress", args=[sync.pk, run.pk]),
+        reverse("syncs:sync_detail", args=[sync.pk]),
+        reverse("syncs:run_progress", args=[sync.pk, run.pk]),
     ]
     for url in urls:
         assert client.get(url)["Location"].startswith(reverse("login")), url
@@ -194,7 +195,7 @@ def test_the_live_run_shows_processed_of_planned_rate_and_time_left(viewer_clien
     )
     page = detail(viewer_client, sync).content.decode()
     live = page[page.index('id="run-progress"') : page.index('id="sync-runs"')]
-    assert reverse("sync_pages:run_progress", args=[sync.pk, run.pk]) in live
+    assert reverse("syncs:run_progress", args=[sync.pk, run.pk]) in live
     assert '<span class="processed">100</span> of <span class="planned">400</span>' in live
     assert "members/s" in live
     assert "Time left" in live
@@ -211,7 +212,7 @@ def test_the_history_listens_for_the_end_of_the_live_run(viewer_client, sync):
 
 def test_the_progress_partial_announces_the_end_of_a_run_and_only_then(viewer_client, sync):
     run = make_run(sync, status=Status.RUNNING, started_at=timezone.now())
-    url = reverse("sync_pages:run_progress", args=[sync.pk, run.pk])
+    url = reverse("syncs:run_progress", args=[sync.pk, run.pk])
     running = viewer_client.get(url)
     assert "HX-Trigger" not in running.headers
     assert "hx-get" in running.content.decode()
@@ -230,6 +231,6 @@ def test_the_sync_page_shows_a_finished_latest_run_only_in_the_history(viewer_cl
 
 def test_the_sync_list_shows_when_each_sync_runs_next(viewer_client, sync):
     Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now() + timedelta(minutes=30))
-    page = viewer_client.get(reverse("sync_pages:sync_list")).content.decode()
+    page = viewer_client.get(reverse("syncs:sync_list")).content.decode()
     assert "Next run" in page
     assert "in 29\xa0minutes" in page or "in 30\xa0minutes" in page

@@ -5,16 +5,13 @@ import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort, CohortMember
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs import diff
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, CohortMember, Sync, SyncRun
-from syncs.sync_preview import (
-    identifier_coverage,
-    preview_new_sync,
-    preview_sync_change,
-)
-from syncs.sync_services import create_sync, start_run, update_sync
+from syncs.engine import diff
+from syncs.models import Sync, SyncRun
+from syncs.pages.preview import identifier_coverage, preview_new_sync, preview_sync_change
+from syncs.services import create_sync, start_run, update_sync
 from tests.base import make_connection
 from tests.jobs import run_jobs
 

@@ -3,10 +3,11 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from cohortsync.models import AuditEntry
+from cohorts.models import Cohort
 from connections.models import Connection
-from syncs.models import Cohort, Sync
-from syncs.sync_services import create_sync, update_sync
+from core.models import AuditEntry
+from syncs.models import Sync
+from syncs.services import create_sync, update_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.models import Cohort, Sync, SyncRun, SyncRunError
-from syncs.sync_services import create_sync
+from cohorts.models import Cohort
+from syncs.models import Sync, SyncRun, SyncRunError
+from syncs.services import create_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -38,12 +39,12 @@ def flashes(response):
 
 def _urls(sync, run):
     return {
-        "list": ("get", reverse("sync_pages:sync_list")),
-        "create": ("get", reverse("sync_pages:sync_create")),
-        "detail": ("get", reverse("sync_pages:sync_detail", args=[sync.pk])),
-        "run_now": ("post", reverse("sync_pages:sync_run_now", args=[sync.pk])),
-        "run": ("get", reverse("sync_pages:run_detail", args=[sync.pk, run.pk])),
-        "progress": ("get", reverse("sync_pages:run_progress", args=[sync.pk, run.pk])),
+        "list": ("get", reverse("syncs:sync_list")),
+        "create": ("get", reverse("syncs:sync_create")),
+        "detail": ("get", reverse("syncs:sync_detail", args=[sync.pk])),
+        "run_now": ("post", reverse("syncs:sync_run_now", args=[sync.pk])),
+        "run": ("get", reverse("syncs:run_detail", args=[sync.pk, run.pk])),
+        "progress": ("get", reverse("syncs:run_progress", args=[sync.pk, run.pk])),
     }
 
 
@@ -79,12 +80,12 @@ def test_viewers_read_syncs_but_cannot_create_or_run_them(viewer_client, sync, f
     for name, (method, url) in _urls(sync, finished_run).items():
         expected = 200 if name in READ else 403
         assert getattr(viewer_client, method)(url).status_code == expected, name
-    viewer_client.post(reverse("sync_pages:sync_create"), {"name": "Sneaky"})
+    viewer_client.post(reverse("syncs:sync_create"), {"name": "Sneaky"})
     assert Sync.objects.count() == 1
     assert SyncRun.objects.count() == 1
-    page = viewer_client.get(reverse("sync_pages:sync_detail", args=[sync.pk])).content.decode()
+    page = viewer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
     assert 'id="run-now"' not in page
-    assert "New sync" not in viewer_client.get(reverse("sync_pages:sync_list")).content.decode()
+    assert "New sync" not in viewer_client.get(reverse("syncs:sync_list")).content.decode()
 
 
 @pytest.mark.parametrize("who", ["marketer_client", "admin_client"])
@@ -93,11 +94,11 @@ def test_marketers_and_admins_open_every_sync_page(request, who, sync, finished_
     for name, (method, url) in _urls(sync, finished_run).items():
         if method == "get":
             assert client.get(url).status_code == 200, name
-    assert "New sync" in client.get(reverse("sync_pages:sync_list")).content.decode()
+    assert "New sync" in client.get(reverse("syncs:sync_list")).content.decode()
 
 
 def test_run_now_answers_only_post(marketer_client, sync):
-    url = reverse("sync_pages:sync_run_now", args=[sync.pk])
+    url = reverse("syncs:sync_run_now", args=[sync.pk])
     assert marketer_client.get(url).status_code == 405
     assert not SyncRun.objects.exists()
 
@@ -105,7 +106,7 @@ def test_run_now_answers_only_post(marketer_client, sync):
 def test_a_run_of_another_sync_is_not_found(viewer_client, sync):
     other_run = make_run(make_sync("Other"))
     for name in ("run_detail", "run_progress"):
-        url = reverse(f"sync_pages:{name}", args=[sync.pk, other_run.pk])
+        url = reverse(f"syncs:{name}", args=[sync.pk, other_run.pk])
         assert viewer_client.get(url).status_code == 404, name
 
 
@@ -118,9 +119,9 @@ def test_the_list_shows_each_sync_with_its_cadence_and_last_run(viewer_client, s
         last_run_at=timezone.now() - timedelta(minutes=5),
         last_run_summary="+198 -0, 2 failed",
     )
-    page = viewer_client.get(reverse("sync_pages:sync_list")).content.decode()
+    page = viewer_client.get(reverse("syncs:sync_list")).content.decode()
     assert sync.name in page
-    assert reverse("syncs:cohort_detail", args=[sync.cohort_id]) in page
+    assert reverse("cohorts:cohort_detail", args=[sync.cohort_id]) in page
     assert reverse("connections:detail", args=[sync.connection_id]) in page
     assert "Once" in page
     assert "Partially failed" in page
@@ -137,7 +138,7 @@ def test_the_list_costs_the_same_queries_for_2_and_20_syncs(viewer_client):
 
     def queries():
         with CaptureQueriesContext(db) as captured:
-            assert viewer_client.get(reverse("sync_pages:sync_list")).status_code == 200
+            assert viewer_client.get(reverse("syncs:sync_list")).status_code == 200
         return len(captured)
 
     add_syncs(2)
@@ -167,7 +168,7 @@ def form_data():
 
 def test_a_daily_sync_is_scheduled_in_its_time_zone(marketer_client, form_data):
     data = {**form_data, "cadence": "daily", "daily_time": "09:30", "timezone": "Europe/Paris"}
-    response = marketer_client.post(reverse("sync_pages:sync_create"), data)
+    response = marketer_client.post(reverse("syncs:sync_create"), data)
     assert response.status_code == 302
     sync = Sync.objects.get()
     assert sync.cadence == {"kind": "daily", "time_of_day": "09:30", "timezone": "Europe/Paris"}
@@ -175,9 +176,7 @@ def test_a_daily_sync_is_scheduled_in_its_time_zone(marketer_client, form_data):
 
 
 def test_a_daily_sync_without_its_time_is_refused(marketer_client, form_data):
-    response = marketer_client.post(
-        reverse("sync_pages:sync_create"), {**form_data, "cadence": "daily"}
-    )
+    response = marketer_client.post(reverse("syncs:sync_create"), {**form_data, "cadence": "daily"})
     assert "needs its time of day" in response.content.decode()
     assert "daily_time" in response.context["form"].errors
     assert not Sync.objects.exists()
@@ -185,7 +184,7 @@ def test_a_daily_sync_without_its_time_is_refused(marketer_client, form_data):
 
 def test_an_unknown_time_zone_is_refused_and_nothing_is_saved(marketer_client, form_data):
     data = {**form_data, "cadence": "daily", "daily_time": "09:30", "timezone": "Mars/Base"}
-    response = marketer_client.post(reverse("sync_pages:sync_create"), data)
+    response = marketer_client.post(reverse("syncs:sync_create"), data)
     assert response.status_code == 200
     assert "Mars/Base" in response.content.decode()
     assert not Sync.objects.exists()
@@ -195,10 +194,10 @@ def test_an_unknown_time_zone_is_refused_and_nothing_is_saved(marketer_client, f
 def test_creating_a_sync_saves_it_and_goes_to_its_page(request, who, form_data, client):
     user = request.getfixturevalue(who)
     client.force_login(user)
-    response = client.post(reverse("sync_pages:sync_create"), form_data)
+    response = client.post(reverse("syncs:sync_create"), form_data)
     sync = Sync.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == reverse("sync_pages:sync_detail", args=[sync.pk])
+    assert response["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     assert sync.identifier_mapping == ["external_id", "braze_id"]
     assert sync.cadence == {"kind": "once"}
     assert (sync.leaving_members, sync.mass_removal_threshold_pct) == ("remove", 50)
@@ -213,7 +212,7 @@ def test_an_appsflyer_sync_is_created_with_an_audience_to_make_on_its_first_run(
         primary_identifier="gaid",
         fallback_identifier="external_id",
     )
-    response = marketer_client.post(reverse("sync_pages:sync_create"), form_data)
+    response = marketer_client.post(reverse("syncs:sync_create"), form_data)
     assert response.status_code == 302
     sync = Sync.objects.get()
     assert sync.identifier_mapping == ["gaid", "external_id"]
@@ -241,7 +240,7 @@ def test_each_invalid_field_is_shown_with_its_error_and_creates_nothing(
     marketer_client, form_data, field, value, message
 ):
     form_data[field] = value
-    response = marketer_client.post(reverse("sync_pages:sync_create"), form_data)
+    response = marketer_client.post(reverse("syncs:sync_create"), form_data)
     assert response.status_code == 200
     assert message in response.content.decode()
     assert field in response.context["form"].errors
@@ -252,9 +251,9 @@ def test_each_invalid_field_is_shown_with_its_error_and_creates_nothing(
 
 
 def test_run_now_queues_one_run_and_a_second_click_queues_none(marketer_client, sync, rq_redis):
-    url = reverse("sync_pages:sync_run_now", args=[sync.pk])
+    url = reverse("syncs:sync_run_now", args=[sync.pk])
     first = marketer_client.post(url)
-    assert first["Location"] == reverse("sync_pages:sync_detail", args=[sync.pk])
+    assert first["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     run = SyncRun.objects.get()
     assert (run.status, run.trigger) == (SyncRun.Status.QUEUED, SyncRun.Trigger.MANUAL)
     assert "Run queued" in marketer_client.get(first["Location"]).content.decode()
@@ -264,7 +263,7 @@ def test_run_now_queues_one_run_and_a_second_click_queues_none(marketer_client, 
     assert SyncRun.objects.count() == 1
     [message] = flashes(second)
     assert "already queued" in message
-    assert reverse("sync_pages:run_detail", args=[sync.pk, run.pk]) in message
+    assert reverse("syncs:run_detail", args=[sync.pk, run.pk]) in message
 
 
 def test_the_sync_page_shows_the_unfinished_run_live_and_the_history(viewer_client, sync):
@@ -279,7 +278,7 @@ def test_the_sync_page_shows_the_unfinished_run_live_and_the_history(viewer_clie
         requests=1,
     )
     make_run(sync, status=SyncRun.Status.RUNNING, started_at=timezone.now(), planned_adds=10)
-    page = viewer_client.get(reverse("sync_pages:sync_detail", args=[sync.pk])).content.decode()
+    page = viewer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
     assert 'id="run-progress"' in page
     assert 'data-status="running"' in page
     assert "42 s" in page
@@ -288,7 +287,7 @@ def test_the_sync_page_shows_the_unfinished_run_live_and_the_history(viewer_clie
 
 def test_the_sync_page_has_no_progress_once_the_latest_run_finished(viewer_client, finished_run):
     page = viewer_client.get(
-        reverse("sync_pages:sync_detail", args=[finished_run.sync_id])
+        reverse("syncs:sync_detail", args=[finished_run.sync_id])
     ).content.decode()
     assert 'id="run-progress"' not in page
 
@@ -334,7 +333,7 @@ def test_the_run_page_shows_counts_that_add_up_and_errors_grouped_by_reason(view
             for n in range(2)
         ]
     )
-    response = viewer_client.get(reverse("sync_pages:run_detail", args=[sync.pk, run.pk]))
+    response = viewer_client.get(reverse("syncs:run_detail", args=[sync.pk, run.pk]))
     page = response.content.decode()
     assert "Planned 18 = 6 added + 2 removed + 8 failed + 2 skipped" in page
     assert "do not add up" not in page
@@ -352,7 +351,7 @@ def test_the_run_page_costs_one_sample_query_per_reason(viewer_client, sync):
 
     def queries():
         with CaptureQueriesContext(db) as captured:
-            viewer_client.get(reverse("sync_pages:run_detail", args=[sync.pk, run.pk]))
+            viewer_client.get(reverse("syncs:run_detail", args=[sync.pk, run.pk]))
         return len(captured)
 
     SyncRunError.objects.create(run=run, operation="add", member="a", reason="r1")
@@ -367,9 +366,7 @@ def test_the_run_page_says_when_counts_do_not_add_up(viewer_client, sync):
     run = make_run(
         sync, status=SyncRun.Status.SUCCEEDED, finished_at=timezone.now(), planned_adds=5, added=4
     )
-    page = viewer_client.get(
-        reverse("sync_pages:run_detail", args=[sync.pk, run.pk])
-    ).content.decode()
+    page = viewer_client.get(reverse("syncs:run_detail", args=[sync.pk, run.pk])).content.decode()
     assert "do not add up" in page
 
 
@@ -377,7 +374,7 @@ def test_the_run_page_says_when_counts_do_not_add_up(viewer_client, sync):
 
 
 def progress_of(client, run):
-    return client.get(reverse("sync_pages:run_progress", args=[run.sync_id, run.pk]))
+    return client.get(reverse("syncs:run_progress", args=[run.sync_id, run.pk]))
 
 
 def test_the_progress_partial_polls_while_the_run_is_running(viewer_client, sync):
@@ -389,7 +386,7 @@ def test_the_progress_partial_polls_while_the_run_is_running(viewer_client, sync
         added=100,
     )
     page = progress_of(viewer_client, run).content.decode()
-    assert 'hx-get="' + reverse("sync_pages:run_progress", args=[sync.pk, run.pk]) in page
+    assert 'hx-get="' + reverse("syncs:run_progress", args=[sync.pk, run.pk]) in page
     assert 'hx-trigger="load delay:1s"' in page
     assert 'value="25"' in page
     assert "members/s" in page

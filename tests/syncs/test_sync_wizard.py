@@ -7,15 +7,16 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cohortsync.models import AuditEntry
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync
-from syncs.sync_services import create_sync
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
+from core.models import AuditEntry
+from syncs.models import Sync
+from syncs.services import create_sync
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
 
-CREATE = reverse("sync_pages:sync_create")
+CREATE = reverse("syncs:sync_create")
 
 
 def ext(value, **extras):
@@ -97,7 +98,7 @@ def sync(cohort, braze):
 
 
 def test_the_steps_require_login(client, sync):
-    for url in (CREATE, reverse("sync_pages:sync_edit", args=[sync.pk])):
+    for url in (CREATE, reverse("syncs:sync_edit", args=[sync.pk])):
         for method in ("get", "post"):
             response = getattr(client, method)(url)
             assert response.status_code == 302
@@ -107,7 +108,7 @@ def test_the_steps_require_login(client, sync):
 def test_outsiders_get_404_and_viewers_403_and_nothing_is_written(
     outsider_client, viewer_client, sync, cohort, braze
 ):
-    edit = reverse("sync_pages:sync_edit", args=[sync.pk])
+    edit = reverse("syncs:sync_edit", args=[sync.pk])
     data = answers(cohort, braze, name="Sneaky")
     for client, status in ((outsider_client, 404), (viewer_client, 403)):
         assert client.get(CREATE).status_code == status
@@ -120,13 +121,13 @@ def test_outsiders_get_404_and_viewers_403_and_nothing_is_written(
 
 
 def test_editing_a_sync_that_does_not_exist_is_404(marketer_client):
-    assert marketer_client.get(reverse("sync_pages:sync_edit", args=[999999])).status_code == 404
+    assert marketer_client.get(reverse("syncs:sync_edit", args=[999999])).status_code == 404
 
 
 def test_viewers_see_no_edit_button(viewer_client, marketer_client, sync):
-    detail = reverse("sync_pages:sync_detail", args=[sync.pk])
+    detail = reverse("syncs:sync_detail", args=[sync.pk])
     assert 'id="edit"' not in page(viewer_client.get(detail))
-    assert reverse("sync_pages:sync_edit", args=[sync.pk]) in page(marketer_client.get(detail))
+    assert reverse("syncs:sync_edit", args=[sync.pk]) in page(marketer_client.get(detail))
 
 
 # Creating, step by step
@@ -157,7 +158,7 @@ def test_a_marketer_goes_through_every_step_and_creates_the_sync(
         assert f'name="{name}" value="{value}"' in page(preview) or not value
     response = marketer_client.post(CREATE, {**data, "name": "Churn hourly"})
     sync = Sync.objects.get()
-    assert response["Location"] == reverse("sync_pages:sync_detail", args=[sync.pk])
+    assert response["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     assert (sync.name, sync.cohort, sync.connection) == ("Churn hourly", cohort, braze)
     assert sync.identifier_mapping == ["external_id"]
     assert sync.cadence == {"kind": "hourly"}
@@ -336,7 +337,7 @@ def test_a_connection_with_a_broken_config_is_refused_on_its_step(marketer_clien
 
 
 def edit_url(sync):
-    return reverse("sync_pages:sync_edit", args=[sync.pk])
+    return reverse("syncs:sync_edit", args=[sync.pk])
 
 
 def test_editing_starts_from_the_syncs_settings(marketer_client, sync):
@@ -366,7 +367,7 @@ def test_an_edit_is_previewed_then_saved_and_audited(marketer_client, marketer, 
     )
     assert Sync.objects.get().name == "Churn → Braze"  # previewing writes nothing
     response = marketer_client.post(edit_url(sync), data)
-    assert response["Location"] == reverse("sync_pages:sync_detail", args=[sync.pk])
+    assert response["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     sync.refresh_from_db()
     assert sync.name == "Churn live"
     assert sync.identifier_mapping == ["external_id", "user_alias"]

@@ -5,11 +5,12 @@ import pytest
 import requests
 from django.urls import reverse
 
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.braze_array_cap import array_cap_warning
-from syncs.membership import Identity, apply_changes
-from syncs.models import Cohort, Sync, SyncRun
-from syncs.sync_services import create_sync
+from syncs.array_cap import array_cap_warning
+from syncs.models import Sync, SyncRun
+from syncs.services import create_sync
 from tests.base import make_connection
 from tests.jobs import run_jobs
 
@@ -153,7 +154,7 @@ def preview_page(client, cohort, connection, **changes):
         "mass_removal_threshold_pct": "50",
         **changes,
     }
-    return client.get(reverse("sync_pages:sync_create"), data).content.decode()
+    return client.get(reverse("syncs:sync_create"), data).content.decode()
 
 
 def test_the_preview_warns_and_says_what_to_do(marketer_client, braze, new_cohort):
@@ -209,10 +210,10 @@ def test_the_membership_mode_chosen_in_the_form_is_what_braze_receives(
         "mass_removal_threshold_pct": "50",
         "name": "Churn → Braze",
     }
-    assert marketer_client.post(reverse("sync_pages:sync_create"), data).status_code == 302
+    assert marketer_client.post(reverse("syncs:sync_create"), data).status_code == 302
     sync = Sync.objects.get()
     assert sync.options == ({"membership_mode": mode} if mode else {})
-    marketer_client.post(reverse("sync_pages:sync_run_now", args=[sync.pk]))
+    marketer_client.post(reverse("syncs:sync_run_now", args=[sync.pk]))
     run_jobs()
     assert SyncRun.objects.get().added == 2
     for value in ("u1", "u2"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connections.sandbox import SandboxServer
+from connections.sandbox.server import SandboxServer
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from cohortsync import audit
 from connections import crypto
 from connections.models import Connection
+from core import audit
 
 
 class Command(BaseCommand):

@@ -1,0 +1,21 @@
+"""RQ entry points for cohorts: thin, ids in, the services do the work."""
+
+from typing import Any
+
+from cohorts.csv_import import fail_interrupted_upload, import_csv_upload
+from cohorts.upload_reaper import reap_stuck_uploads as reap
+
+
+def import_csv(upload_id: int) -> str:
+    upload = import_csv_upload(upload_id)
+    return upload.status if upload is not None else "skipped"
+
+
+def import_csv_failed(job: Any, connection: Any, *exc_info: Any) -> None:
+    """RQ failure callback: a job that timed out, or whose worker was killed and the job later
+    found abandoned, must not leave its upload running for ever."""
+    fail_interrupted_upload(job.args[0])
+
+
+def reap_stuck_uploads() -> int:
+    return reap()

@@ -1,0 +1,211 @@
+"""Set-based membership changes: the one place that adds and removes cohort members.
+
+The inbound API, CSV uploads and the dashboard all go through `apply_changes`, which writes in
+bulk (a statement per thousand identities, never one per identity), keeps `member_count` and the
+size history right, and announces the change after it commits.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from cohorts.models import EXTRA_IDENTIFIERS, Cohort, CohortMember, CohortSizeSample
+from cohorts.signals import cohort_changed
+
+# Identities per statement: keeps every statement under SQLite's 32,766 bound parameters.
+STATEMENT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A member's primary identifier, and the extra identifiers it may carry."""
+
+    id_type: str
+    value: str
+    alias_label: str = ""
+    extras: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.id_type, self.alias_label, self.value)
+
+
+@dataclass
+class ChangeCounts:
+    added: int = 0
+    removed: int = 0
+    # Identities that changed nothing: already present when added, absent when removed.
+    ignored: int = 0
+
+    def __iadd__(self, other: "ChangeCounts") -> "ChangeCounts":
+        self.added += other.added
+        self.removed += other.removed
+        self.ignored += other.ignored
+        return self
+
+
+def _unique(identities: Iterable[Identity]) -> list[Identity]:
+    """Last one wins per identity, sorted so concurrent writers lock rows in the same order."""
+    by_key = {identity.key: identity for identity in identities}
+    return [by_key[key] for key in sorted(by_key)]
+
+
+def _chunks(items: Sequence[Identity]) -> Iterable[Sequence[Identity]]:
+    for start in range(0, len(items), STATEMENT_BATCH):
+        yield items[start : start + STATEMENT_BATCH]
+
+
+TABLE = CohortMember._meta.db_table
+KEY_COLUMNS = ("id_type", "alias_label", "value")
+JOIN_ON_KEY = " AND ".join(f"m.{column} = v.{column}" for column in KEY_COLUMNS)
+
+
+def _source(batch: Sequence[Identity], with_extras: bool) -> tuple[str, list[Any]]:
+    """The batch as a derived table `v` with the key columns (and the extras).
+
+    PostgreSQL takes one array per column through unnest: a handful of parameters however big
+    the batch, so the statement parses fast and its plan does not depend on the batch size.
+    SQLite has no arrays: a VALUES list, joined on the unique index below.
+    """
+    columns = list(KEY_COLUMNS) + (list(EXTRA_IDENTIFIERS) if with_extras else [])
+    rows: list[list[str | None]] = []
+    for identity in batch:
+        row: list[str | None] = [identity.id_type, identity.alias_label, identity.value]
+        if with_extras:
+            extras = dict(identity.extras)
+            row += [extras.get(name) or None for name in EXTRA_IDENTIFIERS]
+        rows.append(row)
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(["%s::text[]"] * len(columns))
+        return f"SELECT * FROM unnest({arrays}) AS u({', '.join(columns)})", [
+            list(column) for column in zip(*rows, strict=True)
+        ]
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    names = ", ".join(f"column{n} AS {name}" for n, name in enumerate(columns, 1))
+    return f"SELECT {names} FROM (VALUES {', '.join([placeholders] * len(rows))})", [
+        value for values in rows for value in values
+    ]
+
+
+def _count_present(cursor: Any, cohort_id: int, batch: Sequence[Identity]) -> int:
+    source, params = _source(batch, with_extras=False)
+    cursor.execute(
+        f"SELECT COUNT(*) FROM ({source}) v JOIN {TABLE} m ON m.cohort_id = %s AND {JOIN_ON_KEY}",
+        [*params, cohort_id],
+    )
+    return int(cursor.fetchone()[0])
+
+
+def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extras: bool) -> int:
+    """Insert what is new; returns how many rows were inserted."""
+    extras = list(EXTRA_IDENTIFIERS) if with_extras else []
+    columns = ["cohort_id", "added_at", *KEY_COLUMNS, *extras]
+    selected = ["%s", "%s", *(f"v.{name}" for name in (*KEY_COLUMNS, *extras))]
+    source, params = _source(batch, with_extras)
+    conflict = "DO NOTHING"
+    if with_extras:
+        # A known member's extra identifiers are refreshed; a blank in the file keeps the old one.
+        conflict = "DO UPDATE SET " + ", ".join(
+            f"{name} = COALESCE(excluded.{name}, {TABLE}.{name})" for name in extras
+        )
+    # Only names and placeholders are interpolated; values travel as parameters. `WHERE true`
+    # keeps SQLite from reading ON CONFLICT as a join constraint.
+    sql = (
+        f"INSERT INTO {TABLE} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selected)} FROM ({source}) v WHERE true "
+        f"ON CONFLICT (cohort_id, {', '.join(KEY_COLUMNS)}) {conflict}"
+    )
+    params = [cohort_id, now, *params]
+    with connection.cursor() as cursor:
+        if not with_extras:
+            cursor.execute(sql + " RETURNING 1", params)
+            return len(cursor.fetchall())
+        if connection.vendor == "postgresql":
+            # xmax is 0 on a freshly inserted row and set on one the conflict clause updated.
+            cursor.execute(sql + " RETURNING (xmax = 0)", params)
+            return sum(1 for (inserted,) in cursor.fetchall() if inserted)
+        existing = _count_present(cursor, cohort_id, batch)
+        cursor.execute(sql, params)
+        return len(batch) - existing
+
+
+def _delete(cohort_id: int, batch: Sequence[Identity]) -> int:
+    source, params = _source(batch, with_extras=False)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {TABLE} WHERE id IN (SELECT m.id FROM ({source}) v "
+            f"JOIN {TABLE} m ON m.cohort_id = %s AND {JOIN_ON_KEY})",
+            [*params, cohort_id],
+        )
+        return int(cursor.rowcount)
+
+
+def add_members(
+    cohort_id: int, identities: Iterable[Identity], *, update_extras: bool = False
+) -> ChangeCounts:
+    """Add in bulk; a present member is ignored (or has its extra identifiers refreshed)."""
+    unique = _unique(identities)
+    now = timezone.now()
+    counts = ChangeCounts()
+    for batch in _chunks(unique):
+        added = _insert(cohort_id, batch, now, update_extras)
+        counts += ChangeCounts(added=added, ignored=len(batch) - added)
+    return counts
+
+
+def remove_members(cohort_id: int, identities: Iterable[Identity]) -> ChangeCounts:
+    unique = _unique(identities)
+    counts = ChangeCounts()
+    for batch in _chunks(unique):
+        removed = _delete(cohort_id, batch)
+        counts += ChangeCounts(removed=removed, ignored=len(batch) - removed)
+    return counts
+
+
+def record_change(cohort_id: int, counts: ChangeCounts, *, renamed: bool = False) -> None:
+    """Keep the cohort's count, last change and size history, and announce it after commit.
+
+    Call inside the transaction that made the change.
+    """
+    if not (counts.added or counts.removed or renamed):
+        return
+    now = timezone.now()
+    Cohort.objects.filter(pk=cohort_id).update(
+        member_count=F("member_count") + counts.added - counts.removed, updated_at=now
+    )
+    if counts.added or counts.removed:
+        size = Cohort.objects.filter(pk=cohort_id).values_list("member_count", flat=True).get()
+        minute = now.replace(second=0, microsecond=0)
+        CohortSizeSample.objects.update_or_create(
+            cohort_id=cohort_id, at=minute, defaults={"member_count": size}
+        )
+        transaction.on_commit(lambda: cohort_changed.send(sender=Cohort, cohort_id=cohort_id))
+
+
+def apply_changes(
+    cohort_id: int,
+    *,
+    add: Iterable[Identity] = (),
+    remove: Iterable[Identity] = (),
+    update_extras: bool = False,
+) -> ChangeCounts:
+    """Add then remove, in one transaction; an identity in both ends up removed."""
+    with transaction.atomic():
+        counts = add_members(cohort_id, add, update_extras=update_extras)
+        counts += remove_members(cohort_id, remove)
+        record_change(cohort_id, counts)
+    return counts
+
+
+def size_history(cohort_id: int, *, days: int = 30) -> list[tuple[datetime, int]]:
+    since = timezone.now() - timedelta(days=days)
+    return list(
+        CohortSizeSample.objects.filter(cohort_id=cohort_id, at__gte=since).values_list(
+            "at", "member_count"
+        )
+    )

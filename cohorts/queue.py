@@ -1,0 +1,30 @@
+"""Putting CSV imports on the `runs` queue (they may take minutes, like a sync run).
+
+The job is named by its dotted path, so the upload service never imports the importer's job.
+"""
+
+import django_rq
+from rq import Callback
+
+CSV_QUEUE = "runs"
+CSV_JOB = "cohorts.jobs.import_csv"
+CSV_JOB_FAILED = "cohorts.jobs.import_csv_failed"
+CSV_JOB_TIMEOUT = 3600
+
+
+def csv_job_id(upload_id: int) -> str:
+    return f"csv-upload-{upload_id}"
+
+
+def enqueue_csv_import(upload_id: int) -> None:
+    # Called after the upload row committed, so the worker always finds it.
+    queue = django_rq.get_queue(CSV_QUEUE, commit_mode="auto")
+    queue.enqueue(
+        CSV_JOB,
+        upload_id,
+        job_id=csv_job_id(upload_id),
+        job_timeout=CSV_JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=86400,
+        on_failure=Callback(CSV_JOB_FAILED),
+    )

@@ -1,0 +1,117 @@
+import secrets
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from cohorts.membership import Identity, apply_changes
+from cohorts.models import Cohort
+from connections.models import Connection
+from connections.partners import PARTNERS
+from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
+from connections.services import create_connection
+from core.roles import Role
+from core.users import create_user
+from syncs.models import Sync
+from syncs.services import create_sync
+
+DEMO_EMAIL = "admin@example.com"
+
+
+class Command(BaseCommand):
+    help = "Seed, idempotently, a demo admin and two sandbox connections (development only)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--sandbox-port", type=int, default=8765)
+        parser.add_argument("--port", type=int, default=8000, help="The web server's port.")
+
+    def handle(self, *args: Any, sandbox_port: int, port: int, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError("seed_demo is for development: it runs only with DEBUG=true.")
+        if not settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS:
+            raise CommandError(
+                "The sandbox connections point at http://127.0.0.1: set "
+                "COHORTSYNC_ALLOW_INSECURE_ENDPOINTS=true (make run does)."
+            )
+        password = self._demo_password()
+        if not get_user_model().objects.filter(username=DEMO_EMAIL).exists():
+            create_user(email=DEMO_EMAIL, role=Role.ADMIN, password=password, check_password=False)
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        self._seed_connection(
+            "braze",
+            "Braze sandbox",
+            # The simulator starts empty: let the demo create the profiles it writes to.
+            {"instance": "custom", "custom_endpoint": sandbox, "update_existing_only": False},
+            DEMO_BRAZE_KEY,
+        )
+        self._seed_connection(
+            "appsflyer",
+            "AppsFlyer sandbox",
+            {"app_id": "com.example.cohortsync", "platform": "android", "api_host": sandbox},
+            DEMO_APPSFLYER_TOKEN,
+        )
+        self._seed_sync()
+        self.stdout.write(
+            f"Demo ready. Log in at http://127.0.0.1:{port} as {DEMO_EMAIL} "
+            f"with the password {password}"
+        )
+
+    def _demo_password(self) -> str:
+        # Random per checkout, kept beside the dev database so every `make run` can print it.
+        path = settings.VAR_DIR / "demo-admin-password"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(12) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _seed_sync(self) -> None:
+        """A cohort and an hourly sync to each sandbox, due now so runs show up within the
+        dispatcher's next minute."""
+        if Sync.objects.filter(name="Demo: lapsed buyers → Braze").exists():
+            return
+        cohort = Cohort.objects.create(name="Demo: lapsed buyers", source=Cohort.Source.MANUAL)
+        # Most members carry an Android advertising id too, so the AppsFlyer sync has devices;
+        # the rest are skipped there, with the reason on the run page.
+        apply_changes(
+            cohort.pk,
+            add=[
+                Identity(
+                    "external_id",
+                    f"demo-user-{n:04d}",
+                    extras=(("gaid", str(uuid.UUID(int=n + 1))),) if n % 5 else (),
+                )
+                for n in range(500)
+            ]
+            + [Identity("device_id", f"demo-device-{n:03d}") for n in range(20)],
+            update_extras=True,
+        )
+        for name, connection_name, mapping in (
+            ("Demo: lapsed buyers → Braze", "Braze sandbox", ["external_id", "braze_id"]),
+            ("Demo: lapsed buyers → AppsFlyer", "AppsFlyer sandbox", ["gaid"]),
+        ):
+            sync = create_sync(
+                name=name,
+                cohort=cohort,
+                connection=Connection.objects.get(name=connection_name),
+                identifier_mapping=mapping,
+                cadence={"kind": "hourly"},
+                actor=None,
+            )
+            Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
+        self.stdout.write("Created the demo cohort and its hourly syncs to both sandboxes.")
+
+    def _seed_connection(self, kind: str, name: str, config: dict[str, Any], secret: str) -> None:
+        if Connection.objects.filter(name=name).exists():
+            return
+        create_connection(
+            kind=kind,
+            name=name,
+            config=PARTNERS[kind].parse_config(config),
+            secret=secret,
+            actor=None,
+        )
+        self.stdout.write(f"Created the {name} connection.")

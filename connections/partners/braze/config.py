@@ -1,0 +1,118 @@
+"""A Braze connection's settings: its instance, how membership is written, its limits."""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django import forms
+
+from connections.partners.base import ConfigError, PartnerConfig
+from connections.partners.http import normalise_endpoint
+
+# REST hosts per instance, from Braze's endpoint table (docs/partners/braze.md §1).
+INSTANCES: dict[str, str] = {
+    **{f"US-0{n}": f"https://rest.iad-0{n}.braze.com" for n in range(1, 9)},
+    "US-10": "https://rest.us-10.braze.com",
+    "EU-01": "https://rest.fra-01.braze.eu",
+    "EU-02": "https://rest.fra-02.braze.eu",
+    "AU-01": "https://rest.au-01.braze.com",
+}
+CUSTOM = "custom"
+MEMBERSHIP_MODES = {
+    "array": "An array attribute listing the cohorts",
+    "boolean": "A boolean attribute per cohort (In <cohort>)",
+    "both": "Both",
+}
+IDENTIFIERS = {"external_id": "External ID", "user_alias": "User alias", "braze_id": "Braze ID"}
+OBJECTS_PER_REQUEST = (75, 50)
+# Sent when "Test connection" is pressed: an empty batch. Braze checks the key first (401/403),
+# then answers 400 with this message, so the key is proven without touching a profile.
+EMPTY_BATCH_MESSAGE = "Valid data must be provided"
+
+
+@dataclass(frozen=True)
+class BrazeConfig(PartnerConfig):
+    instance: str
+    custom_endpoint: str = ""
+    membership_mode: str = "array"
+    array_attribute: str = "cohortsync_cohorts"
+    default_identifier: str = "external_id"
+    alias_label: str = ""
+    update_existing_only: bool = True
+    objects_per_request: int = 75
+    rate_limit_requests: int = 3000
+    rate_limit_seconds: int = 3
+
+    def __post_init__(self) -> None:
+        if self.instance != CUSTOM and self.instance not in INSTANCES:
+            raise ConfigError(f"Unknown Braze instance {self.instance!r}.", "instance")
+        if self.instance == CUSTOM:
+            object.__setattr__(
+                self,
+                "custom_endpoint",
+                normalise_endpoint(
+                    self.custom_endpoint, what="custom REST endpoint", field="custom_endpoint"
+                ),
+            )
+        if self.membership_mode not in MEMBERSHIP_MODES:
+            raise ConfigError(
+                f"Unknown membership mode {self.membership_mode!r}.", "membership_mode"
+            )
+        if self.membership_mode in ("array", "both") and not _is_attribute_name(
+            self.array_attribute
+        ):
+            raise ConfigError(
+                "The array attribute name must be 1 to 255 characters, without a leading $.",
+                "array_attribute",
+            )
+        if self.default_identifier not in IDENTIFIERS:
+            raise ConfigError(
+                f"Unknown identifier {self.default_identifier!r}.", "default_identifier"
+            )
+        if self.default_identifier == "user_alias" and not self.alias_label.strip():
+            raise ConfigError("A user alias needs its alias label.", "alias_label")
+        if self.objects_per_request not in OBJECTS_PER_REQUEST:
+            raise ConfigError("Objects per request must be 75 or 50.", "objects_per_request")
+        if not (
+            1 <= self.rate_limit_requests <= 1_000_000 and 1 <= self.rate_limit_seconds <= 3600
+        ):
+            raise ConfigError(
+                "The rate limit must be 1 to 1,000,000 requests per 1 to 3,600 s.",
+                "rate_limit_requests",
+            )
+
+    @property
+    def rest_endpoint(self) -> str:
+        return self.custom_endpoint if self.instance == CUSTOM else INSTANCES[self.instance]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_attribute_name(name: str) -> bool:
+    return 0 < len(name) <= 255 and not name.startswith("$") and name.strip() == name
+
+
+class BrazeConfigForm(forms.Form):
+    instance = forms.ChoiceField(
+        choices=[
+            *((k, f"{k} ({v.removeprefix('https://')})") for k, v in INSTANCES.items()),
+            (CUSTOM, "Custom REST endpoint"),
+        ],
+    )
+    custom_endpoint = forms.CharField(
+        required=False, max_length=200, help_text="Only for a custom endpoint: https://host"
+    )
+    membership_mode = forms.ChoiceField(choices=list(MEMBERSHIP_MODES.items()), initial="array")
+    array_attribute = forms.CharField(max_length=255, initial="cohortsync_cohorts", required=False)
+    default_identifier = forms.ChoiceField(choices=list(IDENTIFIERS.items()))
+    alias_label = forms.CharField(
+        max_length=100, required=False, help_text="Required when the identifier is a user alias"
+    )
+    update_existing_only = forms.BooleanField(
+        required=False, initial=True, help_text="Never create profiles that Braze does not know"
+    )
+    objects_per_request = forms.TypedChoiceField(
+        choices=[(n, str(n)) for n in OBJECTS_PER_REQUEST], coerce=int, initial=75
+    )
+    rate_limit_requests = forms.IntegerField(min_value=1, max_value=1_000_000, initial=3000)
+    rate_limit_seconds = forms.IntegerField(min_value=1, max_value=3600, initial=3)

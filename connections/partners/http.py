@@ -1,0 +1,154 @@
+"""The one HTTP helper every partner call goes through, and what it raises: timeouts, JSON
+handling and the classification of an answer (retry it, fix the credentials, or give up)."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from connections.partners.base import ConfigError, RateLimitSignal
+
+# Connect fast, but give a busy partner time to answer a large batch.
+DEFAULT_TIMEOUT = (5.0, 30.0)
+
+
+class PartnerError(Exception):
+    """A partner call that did not succeed.
+
+    `auth` means the partner refused the credentials (fix them, do not retry); `retryable` means
+    the same call may succeed later (429, 5xx, network); `unreachable` means no answer came back.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        auth: bool = False,
+        unreachable: bool = False,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.auth = auth
+        self.unreachable = unreachable
+        self.body = body
+        self.headers = headers or {}
+
+    @property
+    def rate_limit(self) -> RateLimitSignal | None:
+        """The partner's `X-RateLimit-*` headers on this answer, for backoff until the reset."""
+        return RateLimitSignal.from_headers(self.headers)
+
+
+class BatchTooLarge(PartnerError):
+    """The partner refused a request for carrying more than `limit` recipients.
+
+    Not retryable as is: the engine should resend in halves and remember `limit` for the
+    connection (AppsFlyer publishes no maximum and only says it in this 400).
+    """
+
+    def __init__(self, message: str, *, limit: int, body: Any = None) -> None:
+        super().__init__(message, status=400, retryable=False, body=body)
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class PartnerResponse:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "••••") if secret else text
+
+
+def _message_from(body: Any, fallback: str) -> str:
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error")
+        if isinstance(message, str) and message:
+            return message
+    return fallback
+
+
+def call(
+    method: str,
+    url: str,
+    *,
+    secret: str,
+    payload: Any = None,
+    session: requests.Session | None = None,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+) -> PartnerResponse:
+    """One partner request with Bearer auth. Non-2xx answers raise a classified PartnerError."""
+    sender = session or requests
+    host = urlsplit(url).netloc
+    try:
+        response = sender.request(
+            method,
+            url,
+            headers={"Authorization": f"Bearer {secret}", "Accept": "application/json"},
+            json=payload,
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise PartnerError(
+            f"Could not reach {host} ({reason})", retryable=True, unreachable=True
+        ) from None
+    try:
+        body: Any = response.json() if response.content else {}
+    except json.JSONDecodeError:
+        body = {}
+    headers = {key.lower(): value for key, value in response.headers.items()}
+    status = response.status_code
+    if 200 <= status < 300:
+        return PartnerResponse(status, body, headers)
+    message = redact(_message_from(body, f"HTTP {status} {response.reason}"), secret)
+    raise PartnerError(
+        message,
+        status=status,
+        retryable=status == 429 or status >= 500,
+        auth=status in (401, 403),
+        body=body,
+        headers=headers,
+    )
+
+
+def normalise_endpoint(raw: str, *, what: str = "endpoint", field: str | None = None) -> str:
+    """`host`, `https://host/` → `https://host`; a path, query or bad scheme is refused."""
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"Enter the {what}.", field=field)
+    if "://" not in value:
+        value = f"https://{value}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"The {what} must look like https://rest.example.com.", field=field)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"Enter the {what} without a path or query (for example https://{parts.netloc}), "
+            "not a full API URL.",
+            field=field,
+        )
+    try:
+        parts.port  # noqa: B018 -- urlsplit only validates the port when it is read
+    except ValueError:
+        raise ConfigError(f"The {what} has an invalid port.", field=field) from None
+    if parts.username or parts.password:
+        raise ConfigError(f"The {what} must not contain a user name or password.", field=field)
+    if parts.scheme == "http" and not settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS:
+        raise ConfigError(
+            f"The {what} must use https. Plain http is only allowed when "
+            "COHORTSYNC_ALLOW_INSECURE_ENDPOINTS is on (for the partner simulator).",
+            field=field,
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"

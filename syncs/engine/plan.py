@@ -1,0 +1,112 @@
+"""A run's plan: its diff written once, set-based, when it starts (SyncRunPlanItem), with the
+planned counts in the same commit; and the mass-removal guard that holds a run before it sends.
+
+The engine pages through the plan afterwards (syncs.engine.diff.page_to_add / page_to_remove).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+
+from syncs.engine import diff
+from syncs.engine.events import Kind, record_event
+from syncs.engine.sending import StopRun
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
+
+Op = SyncRunPlanItem.Op
+# The person already said yes (an approved held run starts with trigger resume), or asked for
+# everything to be re-sent or removed.
+UNGUARDED = (SyncRun.Trigger.RESYNC, SyncRun.Trigger.RESUME, SyncRun.Trigger.CLEANUP)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a run covers, from its trigger and its sync's leaving policy."""
+
+    # A full resync re-sends every cohort member, whatever the ledger says; removals still
+    # come from the ledger, so members who left are removed all the same.
+    everyone: bool
+    # A cleanup run (before its connection is deleted) removes everything in the ledger.
+    cleanup: bool
+    removes: bool
+
+    @classmethod
+    def of(cls, run: SyncRun, sync: Sync) -> "Scope":
+        cleanup = run.trigger == SyncRun.Trigger.CLEANUP
+        return cls(
+            everyone=run.trigger == SyncRun.Trigger.RESYNC,
+            cleanup=cleanup,
+            removes=cleanup or sync.leaving_members == Sync.Leaving.REMOVE,
+        )
+
+
+def plan_run(run: SyncRun, scope: Scope, *, batch_size: int) -> None:
+    """Write the run's diff into its plan, set-based, with the counts in the same commit (a
+    worker that dies while planning leaves no half plan behind); then hold the run if it
+    would remove too much. The run's plan fields are updated in place."""
+    sync = run.sync
+    with transaction.atomic():
+        SyncRunPlanItem.objects.filter(run_id=run.pk).delete()  # a re-plan starts over
+        adds = removes = 0
+        if not scope.cleanup:
+            to_add = diff.members_to_add(sync, everyone=scope.everyone)
+            adds = diff.write_plan(run.pk, Op.ADD, to_add)
+        if scope.removes:
+            to_remove = diff.ledger_to_remove(sync, everything=scope.cleanup)
+            removes = diff.write_plan(run.pk, Op.REMOVE, to_remove)
+        planned = SyncRunPlanItem.objects.filter(run_id=run.pk)
+        plan = {
+            "planned_adds": adds,
+            "planned_removes": removes,
+            # The plan's bounds, kept for a run whose stored plan is lost (restore_plan).
+            "add_until": _top_ref(planned.filter(op=Op.ADD)) if adds else 0,
+            "remove_until": _top_ref(planned.filter(op=Op.REMOVE)) if removes else 0,
+        }
+        SyncRun.objects.filter(pk=run.pk).update(**plan)
+    for field, value in plan.items():
+        setattr(run, field, value)
+    record_event(
+        run.pk,
+        Kind.PLANNED,
+        f"{adds:,} to add and {removes:,} to remove, in batches of up to {batch_size:,}.",
+        adds=adds,
+        removes=removes,
+    )
+    _guard_mass_removal(run, removes)
+
+
+def restore_plan(run: SyncRun, scope: Scope) -> None:
+    """A resumed run whose stored plan is gone (planned before plans were stored, or the plan
+    was deleted): rebuild what is left of it from its bounds, after its cursors. The planned
+    counts stay as they were, so the counts still add up."""
+    sync = run.sync
+    with transaction.atomic():
+        if not scope.cleanup and run.add_until > run.add_cursor:
+            to_add = diff.members_to_add(sync, everyone=scope.everyone).filter(
+                id__gt=run.add_cursor, id__lte=run.add_until
+            )
+            diff.write_plan(run.pk, Op.ADD, to_add)
+        if scope.removes and run.remove_until > run.remove_cursor:
+            to_remove = diff.ledger_to_remove(sync, everything=scope.cleanup).filter(
+                id__gt=run.remove_cursor, id__lte=run.remove_until
+            )
+            diff.write_plan(run.pk, Op.REMOVE, to_remove)
+
+
+def _guard_mass_removal(run: SyncRun, removes: int) -> None:
+    if run.trigger in UNGUARDED:
+        return
+    in_destination = SyncedMember.objects.filter(sync_id=run.sync_id).count()
+    threshold = run.sync.mass_removal_threshold_pct
+    if in_destination and removes * 100 > threshold * in_destination:
+        raise StopRun(
+            f"This run would remove {removes:,} of the {in_destination:,} members in the "
+            f"destination (more than {threshold} %): approve or reject it.",
+            status=SyncRun.Status.HELD,
+        )
+
+
+def _top_ref(items: Any) -> int:
+    return items.aggregate(top=Max("ref_id"))["top"] or 0

@@ -1,0 +1,286 @@
+"""run_sync: claim a queued run, send the diff in batches, checkpoint every accepted batch.
+
+A checkpoint writes the ledger and the run's counters in one transaction after the partner
+accepted the batch (syncs/engine/checkpoint.py), so a run that dies resumes from the ledger: nothing
+skipped, and nothing sent twice beyond the batches in flight.
+
+Up to SENDS_IN_FLIGHT batches are in flight at once: while the sending threads post the next
+ones, this thread checkpoints the oldest, always in the order they were sent, so a checkpoint's
+cursor never passes a batch that is not in the ledger. Only this thread touches the database.
+"""
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from django.db.models import F
+from django.utils import timezone
+
+from connections import crypto
+from connections.models import Connection
+from connections.partners.base import BatchResult, Partner, Recipient
+from connections.partners.http import PartnerError
+from syncs.engine import checkpoint, diff
+from syncs.engine.checkpoint import InFlight
+from syncs.engine.diff import PlannedMember
+from syncs.engine.events import Kind, record_event
+from syncs.engine.outcome import finish_run, refuse_connection
+from syncs.engine.plan import Scope, plan_run, restore_plan
+from syncs.engine.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, StopRun
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
+
+logger = logging.getLogger(__name__)
+
+Status = SyncRun.Status
+T = TypeVar("T")
+# Members read per query of the plan; sent in batches of the partner's size, each checkpointed.
+PAGE_MEMBERS = 1000
+# Batches sent and not yet checkpointed, at most: what a killed worker may have sent that its
+# ledger lacks (the next run sends those members again; both partners' writes are idempotent).
+SENDS_IN_FLIGHT = 4
+Op = SyncRunPlanItem.Op
+
+
+def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
+    now = timezone.now()
+    claimed = SyncRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return "not claimed"
+    run = SyncRun.objects.select_related("sync__connection", "sync__cohort").get(pk=run_id)
+    record_event(
+        run.pk,
+        Kind.RESUMED if run.interruptions else Kind.CLAIMED,
+        f"A worker took the run up again after {run.interruptions} interruption(s)."
+        if run.interruptions
+        else "A worker claimed the run.",
+    )
+    try:
+        with checkpoint.without_fsync_wait():
+            RunSender(run, sleep=sleep).execute()
+    except LostClaim:
+        logger.warning("Sync run %s was taken over by another worker; this one stops.", run_id)
+        return "lost claim"
+    except StopRun as stop:
+        finish_run(run, stop.status, stop.message)
+    except Exception:
+        logger.exception("Sync run %s crashed", run_id)
+        finish_run(run, Status.FAILED, "cohortsync hit an internal error; the run was stopped.")
+        raise
+    # What follows a run (a real-time follow-up, the end of a connection's removal) listens to
+    # run_finished, which finish_run sent; the run may be gone now with its connection.
+    status = SyncRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status or "deleted with its connection"
+
+
+class LostClaim(Exception):
+    """Another worker holds the run now; this one stops without touching it."""
+
+
+class RunSender:
+    def __init__(self, run: SyncRun, *, sleep: Callable[[float], None]) -> None:
+        self.run = run
+        self.sync: Sync = run.sync
+        self.connection: Connection = run.sync.connection
+        self._sleep = sleep
+        try:
+            secret = crypto.decrypt(self.connection.encrypted_secret)
+            self.partner: Partner = self.connection.partner(self.connection.get_config(), secret)
+        except (ValueError, crypto.CredentialError) as exc:
+            raise StopRun(f"The connection cannot be used: {exc}") from None
+        config = self.partner.config
+        self.sender = BatchSender(
+            run_id=run.pk,
+            connection=self.connection,
+            partner=self.partner,
+            cohort_label=self.sync.cohort.name,
+            options=self.sync.options,
+            count=self._count,
+            sleep=self._sleep_beating,
+            pause=sleep,
+            beat=self.beat,
+            in_flight=SENDS_IN_FLIGHT,
+        )
+        self.in_flight: deque[InFlight] = deque()
+        self.scope = Scope.of(run, self.sync)
+        self.mapping: list[str] = self.sync.identifier_mapping or [
+            self.partner.default_identifier(config)
+        ]
+
+    def execute(self) -> None:
+        try:
+            self._execute()
+        finally:
+            self.sender.close()
+
+    def _execute(self) -> None:
+        self._prepare_destination()
+        # A run resumed after its worker died keeps the plan it made; a new one makes its own.
+        if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
+            self._plan()
+        elif not SyncRunPlanItem.objects.filter(run_id=self.run.pk).exists():
+            restore_plan(self.run, self.scope)
+        # A resumed run goes on from its checkpointed cursors, through the plan it stored.
+        for members in self._batches(self._planned_adds()):
+            self._send_adds(members)
+        for rows in self._batches(self._planned_removals()):
+            self._send_removes(rows)
+        while self.in_flight:
+            self._settle(self.in_flight.popleft())
+        self.run.refresh_from_db()
+        status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
+        finish_run(self.run, status, "")
+
+    def _planned_adds(self) -> Iterator[list[PlannedMember]]:
+        after = self.run.add_cursor
+        while page := diff.page_to_add(
+            self.sync, run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS
+        ):
+            after = page.last_ref
+            yield page.rows
+
+    def _planned_removals(self) -> Iterator[list[SyncedMember]]:
+        after = self.run.remove_cursor
+        while page := diff.page_to_remove(
+            self.sync,
+            run_id=self.run.pk,
+            after_id=after,
+            limit=PAGE_MEMBERS,
+            everything=self.scope.cleanup,
+        ):
+            after = page.last_ref
+            yield page.rows
+
+    def _batches(self, pages: Iterator[list[T]]) -> Iterator[list[T]]:
+        """The pages' rows in batches of the sender's size, read for each batch (a partner may
+        lower it); a batch may span pages, so pages stay small whatever the partner takes."""
+        pending: list[T] = []
+        for rows in pages:
+            pending += rows
+            while len(pending) >= self.sender.batch_size:
+                size = self.sender.batch_size
+                yield pending[:size]
+                pending = pending[size:]
+        if pending:
+            yield pending
+
+    def _prepare_destination(self) -> None:
+        """Let the partner make what the sync needs first (AppsFlyer: its audience)."""
+        try:
+            options = self.partner.prepare_sync(
+                cohort_label=self.sync.cohort.name, options=self.sync.options
+            )
+        except PartnerError as exc:
+            if exc.auth:
+                refuse_connection(self.connection, exc.message)
+            raise StopRun(
+                f"{self.partner.label} could not prepare the sync: {exc.message}"
+            ) from None
+        if options != self.sync.options:
+            Sync.objects.filter(pk=self.sync.pk).update(options=options)
+            self.sync.options = options
+            self.sender.options = options
+
+    def _plan(self) -> None:
+        plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
+
+    def _send_adds(self, members: Sequence[PlannedMember]) -> None:
+        recipients, skipped = [], []
+        for member in members:
+            recipient = diff.recipient_for(member, self.mapping)
+            if recipient is None:
+                skipped.append(member)
+            else:
+                recipients.append(recipient)
+        # A batch of members with no usable identifier sends nothing.
+        started = self.sender.start(add=recipients, remove=[]) if recipients else None
+        self._queue(InFlight("add", members, recipients, skipped, started))
+
+    def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
+        recipients = [
+            Recipient(row.pk, row.dest_type, row.dest_value, row.dest_label) for row in rows
+        ]
+        started = self.sender.start(add=[], remove=recipients)
+        self._queue(InFlight("remove", rows, recipients, [], started))
+
+    def _queue(self, batch: InFlight) -> None:
+        """Keep up to SENDS_IN_FLIGHT batches going; checkpoint the oldest, in order."""
+        self.in_flight.append(batch)
+        if len(self.in_flight) >= SENDS_IN_FLIGHT:
+            self._settle(self.in_flight.popleft())
+
+    def _settle(self, batch: InFlight) -> None:
+        """Take the batch's answer (retried as needed) and checkpoint it."""
+        adds = batch.op == "add"
+        try:
+            result = (
+                self.sender.finish(
+                    batch.started,
+                    add=batch.recipients if adds else [],
+                    remove=[] if adds else batch.recipients,
+                )
+                if batch.started is not None
+                else NOTHING_SENT
+            )
+        except StopRun:
+            self._settle_accepted()
+            raise
+        status = self._checkpoint(batch, result)
+        # Checked after the checkpoint: what the partner accepted is always in the ledger.
+        if status == Status.CANCELED:
+            self._settle_accepted()
+            raise StopRun("The run was canceled.", status=status)
+        if status != Status.RUNNING:
+            # The reaper gave up on this run (it thought this worker dead) and finished it.
+            raise LostClaim(self.run.pk)
+
+    def _settle_accepted(self) -> None:
+        """The run stops: checkpoint the batches in flight that the partner accepted, without
+        retrying the others, so the ledger holds everything the partner took."""
+        while self.in_flight:
+            batch = self.in_flight.popleft()
+            result = self.sender.accepted(batch.started) if batch.started is not None else None
+            if result is not None:
+                self._checkpoint(batch, result)
+
+    def _checkpoint(self, batch: InFlight, result: BatchResult) -> str:
+        """Write the batch's checkpoint; the run's status after it. Raises LostClaim when the
+        run is no longer this worker's (nothing written: the worker holding it sends it)."""
+        status = checkpoint.commit(
+            checkpoint.of_batch(
+                self.run, batch, result, self.mapping, uncounted=self.sender.take_uncounted()
+            )
+        )
+        if status is None:
+            raise LostClaim(self.run.pk)
+        return status
+
+    def _ours(self) -> Any:
+        """The run while this worker holds it: a reaper that re-queued it (believing this
+        worker dead) bumped its interruptions, and another worker may be sending it now."""
+        return SyncRun.objects.filter(pk=self.run.pk, interruptions=self.run.interruptions)
+
+    def _count(self, **counts: Any) -> None:
+        """Add to the run's counters (named as its columns) and beat the heartbeat."""
+        self._ours().update(
+            **{name: F(name) + value for name, value in counts.items() if value},
+            heartbeat_at=timezone.now(),
+        )
+
+    def _sleep_beating(self, seconds: float) -> None:
+        """Sleep (backoff, rate-limit waits) while beating the heartbeat, so a long wait never
+        looks like a dead worker to the reaper (stale after 90 s)."""
+        while seconds > 0:
+            chunk = min(seconds, HEARTBEAT_EVERY_SECONDS)
+            self._sleep(chunk)
+            seconds -= chunk
+            self.beat()
+
+    def beat(self) -> None:
+        self._ours().filter(status=Status.RUNNING).update(heartbeat_at=timezone.now())
+
+
+NOTHING_SENT = BatchResult(accepted=[], failed=[], requests=0, status=200)

@@ -1,0 +1,302 @@
+"""Send a run's batches to the partner: under the connection's shared rate limit, retried on
+429, 5xx and network errors with backoff that honours the partner's reset time, split in halves
+when the partner says the batch is too large. A refused credential stops the run.
+
+Requests go out on a few sending threads, so a run has several batches in flight while the
+engine checkpoints the ones before them; the threads touch the network and Redis, never the
+database."""
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
+from typing import Any
+
+import django_rq
+import requests
+
+from connections.models import Connection
+from connections.partners.base import BatchResult, Partner, RateLimitSignal, Recipient
+from connections.partners.http import BatchTooLarge, PartnerError
+from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
+from syncs.engine.events import Kind, record_event
+from syncs.engine.outcome import refuse_connection
+from syncs.models import SyncRun
+
+MAX_ATTEMPTS = 6
+MAX_BACKOFF_SECONDS = 60.0
+# Waits for the shared bucket shorter than this are pacing, not news: only the total is kept.
+NOTABLE_WAIT_SECONDS = 1.0
+# Well under the reaper's 90 s: a run waiting this long for an answer beats its heartbeat.
+HEARTBEAT_EVERY_SECONDS = 15.0
+
+
+class StopRun(Exception):
+    """The run cannot go on; `status` is how it ends."""
+
+    def __init__(self, message: str, status: str = SyncRun.Status.FAILED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Attempt:
+    """One try at a batch: the partner's answer or why there was none, and the seconds spent
+    waiting for the shared rate limit first."""
+
+    waited: float = 0.0
+    result: BatchResult | None = None
+    refused: PartnerError | None = None
+    too_large: BatchTooLarge | None = None
+    no_token: RateLimitTimeout | None = None
+
+
+class BatchSender:
+    """Sends a run's batches for one partner connection; `count` adds to the run's counters.
+
+    `start` puts a batch's first attempt on a sending thread and `finish` takes its answer,
+    retrying there when it needs to, so a run keeps up to `in_flight` requests going while it
+    checkpoints the batches before them. Sending threads touch neither the database nor the
+    run: they wait for the rate limit, post, and read the partner's rate-limit headers.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: int,
+        connection: Connection,
+        partner: Partner,
+        cohort_label: str,
+        options: dict[str, Any],
+        count: Callable[..., None],
+        sleep: Callable[[float], None],
+        pause: Callable[[float], None] = time.sleep,
+        beat: Callable[[], None] = lambda: None,
+        in_flight: int = 1,
+    ) -> None:
+        self.run_id = run_id
+        self.connection = connection
+        self.partner = partner
+        self.cohort_label = cohort_label
+        self.options = options
+        self.count = count
+        self.sleep = sleep
+        self.beat = beat
+        self._threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="send")
+        self._local = threading.local()
+        self.in_flight = in_flight
+        rate = partner.rate_limit(partner.config)
+        # Sending threads wait for the bucket with a plain `pause`: the heartbeat is a database
+        # write, beaten by the thread that waits for their answer (`beat`).
+        self.bucket = TokenBucket(
+            django_rq.get_connection("default"),
+            connection_bucket_key(connection.pk),
+            capacity=rate.requests,
+            per_seconds=float(rate.seconds),
+            sleep=pause,
+        )
+        self.batch_size = partner.max_batch_size()
+        # Requests and waits of accepted batches, added to the counters by the engine's
+        # checkpoint: one UPDATE per batch instead of two.
+        self.uncounted: dict[str, float] = {}
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+    def take_uncounted(self) -> dict[str, float]:
+        """What accepted sends have not counted yet, for the checkpoint to add; then forgotten."""
+        taken, self.uncounted = self.uncounted, {}
+        return taken
+
+    def _count_now(self, **counts: float) -> None:
+        """Count at once (a failed or split send), with whatever accepted sends left uncounted."""
+        for name, value in self.take_uncounted().items():
+            counts[name] = counts.get(name, 0) + value
+        self.count(**counts)
+
+    def start(self, *, add: list[Recipient], remove: list[Recipient]) -> "Future[Attempt]":
+        """The batch's first attempt, on a sending thread; `finish` takes its answer."""
+        return self._threads.submit(self._attempt, add, remove)
+
+    def finish(
+        self, started: "Future[Attempt] | None", *, add: list[Recipient], remove: list[Recipient]
+    ) -> BatchResult:
+        """The batch's answer: the `started` attempt's (None: make one now), retried on 429,
+        5xx and network errors with backoff; a refused credential stops the run."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > 1 or started is None:
+                # Retries go through a sending thread too, this thread beating meanwhile.
+                started = self.start(add=add, remove=remove)
+            outcome = self._answer(started)
+            waited = outcome.waited
+            if outcome.no_token is not None:
+                # The bucket is empty for longer than we wait at once (a partner's reset far
+                # away): wait our longest, then ask again, a bounded number of times.
+                timeout = outcome.no_token
+                pause = 0.0 if attempt == MAX_ATTEMPTS else min(timeout.needed, MAX_BACKOFF_SECONDS)
+                self.sleep(pause)
+                self._count_now(throttled_seconds=timeout.waited + pause)
+                self._note_wait(timeout.waited + pause, "the connection's shared rate limit")
+                continue
+            self._note_wait(waited, "the connection's shared rate limit")
+            if outcome.too_large is not None:
+                self._count_now(requests=1, throttled_seconds=waited)
+                return self._send_in_halves(add, remove, outcome.too_large.limit)
+            if outcome.refused is not None:
+                self._count_now(requests=1, throttled_seconds=waited)
+                self._handle_error(outcome.refused, attempt)
+                continue
+            return self._accept(outcome)
+        raise StopRun(
+            f"{self.partner.label}'s rate limit left no room for this batch after "
+            f"{MAX_ATTEMPTS} attempts."
+        )
+
+    def accepted(self, started: "Future[Attempt]") -> BatchResult | None:
+        """The started attempt's answer if the partner accepted the batch, without retrying:
+        for the batches still in flight when a run stops."""
+        outcome = self._answer(started)
+        if outcome.result is None:
+            if outcome.refused is not None or outcome.too_large is not None:
+                self._count_now(requests=1, throttled_seconds=outcome.waited)
+            return None
+        return self._accept(outcome)
+
+    def _accept(self, outcome: Attempt) -> BatchResult:
+        """An accepted batch: its request and wait are counted with its checkpoint."""
+        assert outcome.result is not None
+        self.uncounted["requests"] = self.uncounted.get("requests", 0) + outcome.result.requests
+        self.uncounted["throttled_seconds"] = (
+            self.uncounted.get("throttled_seconds", 0.0) + outcome.waited
+        )
+        return outcome.result
+
+    def _answer(self, started: "Future[Attempt]") -> Attempt:
+        """Wait for a sending thread's attempt, beating the heartbeat during long waits."""
+        while True:
+            try:
+                return started.result(timeout=HEARTBEAT_EVERY_SECONDS)
+            except FutureTimeout:
+                self.beat()
+
+    def _attempt(self, add: list[Recipient], remove: list[Recipient]) -> Attempt:
+        """Wait for a token, post the batch, read the rate-limit headers. No database here: it
+        runs on the sending threads."""
+        try:
+            waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+        except RateLimitTimeout as timeout:
+            return Attempt(no_token=timeout)
+        try:
+            result = self.partner.send_batch(
+                cohort_label=self.cohort_label,
+                add=add,
+                remove=remove,
+                options=self.options,
+                session=self._session(),
+            )
+        except BatchTooLarge as too_large:
+            return Attempt(waited, too_large=too_large)
+        except PartnerError as exc:
+            return Attempt(waited, refused=exc)
+        if result.rate_limit is not None:
+            self.bucket.observe(_less(result.rate_limit, self.in_flight - 1))
+        return Attempt(waited, result=result)
+
+    def _session(self) -> requests.Session:
+        """One keep-alive session per thread: a Session is not shared between threads."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _handle_error(self, exc: PartnerError, attempt: int) -> None:
+        """Stop the run, or wait before the next attempt."""
+        label = self.partner.label
+        if exc.auth:
+            refuse_connection(self.connection, exc.message)
+            raise StopRun(f"{label} refused the credentials: {exc.message}") from None
+        if not exc.retryable or attempt == MAX_ATTEMPTS:
+            raise StopRun(
+                f"{label} answered {exc.status or 'nothing'} ({exc.message})"
+                f" after {attempt} attempt(s)."
+            ) from None
+        if exc.status == 429 and exc.rate_limit is not None:
+            # Every worker on this connection waits for the partner's reset, not just us.
+            self.bucket.observe(exc.rate_limit)
+        delay = backoff(attempt, exc)
+        throttled = exc.status == 429
+        self._count_now(retries=1, throttled_seconds=delay if throttled else 0.0)
+        record_event(
+            self.run_id,
+            Kind.THROTTLED if throttled else Kind.RETRY,
+            f"{label} answered {exc.status or 'nothing'} ({exc.message}); "
+            f"attempt {attempt + 1} in {delay:.1f} s.",
+            status=exc.status,
+            attempt=attempt,
+            seconds=round(delay, 2),
+        )
+        self.sleep(delay)
+
+    def _note_wait(self, waited: float, what: str) -> None:
+        if waited >= NOTABLE_WAIT_SECONDS:
+            record_event(
+                self.run_id,
+                Kind.THROTTLED,
+                f"Waited {waited:.1f} s for {what}.",
+                seconds=round(waited, 2),
+            )
+
+    def _send_in_halves(
+        self, add: list[Recipient], remove: list[Recipient], limit: int
+    ) -> BatchResult:
+        """The partner said how many recipients it takes: send this batch in smaller ones and
+        remember the size on the connection for every later run."""
+        size = max(1, min(limit, (len(add) + len(remove)) // 2))
+        if size >= len(add) + len(remove):
+            raise StopRun(f"{self.partner.label} refuses even a batch of {size}.")
+        if size < self.batch_size:
+            # Said once, though the batches in flight beside this one hear the same refusal.
+            self.batch_size = size
+            config = dict(self.connection.config, batch_size=size)
+            Connection.objects.filter(pk=self.connection.pk).update(config=config)
+            record_event(
+                self.run_id,
+                Kind.RETRY,
+                f"{self.partner.label} takes at most {limit:,} per request; "
+                f"sending batches of {size:,} from now on.",
+                batch_size=size,
+            )
+        merged = BatchResult(accepted=[], failed=[], requests=0, status=200)
+        for items, is_add in ((add, True), (remove, False)):
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                result = self.finish(
+                    None, add=chunk if is_add else [], remove=[] if is_add else chunk
+                )
+                merged.accepted += result.accepted
+                merged.failed += result.failed
+                merged.status = result.status
+        return merged
+
+
+def _less(signal: RateLimitSignal, others: int) -> RateLimitSignal:
+    """The partner's remaining requests, less the `others` this sender may have on their way
+    that the partner had not counted yet (or that took a token since): the bucket learns the
+    partner's limit before the batches in flight meet it."""
+    if signal.remaining is None or not others:
+        return signal
+    return replace(signal, remaining=max(0, signal.remaining - others))
+
+
+def backoff(attempt: int, exc: PartnerError) -> float:
+    signal = exc.rate_limit
+    if signal is not None and signal.reset_at is not None:
+        # Braze says when the window resets; jitter spreads the workers that wait for it.
+        delay = max(0.0, signal.reset_at - time.time()) + random.uniform(0, 0.5)  # noqa: S311
+    else:
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+    return min(delay, MAX_BACKOFF_SECONDS)
