@@ -13,7 +13,11 @@ from urllib.parse import urlsplit
 import requests
 from django.core.mail import send_mail
 
+from core import egress, egress_http
+
 WEBHOOK_TIMEOUT_SECONDS = 5.0
+# What is kept of a failed delivery's answer (shown on the alerts page).
+ANSWER_CHARS = 120
 
 
 class _RedactWebhookPath(logging.Filter):
@@ -48,10 +52,17 @@ def post_webhook(url: str, payload: dict[str, Any]) -> None:
     secret = parts.path + (f"?{parts.query}" if parts.query else "")
     _redact.current.path = secret if len(secret) > 1 else ""
     try:
-        # Redirects are not followed: a 3xx is an answer to fix, not a place to post the alert.
-        response = requests.post(
-            url, json=payload, timeout=WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False
-        )
+        # Under the egress policy (core/egress.py). Redirects are not followed: a 3xx is an
+        # answer to fix, not a place to post the alert.
+        with egress_http.session() as session:
+            response = session.post(
+                url, json=payload, timeout=WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False
+            )
+    except egress.EgressRefused as exc:
+        # The message names the host and address, never the path (the webhook's secret).
+        raise DeliveryError(
+            f"The webhook's address is not allowed: {exc}", retryable=False
+        ) from None
     except requests.Timeout:
         raise DeliveryError(
             f"The webhook did not answer within {WEBHOOK_TIMEOUT_SECONDS:g} s."
@@ -62,14 +73,20 @@ def post_webhook(url: str, payload: dict[str, Any]) -> None:
         raise DeliveryError(f"The webhook request failed ({type(exc).__name__}).") from None
     finally:
         _redact.current.path = ""
-    if not 200 <= response.status_code < 300:
-        body = response.text[:200].replace(url, "••••")
+    status = response.status_code
+    if 300 <= status < 400:
+        raise DeliveryError(
+            f"The webhook answered HTTP {status}, a redirect, which is not followed: "
+            "enter the URL the alerts should be posted to.",
+            retryable=False,
+        )
+    if not 200 <= status < 300:
+        # A short excerpt only: it is shown on the alerts page. Redacted before it is cut.
+        body = response.text.replace(url, "••••")
         if len(secret) > 1:
             body = body.replace(secret, "/••••")
-        body = body.strip()
-        raise DeliveryError(
-            f"The webhook answered HTTP {response.status_code}" + (f": {body}" if body else ".")
-        )
+        body = egress.excerpt(body, ANSWER_CHARS)
+        raise DeliveryError(f"The webhook answered HTTP {status}" + (f": {body}" if body else "."))
 
 
 def _connection_problem(exc: requests.ConnectionError) -> str:

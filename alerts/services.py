@@ -19,7 +19,7 @@ from alerts.models import AlertDelivery, AlertSettings
 from alerts.queue import enqueue_delivery
 from alerts.texts import Alert, sample_alert
 from connections import crypto
-from core import audit
+from core import audit, egress
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ def validate_webhook_url(raw: str) -> str:
         )
     if len(value) > 2000:
         raise ValidationError("The webhook URL is too long.")
+    try:
+        # Saved once, posted to many times: where it resolves now is worth checking here too.
+        egress.check_url(value, resolve_now=True)
+    except egress.EgressRefused as exc:
+        raise ValidationError(f"The webhook URL is not allowed: {exc}") from None
     return value
 
 
@@ -193,8 +198,8 @@ def _enqueue(deliveries: list[AlertDelivery]) -> None:
         try:
             enqueue_delivery(delivery.pk)
         except redis.RedisError as exc:
+            # The delivery stays pending, as a row; it is queued again once Redis is back.
             logger.error("Could not queue alert delivery %s: %s", delivery.pk, type(exc).__name__)
-            _finish(delivery, Status.FAILED, "The job queue (Redis) is unreachable; not sent.")
 
 
 # Delivering it

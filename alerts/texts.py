@@ -1,5 +1,11 @@
 """What an alert says: the sync or connection by name, what happened, the run's counts and
-error, and a full link to the page that explains it."""
+error, and a full link to the page that explains it.
+
+The same title and text go to email and, as `text`, to a Slack-compatible webhook, where `<...>`
+is markup: a sync named `<!channel>` would notify the whole channel and `<http://x|y>` would be a
+disguised link. So every name and every message that people or partners wrote is escaped by
+Slack's rules (`slack_escape`: & < > as &amp; &lt; &gt;) before it goes in.
+"""
 
 from dataclasses import dataclass
 
@@ -26,6 +32,11 @@ class Alert:
     url: str
 
 
+def slack_escape(text: str) -> str:
+    """Slack's escaping of text it shows: &, < and > only, & first."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def full_url(path: str) -> str:
     return f"{settings.SITE_URL.rstrip('/')}{path}"
 
@@ -43,23 +54,25 @@ def _counts(run: SyncRun) -> str:
 
 def run_alert(run: SyncRun, change: StateChange) -> Alert:
     sync: Sync = run.sync
-    route = f"“{sync.cohort.name}” → {sync.connection.name}"
+    name = slack_escape(sync.name)
+    route = f"“{slack_escape(sync.cohort.name)}” → {slack_escape(sync.connection.name)}"
+    error = slack_escape(run.error_summary)
     if change.is_recovery:
         was = "failing" if change.previous == State.FAILING else "held for approval"
-        event, title = Event.SYNC_RECOVERED, f"Sync {sync.name} recovered"
+        event, title = Event.SYNC_RECOVERED, f"Sync {name} recovered"
         lines = [
-            f"Sync “{sync.name}” ({route}) recovered: run {run.pk} "
+            f"Sync “{name}” ({route}) recovered: run {run.pk} "
             f"{run.get_status_display().lower()}. It had been {was} since {_when(change)}.",
         ]
     elif change.current == State.HELD:
-        event, title = Event.RUN_HELD, f"Sync {sync.name} is held for approval"
+        event, title = Event.RUN_HELD, f"Sync {name} is held for approval"
         lines = [
-            f"Run {run.pk} of sync “{sync.name}” ({route}) was held by the mass-removal guard.",
-            run.error_summary,
+            f"Run {run.pk} of sync “{name}” ({route}) was held by the mass-removal guard.",
+            error,
         ]
     else:
-        event, title = Event.RUN_FAILED, f"Sync {sync.name} failed"
-        lines = [f"Run {run.pk} of sync “{sync.name}” ({route}) failed.", run.error_summary]
+        event, title = Event.RUN_FAILED, f"Sync {name} failed"
+        lines = [f"Run {run.pk} of sync “{name}” ({route}) failed.", error]
     lines.append(_counts(run))
     return Alert(
         event=event,
@@ -74,9 +87,11 @@ def run_alert(run: SyncRun, change: StateChange) -> Alert:
 
 def connection_alert(connection: Connection, change: StateChange) -> Alert:
     waiting = connection.syncs.filter(status=Sync.Status.NEEDS_ATTENTION).count()
-    name = f"“{connection.name}” ({connection.get_kind_display()})"
+    escaped_name = slack_escape(connection.name)
+    name = f"“{escaped_name}” ({connection.get_kind_display()})"
+    last_error = slack_escape(connection.last_error)
     if change.is_recovery:
-        event, title = Event.CONNECTION_RECOVERED, f"Connection {connection.name} is healthy again"
+        event, title = Event.CONNECTION_RECOVERED, f"Connection {escaped_name} is healthy again"
         lines = [
             f"Connection {name} passed its test and is healthy again. "
             f"It had needed attention since {_when(change)}.",
@@ -84,9 +99,9 @@ def connection_alert(connection: Connection, change: StateChange) -> Alert:
         ]
     else:
         event = Event.CONNECTION_NEEDS_ATTENTION
-        title = f"Connection {connection.name} needs attention"
+        title = f"Connection {escaped_name} needs attention"
         lines = [
-            f"Connection {name} needs attention: {connection.last_error or 'no reason given.'}",
+            f"Connection {name} needs attention: {last_error or 'no reason given.'}",
             f"{waiting:,} sync(s) of it are paused until it is fixed and tested."
             if waiting
             else "",
@@ -110,8 +125,8 @@ def sample_alert(sent_by: str) -> Alert:
         subject_label="",
         title="Test alert",
         text=(
-            f"This is a test alert from cohortsync, sent by {sent_by}. Failed runs, held runs, "
-            "connections that need attention and their recoveries are announced here."
+            f"This is a test alert from cohortsync, sent by {slack_escape(sent_by)}. Failed runs, "
+            "held runs, connections that need attention and their recoveries are announced here."
         ),
         url=full_url(reverse("alerts:settings")),
     )

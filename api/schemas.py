@@ -10,12 +10,28 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 # The largest id a BIGINT primary key holds; a larger one can only be "not found".
 MAX_ID = 2**63 - 1
+# In a path or a query, where every value arrives as text.
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 MAX_NESTING = 16
+
+
+def _whole_number(value: Any) -> Any:
+    """A JSON number without a fraction, as sent: pydantic would otherwise take true as 1 and
+    "50" or 50.0 as 50."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    if not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
+# In a JSON body: only a JSON integer is one.
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+BodyId = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_ID)]
 
 
 def _check_storable(value: object, depth: int = 0) -> None:
@@ -182,12 +198,12 @@ class Page(Schema, Generic[Item]):
 
 class SyncCreateIn(Input):
     name: str
-    cohort_id: Id
-    connection_id: Id
+    cohort_id: BodyId
+    connection_id: BodyId
     identifier_mapping: list[str] = Field(examples=[["external_id"]])
     cadence: dict[str, Any] = Field(examples=[{"kind": "daily", "time_of_day": "09:00"}])
     leaving_members: str = "remove"
-    mass_removal_threshold_pct: int = 50
+    mass_removal_threshold_pct: WholeNumber = 50
     options: dict[str, Any] | None = None
 
 
@@ -198,7 +214,7 @@ class SyncUpdateIn(Input):
     identifier_mapping: list[str] | None = None
     cadence: dict[str, Any] | None = None
     leaving_members: str | None = None
-    mass_removal_threshold_pct: int | None = None
+    mass_removal_threshold_pct: WholeNumber | None = None
     options: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -219,4 +235,6 @@ class ImportKeyCreateIn(Input):
 
     partner: str
     name: str
-    expires_in_days: int | None = Field(None, description="Leave out for a key that never expires.")
+    expires_in_days: WholeNumber | None = Field(
+        None, description="Leave out for a key that never expires."
+    )

@@ -13,7 +13,6 @@ fatal, so a broken export cannot empty a cohort; a header-only file in replace m
 it, on purpose.
 """
 
-import csv
 import logging
 import os
 import tempfile
@@ -34,6 +33,7 @@ from cohorts.csv_rows import read_records as read_csv_records
 from cohorts.membership import ChangeCounts, Identity, add_members, record_change, remove_members
 from cohorts.models import EXTRA_IDENTIFIERS, Cohort, CohortMember, CsvUpload, CsvUploadRow
 from core import audit
+from core.csv_export import SafeWriter
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Staged:
 def import_csv_upload(upload_id: int) -> CsvUpload | None:
     """Run one queued upload; None if another job already claimed it."""
     claimed = CsvUpload.objects.filter(pk=upload_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=timezone.now()
+        status=Status.RUNNING, started_at=timezone.now(), error=""
     )
     if not claimed:
         return None
@@ -116,7 +116,8 @@ def _stage(upload: CsvUpload) -> Staged:
     rows = bad = 0
     pending: list[StagedValues] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as bad_file:
-        bad_rows = csv.writer(bad_file)
+        # Safe to open in a spreadsheet: a row's raw text may start with "=" (core.csv_export).
+        bad_rows = SafeWriter(bad_file)
         bad_rows.writerow(["line", "reason", "raw"])
         try:
             with default_storage.open(upload.stored_path, "rb") as binary:

@@ -87,6 +87,21 @@ class Lines:
                 ) from None
 
 
+def unreadable(error: csv.Error, first: int, last: int) -> str:
+    """Why a record could not be read. A quote that is never closed makes the reader take every
+    line after it as one field, to the end of the file or to the next stray quote: that record
+    says where the quote opened and which lines it swallowed, rather than a parser message."""
+    at_end = str(error) == "unexpected end of data"
+    if not at_end and first == last:
+        return f"not valid CSV ({error})"
+    reason = f"unterminated quote starting at line {first}"
+    if at_end and first == last:
+        return reason
+    if at_end:
+        return f"{reason}: the rest of the file (lines {first} to {last}) was read as one row"
+    return f"{reason}: lines {first} to {last} were read as one row ({error})"
+
+
 def read_records(lines: Iterable[str]) -> Iterator[Record]:
     """Records with their first line number. Blank lines are skipped; a record that is not valid
     CSV comes with its error, and reading carries on at the next line."""
@@ -98,7 +113,7 @@ def read_records(lines: Iterable[str]) -> Iterator[Record]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Record(previous_end + 1, [], f"not valid CSV ({exc})")
+            yield Record(previous_end + 1, [], unreadable(exc, previous_end + 1, reader.line_num))
         else:
             if fields:
                 yield Record(previous_end + 1, fields)

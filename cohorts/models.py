@@ -175,6 +175,36 @@ class ImportRequest(models.Model):
         return f"{self.partner} {self.endpoint} {self.http_status}"
 
 
+class RefusedImportCount(models.Model):
+    """Inbound requests refused before they showed a genuine data-import key (no key, a made-up
+    one, a body too large or not JSON), counted per partner, reason and minute. Anyone can send
+    those, so they never get an ImportRequest row each: a flood of them costs one row a minute."""
+
+    class Reason(models.TextChoices):
+        NO_KEY = "no_key", "No key"
+        UNKNOWN_KEY = "unknown_key", "Unknown key"
+        NOT_JSON = "not_json", "Body not a JSON object"
+        TOO_LARGE = "too_large", "Body over 2 MB"
+        OTHER = "other", "Other"
+
+    partner = models.CharField(max_length=32)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    # The start of the minute, UTC.
+    minute = models.DateTimeField(db_index=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-minute", "partner", "reason"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "reason", "minute"], name="one_refused_count_per_minute"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.reason} at {self.minute:%Y-%m-%d %H:%M}: {self.count}"
+
+
 class CsvUpload(models.Model):
     """A CSV file applied to a cohort by an RQ job, with its progress and outcome."""
 

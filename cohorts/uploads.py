@@ -13,7 +13,6 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from cohorts.csv_import import discard_source, mark_failed
 from cohorts.models import Cohort, CsvUpload
 from cohorts.queue import enqueue_csv_import
 from core import audit
@@ -21,7 +20,8 @@ from core import audit
 logger = logging.getLogger(__name__)
 
 QUEUE_UNREACHABLE = (
-    "The job queue (Redis) is unreachable, so the file was not imported. Try again in a moment."
+    "The job queue (Redis) is unreachable: the file is kept, and its import starts once Redis "
+    "is back."
 )
 
 
@@ -34,7 +34,8 @@ def start_csv_upload(
     ip: str | None = None,
 ) -> CsvUpload:
     """Store the file, record the upload and queue its import. If the queue is unreachable the
-    upload is returned FAILED, with the reason."""
+    upload stays queued with its file, saying so; the upload reaper queues it once Redis is
+    back."""
     cohort.refuse_manual_changes()
     file_name = os.path.basename(uploaded_file.name or "upload.csv")[:255]
     # Storage streams the file in chunks (or moves Django's temporary file): never read whole.
@@ -68,8 +69,8 @@ def start_csv_upload(
         enqueue_csv_import(upload.pk)
     except redis.RedisError as exc:
         logger.error("Could not queue CSV upload %s: %s", upload.pk, type(exc).__name__)
-        mark_failed(upload.pk, QUEUE_UNREACHABLE)
-        discard_source(upload.pk)
+        # Until the import starts, the note says why it waits (cleared when it starts).
+        CsvUpload.objects.filter(pk=upload.pk).update(error=QUEUE_UNREACHABLE)
     upload.refresh_from_db()
     return upload
 

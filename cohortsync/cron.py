@@ -6,7 +6,7 @@ RQ's cron has no leader election: run exactly ONE rqcron process per deployment.
 from rq import cron
 
 from cohorts.jobs import reap_stuck_uploads
-from cohortsync.jobs import heartbeat
+from cohortsync.jobs import heartbeat, purge_expired_records, requeue_waiting_work
 from syncs.jobs import dispatch_due_syncs, reap_stuck_runs
 
 cron.register(heartbeat, queue_name="default", interval=60, result_ttl=600, name="heartbeat")
@@ -36,4 +36,23 @@ cron.register(
     job_timeout=300,
     result_ttl=600,
     name="reap_stuck_uploads",
+)
+# Checks and alert deliveries that waited in the database while Redis was away.
+cron.register(
+    requeue_waiting_work,
+    queue_name="default",
+    interval=60,
+    job_timeout=120,
+    result_ttl=600,
+    name="requeue_waiting_work",
+)
+# Daily, at a quiet hour (UTC): import requests, refused-request counts, run timelines and alert
+# deliveries past their retention (COHORTSYNC_RETENTION_DAYS_*), deleted in bounded batches.
+cron.register(
+    purge_expired_records,
+    queue_name="default",
+    cron="17 3 * * *",
+    job_timeout=600,
+    result_ttl=86400,
+    name="purge_expired_records",
 )

@@ -4,6 +4,10 @@ import logging
 
 from django.utils import timezone
 
+from alerts.queue import requeue_waiting_deliveries
+from cohortsync.retention import purge_expired
+from connections.queue import requeue_waiting_checks
+
 logger = logging.getLogger(__name__)
 
 
@@ -12,3 +16,14 @@ def heartbeat() -> str:
     now = timezone.now().isoformat()
     logger.info("cron alive at %s", now)
     return now
+
+
+def requeue_waiting_work() -> int:
+    """What people asked for while Redis was unreachable waits in the database: queue it now.
+    (Runs and CSV uploads are queued again by their own reapers.)"""
+    return requeue_waiting_checks() + requeue_waiting_deliveries()
+
+
+def purge_expired_records() -> dict[str, int]:
+    """The daily retention job (cohortsync/retention.py): delete the logs past their keep."""
+    return purge_expired()

@@ -6,10 +6,12 @@ start without them.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,11 +97,18 @@ if not COHORTSYNC_ENCRYPTION_KEYS:
 
 # Lets a connection point at http://127.0.0.1:... (the partner simulator). Off unless set.
 COHORTSYNC_ALLOW_INSECURE_ENDPOINTS = env_bool("COHORTSYNC_ALLOW_INSECURE_ENDPOINTS", default=False)
+# Host names or networks (CIDR) that outbound calls may reach although they are private, e.g. a
+# partner proxy on the private network. The egress policy itself: core/egress.py.
+COHORTSYNC_EGRESS_ALLOW = env_list("COHORTSYNC_EGRESS_ALLOW")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list this server's host names when DEBUG=false.")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# How many proxies in front of cohortsync append to X-Forwarded-For (0: none, REMOTE_ADDR is the
+# client). Login throttling, the audit log and the import log read the client's address through
+# them (core.audit.client_ip); behind a proxy, 0 would make every client one address.
+COHORTSYNC_TRUSTED_PROXIES = int(env_str("COHORTSYNC_TRUSTED_PROXIES", "0"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -111,6 +120,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_rq",
+    # Login throttling (see "Login throttling" below) and the Content-Security-Policy header.
+    "axes",
+    "csp",
     "core",
     "cohortsync",
     "connections",
@@ -125,6 +137,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -134,6 +147,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a refused login into the lockout page (core.login_throttle).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cohortsync.urls"
@@ -181,7 +196,8 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600, "DEFAULT_RESULT_TTL": 3600},
     "runs": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600, "DEFAULT_RESULT_TTL": 3600},
 }
-RQ = {"COMMIT_MODE": "on_db_commit"}
+# cohortsync.worker.Worker: a stop reaches a running sync, which re-queues itself at a checkpoint.
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "cohortsync.worker.Worker"}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -192,6 +208,36 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes; core/login_throttle.py). After COHORTSYNC_LOGIN_FAILURE_LIMIT
+# failed logins for one account, or from one address, each within
+# COHORTSYNC_LOGIN_LOCKOUT_MINUTES of the one before, that account or address is refused, even
+# with the right password, until COHORTSYNC_LOGIN_LOCKOUT_MINUTES after the last failure (an
+# attempt while locked counts as one). Admins unlock with `manage.py unlock_login` or on
+# /accounts/lockouts/. The refusal is a 429 with Retry-After; each lock is in the audit log.
+COHORTSYNC_LOGIN_FAILURE_LIMIT = int(env_str("COHORTSYNC_LOGIN_FAILURE_LIMIT", "10"))
+COHORTSYNC_LOGIN_LOCKOUT_MINUTES = int(env_str("COHORTSYNC_LOGIN_LOCKOUT_MINUTES", "15"))
+if COHORTSYNC_LOGIN_FAILURE_LIMIT < 1 or COHORTSYNC_LOGIN_LOCKOUT_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "COHORTSYNC_LOGIN_FAILURE_LIMIT and COHORTSYNC_LOGIN_LOCKOUT_MINUTES must be at least 1."
+    )
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = COHORTSYNC_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=COHORTSYNC_LOGIN_LOCKOUT_MINUTES)
+# Each on its own: one account from anywhere, and one address whatever account it tries.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "core.login_throttle.attempted_username"
+AXES_CLIENT_IP_CALLABLE = "core.audit.client_ip"
+AXES_LOCKOUT_CALLABLE = "core.login_throttle.lockout_response"
+# A successful login does not wipe the address's failures (that would let one valid account
+# reset the count between guesses at another), and is not logged by axes (an AccessLog row per
+# login, kept for ever).
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -232,6 +278,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles and everything else from this server only.
+# The pages carry no inline script, style element or style attribute (htmx's own indicator style
+# is turned off in base.html); tests/test_security_headers.py checks the templates stay so.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # data: for the icons inlined in the stylesheets (the API docs' Swagger UI).
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # Mail goes to the console until an SMTP server is set (EMAIL_HOST) or another backend chosen.
 EMAIL_HOST = env_str("EMAIL_HOST")
@@ -260,6 +323,18 @@ IMPORT_KEY_ROTATION_GRACE_HOURS = int(env_str("IMPORT_KEY_ROTATION_GRACE_HOURS",
 INBOUND_RATE_LIMIT_PER_HOUR = int(env_str("INBOUND_RATE_LIMIT_PER_HOUR", "250000"))
 # The home page lists a recurring sync whose cohort has not changed for this many days.
 COHORTSYNC_STALE_COHORT_DAYS = int(env_str("COHORTSYNC_STALE_COHORT_DAYS", "7"))
+# Days each log that grows with traffic is kept; a daily job deletes older rows (0: keep for
+# ever). What each covers: cohortsync/retention.py.
+COHORTSYNC_RETENTION_DAYS_IMPORT_REQUESTS = int(
+    env_str("COHORTSYNC_RETENTION_DAYS_IMPORT_REQUESTS", "90")
+)
+COHORTSYNC_RETENTION_DAYS_REFUSED_COUNTS = int(
+    env_str("COHORTSYNC_RETENTION_DAYS_REFUSED_COUNTS", "90")
+)
+COHORTSYNC_RETENTION_DAYS_RUN_EVENTS = int(env_str("COHORTSYNC_RETENTION_DAYS_RUN_EVENTS", "90"))
+COHORTSYNC_RETENTION_DAYS_ALERT_DELIVERIES = int(
+    env_str("COHORTSYNC_RETENTION_DAYS_ALERT_DELIVERIES", "90")
+)
 
 LOGGING = {
     "version": 1,

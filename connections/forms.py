@@ -7,6 +7,7 @@ from django import forms
 from connections.models import Connection
 from connections.partners import PARTNERS
 from connections.partners.base import ConfigError, PartnerConfig
+from connections.partners.http import check_endpoints
 
 
 class ConnectionForm(forms.Form):
@@ -48,6 +49,8 @@ class ConnectionForm(forms.Form):
             return False
         try:
             self.config = PARTNERS[self.kind].parse_config(self.partner_form.cleaned_data)
+            # Where the endpoints resolve now: parsing a config makes no DNS query.
+            check_endpoints(self.config)
         except ConfigError as exc:
             target = exc.field if exc.field in self.partner_form.fields else None
             self.partner_form.add_error(target, str(exc))

@@ -135,8 +135,10 @@ def request_connection_check(
     try:
         enqueue_connection_check(check.pk)
     except redis.RedisError as exc:
+        # The check waits as a row; it is queued again once Redis is back.
         logger.error("Could not queue connection check %s: %s", check.pk, type(exc).__name__)
-        _finish_check(check, ConnectionCheck.Status.FAILED, "The job queue (Redis) is unreachable.")
+        check.message = "The job queue (Redis) is unreachable: the check runs once it is back."
+        check.save(update_fields=["message"])
     return check
 
 

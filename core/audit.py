@@ -1,7 +1,9 @@
 """The audit log: who changed what, written in the same transaction as the change."""
 
+import ipaddress
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, models
 from django.http import HttpRequest
@@ -12,9 +14,20 @@ SYSTEM_ACTOR = "system"
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
-    """The peer address. A proxy's X-Forwarded-For is not trusted: anyone can send one."""
+    """The client's address: the peer's, or behind COHORTSYNC_TRUSTED_PROXIES proxies (0 unless
+    set) the address the outermost of them saw, that many entries from the right of
+    X-Forwarded-For. Entries further left are whatever the client sent, so they are never read.
+    Login throttling counts failures per this address."""
     if request is None:
         return None
+    proxies = int(getattr(settings, "COHORTSYNC_TRUSTED_PROXIES", 0))
+    if proxies > 0:
+        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if len(hops) >= proxies:
+            try:
+                return str(ipaddress.ip_address(hops[-proxies]))
+            except ValueError:
+                pass
     return request.META.get("REMOTE_ADDR") or None
 
 

@@ -23,6 +23,8 @@ class AuditEntry(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["target_type", "target_id", "-created_at"])]
         verbose_name_plural = "audit entries"
+        # core has no model of its own for logins; their permission lives here.
+        permissions = [("unlock_logins", "Can see and lift login lockouts")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"

@@ -31,6 +31,7 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "connections.view_importkey",
         "connections.manage_import_keys",
         "core.view_auditentry",
+        "core.unlock_logins",
         "cohorts.view_cohort",
         "cohorts.manage_cohorts",
         "syncs.view_sync",

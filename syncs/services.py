@@ -14,12 +14,14 @@ from connections.models import Connection
 from core import audit
 from syncs import cadence as cadences
 from syncs.engine.events import Kind, record_event
-from syncs.models import Sync, SyncRun
+from syncs.models import Sync, SyncRun, SyncRunEvent
 from syncs.queue import enqueue_run
 
 logger = logging.getLogger(__name__)
 
-QUEUE_UNREACHABLE = "The job queue (Redis) is unreachable; the run was not started."
+QUEUE_UNREACHABLE = (
+    "The job queue (Redis) is unreachable: the run waits here and starts once Redis is back."
+)
 
 
 def allowed_identifiers(connection: Connection) -> list[str]:
@@ -231,12 +233,21 @@ def _enqueue(run: SyncRun) -> None:
         enqueue_run(run.pk)
     except redis.RedisError as exc:
         logger.error("Could not queue sync run %s: %s", run.pk, type(exc).__name__)
-        fail_unqueued_runs([run.pk])
-        run.refresh_from_db()
+        note_unqueued_runs([run.pk])
 
 
-def fail_unqueued_runs(run_ids: list[int]) -> None:
-    """Runs whose job Redis did not take fail at once, whichever path queued them."""
-    SyncRun.objects.filter(pk__in=run_ids, status=SyncRun.Status.QUEUED).update(
-        status=SyncRun.Status.FAILED, error_summary=QUEUE_UNREACHABLE
+def waits_for_queue(run: SyncRun) -> bool:
+    """Whether the run's job could not be queued yet (Redis unreachable when it was asked for)."""
+    return (
+        run.status == SyncRun.Status.QUEUED
+        and SyncRunEvent.objects.filter(run=run, message=QUEUE_UNREACHABLE).exists()
+    )
+
+
+def note_unqueued_runs(run_ids: list[int]) -> None:
+    """Runs whose job Redis did not take stay queued in the database, whichever path queued
+    them, with a word on their timeline; the reaper queues their jobs once Redis is back."""
+    SyncRunEvent.objects.bulk_create(
+        SyncRunEvent(run_id=run_id, kind=Kind.QUEUED, message=QUEUE_UNREACHABLE)
+        for run_id in run_ids
     )

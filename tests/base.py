@@ -1,4 +1,5 @@
-"""Users of every role and make_* helpers shared by the tests.
+"""Users of every role, the partner simulator and the cohort most tests use, as fixtures;
+make_user. The rows tests build on are made by tests/factories.py.
 
 Import the fixtures through `pytest_plugins = ["tests.base"]` (done in tests/conftest.py).
 """
@@ -11,11 +12,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.test import Client
 
-from connections.partners import PARTNERS
+from cohorts.models import Cohort
 from connections.sandbox.server import SandboxServer
-from connections.services import create_connection
 from core.roles import Role
 from core.users import create_user
+from tests.factories import make_cohort
+
+# Many tests import make_connection from here, next to make_user; it lives with the factories.
+from tests.factories import make_connection as make_connection
 
 PASSWORD = "correct horse battery staple 42"
 _counter = itertools.count(1)
@@ -83,23 +87,10 @@ def sandbox() -> Any:
     server.stop()
 
 
-def make_connection(
-    kind: str = "braze",
-    *,
-    name: str | None = None,
-    endpoint: str = "https://rest.iad-01.braze.com",
-    secret: str = "braze-rest-key-0000-1a2b",
-    **config: Any,
-) -> Any:
-    """A connection saved through the service, as an admin would add it."""
-    partner = PARTNERS[kind]
-    return create_connection(
-        kind=kind,
-        name=name or f"{kind} {next(_counter)}",
-        config=partner.parse_config({**partner.simulator_config(endpoint), **config}),
-        secret=secret,
-        actor=None,
-    )
+@pytest.fixture
+def cohort(db: Any) -> Cohort:
+    """An empty manual cohort, "Churn risk"."""
+    return make_cohort()
 
 
 @pytest.fixture(autouse=True)

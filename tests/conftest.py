@@ -15,7 +15,7 @@ from pytest_django import Settings
 
 from tests.queues import queues_at
 
-pytest_plugins = ["tests.base"]
+pytest_plugins = ["tests.base", "tests.egress_servers"]
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """Services of the cohort-import API: authenticate a push, rate-limit it, apply it, log it.
 
-Every request ends up as one ImportRequest row: an applied one in the transaction of its change,
-a rejected one in a short transaction of its own.
+Every request with a genuine key ends up as one ImportRequest row: an applied one in the
+transaction of its change, a rejected one in a short transaction of its own. A request refused
+before it showed a genuine key is only counted (cohorts.inbound.refusals).
 """
 
 import ipaddress
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -66,12 +68,20 @@ class RateWindow:
     def exceeded(self) -> bool:
         return self.count > self.limit
 
-    def headers(self) -> dict[str, str]:
-        return {
+    def retry_after(self, now: float | None = None) -> int:
+        """Seconds until the window ends (at least 1): the 429's Retry-After."""
+        now = time.time() if now is None else now
+        return max(1, math.ceil(self.reset - now))
+
+    def headers(self, now: float | None = None) -> dict[str, str]:
+        headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(max(0, self.limit - self.count)),
             "X-RateLimit-Reset": str(self.reset),
         }
+        if self.exceeded:
+            headers["Retry-After"] = str(self.retry_after(now))
+        return headers
 
 
 def authenticate(*, raw_key: str, partner: str, ip: str | None) -> ImportKey:

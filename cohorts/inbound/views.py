@@ -1,7 +1,9 @@
 """The Braze-compatible cohort-import API: POST /partners/<partner>/cohorts[/users].
 
 Partners authenticate with a data-import key, not a session, so these views are exempt from CSRF
-and from the login requirement. Every answer is JSON `{"message": ...}` with Braze's status codes.
+and from the login requirement. Every answer is JSON `{"message": ...}` with Braze's status codes;
+a 429 says when to come back in `Retry-After` (seconds). A request refused before it showed a
+genuine key is counted (cohorts.inbound.refusals), every other one logged as an ImportRequest.
 """
 
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from cohorts.inbound import refusals
 from cohorts.inbound import schema as inbound_schema
 from cohorts.inbound import service as inbound_service
 from cohorts.inbound.schema import MAX_BODY_BYTES, PayloadError
@@ -88,15 +91,20 @@ def _handle(request: HttpRequest, partner: str, endpoint: str, apply: Apply) -> 
         response = _answer(201, "success")
     except (PayloadError, ImportRefused) as refusal:
         status = refusal.status if isinstance(refusal, ImportRefused) else 400
-        inbound_service.record_rejection(
-            key=refusal.key if isinstance(refusal, ImportRefused) and refusal.key else key,
-            partner=partner,
-            endpoint=endpoint,
-            cohort_id=inbound_schema.loggable_cohort_id(payload),
-            http_status=status,
-            error=refusal.message,
-            ip=ip,
-        )
+        shown_key = refusal.key if isinstance(refusal, ImportRefused) and refusal.key else key
+        if shown_key is None:
+            # No genuine key: anyone can send these, so they are counted, not logged one by one.
+            refusals.count_refusal(partner=partner, reason=refusals.reason_for(refusal.message))
+        else:
+            inbound_service.record_rejection(
+                key=shown_key,
+                partner=partner,
+                endpoint=endpoint,
+                cohort_id=inbound_schema.loggable_cohort_id(payload),
+                http_status=status,
+                error=refusal.message,
+                ip=ip,
+            )
         response = _answer(status, refusal.message)
     for name, value in (window.headers() if window else {}).items():
         response[name] = value

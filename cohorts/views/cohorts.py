@@ -1,6 +1,7 @@
 """Cohort pages: any role reads; marketers and admins create, rename, change members, delete."""
 
 import re
+from urllib.parse import quote
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -35,7 +36,10 @@ def cohort_list(request: HttpRequest) -> HttpResponse:
     if q:
         cohorts = cohorts.filter(name__icontains=q)
     page = Paginator(cohorts, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "cohorts/list.html", {"form": form, "page": page, "q": q})
+    query = f"q={quote(q)}" if q else ""  # what the pager's links keep besides the page
+    return render(
+        request, "cohorts/list.html", {"form": form, "page": page, "q": q, "query": query}
+    )
 
 
 @role_required(MANAGE)

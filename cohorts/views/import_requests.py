@@ -1,4 +1,6 @@
-"""The log of inbound pushes, for one data-import key (admins) or one cohort (any role).
+"""The log of inbound pushes, for one data-import key (admins) or one cohort (any role); the whole
+log (admins) also says how many requests were refused without a genuine key, which are counted
+rather than logged (cohorts.inbound.refusals).
 
 The key's page in `connections` loads the `?key=<id>&fragment=1` table with htmx, so that
 connections never imports syncs.
@@ -10,12 +12,14 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from cohorts.inbound.refusals import refused_since
 from cohorts.models import Cohort, ImportRequest
 from connections.models import ImportKey
 from core.roles import check_access, role_required
 
 MANAGE_KEYS = "connections.manage_import_keys"
 PAGE_SIZE = 50
+REFUSED_HOURS = 24
 
 
 def _pk(raw: str | None) -> int | None:
@@ -44,6 +48,9 @@ def import_request_list(request: HttpRequest) -> HttpResponse:
         requests, filters["cohort"] = requests.filter(cohort=cohort), cohort.pk
     page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
+        # The whole log (admins): what was refused without a genuine key is only counted.
+        "refused": refused_since(REFUSED_HOURS) if key is None and cohort is None else None,
+        "refused_hours": REFUSED_HOURS,
         "page": page,
         "key": key,
         "cohort": cohort,

@@ -1,13 +1,18 @@
 """CSV uploads of a cohort: the upload form, the upload's page, its live progress (htmx) and the
 download of its bad rows. Marketers and admins upload; every role reads."""
 
+import csv
+import io
+from collections.abc import Iterator
+from typing import IO
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 
@@ -15,6 +20,7 @@ from cohorts.csv_rows import EXTRA_MAX_LENGTHS
 from cohorts.models import Cohort, CsvUpload
 from cohorts.uploads import describe_progress, start_csv_upload
 from core.audit import client_ip
+from core.csv_export import SafeWriter, csv_download
 from core.roles import check_access, role_required
 
 VIEW = "cohorts.view_cohort"
@@ -116,8 +122,25 @@ def upload_progress(request: HttpRequest, pk: int, upload_pk: int) -> HttpRespon
     )
 
 
-def upload_bad_rows(request: HttpRequest, pk: int, upload_pk: int) -> FileResponse:
-    # Not @role_required: its type admits HttpResponse, and a FileResponse streams.
+class _SafeRows:
+    """The stored bad-rows file read back a row at a time and written again through the safe
+    writer, so a file stored before cells were neutralised comes out neutralised too. The
+    response closes the file (StreamingHttpResponse calls close())."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+
+    def __iter__(self) -> Iterator[str]:
+        writer = SafeWriter()
+        for row in csv.reader(self._text):
+            yield writer.writerow(row)
+
+    def close(self) -> None:
+        self._text.close()
+
+
+def upload_bad_rows(request: HttpRequest, pk: int, upload_pk: int) -> StreamingHttpResponse:
+    # Not @role_required: its type admits HttpResponse, and this response streams.
     check_access(request, VIEW)
     upload = _upload_of(pk, upload_pk)
     if not upload.bad_rows_path:
@@ -127,6 +150,4 @@ def upload_bad_rows(request: HttpRequest, pk: int, upload_pk: int) -> FileRespon
     except FileNotFoundError:
         raise Http404("The bad-rows file is gone.") from None
     stem = upload.file_name.removesuffix(".csv").removesuffix(".CSV") or "upload"
-    return FileResponse(
-        handle, as_attachment=True, filename=f"{stem}-bad-rows.csv", content_type="text/csv"
-    )
+    return csv_download(_SafeRows(handle), f"{stem}-bad-rows.csv")

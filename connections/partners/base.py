@@ -74,6 +74,11 @@ class PartnerConfig:
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def endpoints(self) -> dict[str, str]:
+        """The base URLs an admin typed into this config, by form field: the egress policy checks
+        where they resolve when the connection is saved (every call checks again anyway)."""
+        return {}
+
 
 class Direction(StrEnum):
     """Which way members travel: to the partner (destination) or from it (source)."""

@@ -1,5 +1,6 @@
 """The one HTTP helper every partner call goes through, and what it raises: timeouts, JSON
-handling and the classification of an answer (retry it, fix the credentials, or give up)."""
+handling and the classification of an answer (retry it, fix the credentials, or give up).
+Every call obeys the egress policy (core/egress.py, invariant 10 in docs/architecture.md)."""
 
 import json
 from dataclasses import dataclass, field
@@ -9,10 +10,13 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from connections.partners.base import ConfigError, RateLimitSignal
+from connections.partners.base import ConfigError, PartnerConfig, RateLimitSignal
+from core import egress, egress_http
 
 # Connect fast, but give a busy partner time to answer a large batch.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+# What is kept of a partner's own message: it lands on pages any viewer reads.
+MESSAGE_CHARS = 120
 
 
 class PartnerError(Exception):
@@ -88,8 +92,12 @@ def call(
     session: requests.Session | None = None,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
 ) -> PartnerResponse:
-    """One partner request with Bearer auth. Non-2xx answers raise a classified PartnerError."""
-    sender = session or requests
+    """One partner request with Bearer auth. Non-2xx answers raise a classified PartnerError.
+
+    A `session` passed in is made to obey the egress policy (its adapters are replaced once);
+    without one, a policy-bound session is used for this call alone. Redirects are not followed.
+    """
+    sender = egress_http.protect(session) if session is not None else egress_http.session()
     host = urlsplit(url).netloc
     try:
         response = sender.request(
@@ -98,12 +106,19 @@ def call(
             headers={"Authorization": f"Bearer {secret}", "Accept": "application/json"},
             json=payload,
             timeout=timeout,
+            allow_redirects=False,
         )
+    except egress.EgressRefused as exc:
+        # Not retryable: the address will not become allowed by waiting.
+        raise PartnerError(f"Refused to call {host}: {exc}", unreachable=True) from None
     except requests.RequestException as exc:
         reason = type(exc).__name__
         raise PartnerError(
             f"Could not reach {host} ({reason})", retryable=True, unreachable=True
         ) from None
+    finally:
+        if session is None:
+            sender.close()
     try:
         body: Any = response.json() if response.content else {}
     except json.JSONDecodeError:
@@ -112,9 +127,18 @@ def call(
     status = response.status_code
     if 200 <= status < 300:
         return PartnerResponse(status, body, headers)
-    message = redact(_message_from(body, f"HTTP {status} {response.reason}"), secret)
+    if 300 <= status < 400:
+        # Following it would send the credentials to wherever the answer points.
+        raise PartnerError(
+            f"{host} answered HTTP {status}, a redirect, which cohortsync does not follow: "
+            "set the endpoint to the address the partner serves its API at.",
+            status=status,
+            headers=headers,
+        )
+    # Redacted before it is cut, so no part of the secret survives at the cut.
+    full = redact(_message_from(body, f"HTTP {status} {response.reason}"), secret)
     raise PartnerError(
-        message,
+        egress.excerpt(full, MESSAGE_CHARS),
         status=status,
         retryable=status == 429 or status >= 500,
         auth=status in (401, 403),
@@ -151,4 +175,21 @@ def normalise_endpoint(raw: str, *, what: str = "endpoint", field: str | None = 
             "COHORTSYNC_ALLOW_INSECURE_ENDPOINTS is on (for the partner simulator).",
             field=field,
         )
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    endpoint = f"{parts.scheme}://{parts.netloc.lower()}"
+    try:
+        # No DNS query here: configs are parsed on every load. ConnectionForm adds the resolved
+        # check when an admin saves (check_endpoints), and every connection checks again.
+        egress.check_url(endpoint)
+    except egress.EgressRefused as exc:
+        raise ConfigError(f"The {what} is not allowed: {exc}", field=field) from None
+    return endpoint
+
+
+def check_endpoints(config: PartnerConfig) -> None:
+    """The egress policy on the addresses the config's endpoints resolve to now: for the moment
+    an admin saves them. Raises ConfigError naming the field."""
+    for field_name, url in config.endpoints().items():
+        try:
+            egress.check_url(url, resolve_now=True)
+        except egress.EgressRefused as exc:
+            raise ConfigError(f"This endpoint is not allowed: {exc}", field=field_name) from None

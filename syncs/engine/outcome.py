@@ -1,7 +1,11 @@
 """How a run ends: its final status with counts that add up, and what a refused credential
 does to its connection and that connection's syncs."""
 
+import logging
+
+import redis
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from connections.models import Connection
@@ -9,7 +13,10 @@ from connections.signals import connection_state_changed
 from core import audit
 from syncs.engine.events import Kind, record_event
 from syncs.models import Sync, SyncRun, SyncRunPlanItem
+from syncs.queue import enqueue_run
 from syncs.signals import run_finished
+
+logger = logging.getLogger(__name__)
 
 Status = SyncRun.Status
 
@@ -105,3 +112,22 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
             failed=current.failed,
             skipped=current.skipped,
         )
+
+
+def interrupt_run(run: SyncRun, message: str) -> bool:
+    """Hand a running run back to the queue, to resume from its last checkpoint with a job of its
+    own. Only the worker holding the run can (its interruptions count is still the run's). When
+    Redis does not take the job, the reaper queues it once Redis is back."""
+    with transaction.atomic():
+        handed_back = SyncRun.objects.filter(
+            pk=run.pk, status=Status.RUNNING, interruptions=run.interruptions
+        ).update(status=Status.QUEUED, interruptions=F("interruptions") + 1)
+        if handed_back:
+            record_event(run.pk, Kind.INTERRUPTED, message)
+    if not handed_back:
+        return False
+    try:
+        enqueue_run(run.pk, attempt=run.interruptions + 1)
+    except redis.RedisError as exc:
+        logger.warning("Run %s waits for Redis to be queued again: %s", run.pk, type(exc).__name__)
+    return True

@@ -22,13 +22,14 @@ from connections import crypto
 from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, Recipient
 from connections.partners.http import PartnerError
+from core import stopping
 from syncs.engine import checkpoint, diff
 from syncs.engine.checkpoint import InFlight
 from syncs.engine.diff import PlannedMember
 from syncs.engine.events import Kind, record_event
-from syncs.engine.outcome import finish_run, refuse_connection
+from syncs.engine.outcome import finish_run, interrupt_run, refuse_connection
 from syncs.engine.plan import Scope, plan_run, restore_plan
-from syncs.engine.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, StopRun
+from syncs.engine.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, Interrupted, StopRun
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ PAGE_MEMBERS = 1000
 # ledger lacks (the next run sends those members again; both partners' writes are idempotent).
 SENDS_IN_FLIGHT = 4
 Op = SyncRunPlanItem.Op
+WORKER_STOPPING = (
+    "The worker was asked to stop: what the partner accepted is checkpointed, and the run "
+    "resumes from there with the next worker."
+)
 
 
 def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
@@ -66,6 +71,9 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
         return "lost claim"
     except StopRun as stop:
         finish_run(run, stop.status, stop.message)
+    except Interrupted as stop:
+        interrupt_run(run, stop.message)
+        return "interrupted"
     except Exception:
         logger.exception("Sync run %s crashed", run_id)
         finish_run(run, Status.FAILED, "cohortsync hit an internal error; the run was stopped.")
@@ -225,7 +233,7 @@ class RunSender:
                 if batch.started is not None
                 else NOTHING_SENT
             )
-        except StopRun:
+        except (StopRun, Interrupted):
             self._settle_accepted()
             raise
         status = self._checkpoint(batch, result)
@@ -236,6 +244,9 @@ class RunSender:
         if status != Status.RUNNING:
             # The reaper gave up on this run (it thought this worker dead) and finished it.
             raise LostClaim(self.run.pk)
+        if stopping.stop_requested():
+            self._settle_accepted()
+            raise Interrupted(WORKER_STOPPING)
 
     def _settle_accepted(self) -> None:
         """The run stops: checkpoint the batches in flight that the partner accepted, without
@@ -274,6 +285,8 @@ class RunSender:
         """Sleep (backoff, rate-limit waits) while beating the heartbeat, so a long wait never
         looks like a dead worker to the reaper (stale after 90 s)."""
         while seconds > 0:
+            if stopping.stop_requested():
+                raise Interrupted(WORKER_STOPPING)
             chunk = min(seconds, HEARTBEAT_EVERY_SECONDS)
             self._sleep(chunk)
             seconds -= chunk

@@ -6,28 +6,26 @@ Requests go out on a few sending threads, so a run has several batches in flight
 engine checkpoints the ones before them; the threads touch the network and Redis, never the
 database."""
 
-import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-import django_rq
 import requests
 
 from connections.models import Connection
-from connections.partners.base import BatchResult, Partner, RateLimitSignal, Recipient
+from connections.partners.base import BatchResult, Partner, Recipient
 from connections.partners.http import BatchTooLarge, PartnerError
-from connections.ratelimit import RateLimitTimeout, TokenBucket, connection_bucket_key
+from connections.ratelimit import RateLimitTimeout
 from syncs.engine.events import Kind, record_event
 from syncs.engine.outcome import refuse_connection
+from syncs.engine.pacing import MAX_BACKOFF_SECONDS, RedisOutage, SharedPace, backoff
 from syncs.models import SyncRun
 
 MAX_ATTEMPTS = 6
-MAX_BACKOFF_SECONDS = 60.0
 # Waits for the shared bucket shorter than this are pacing, not news: only the total is kept.
 NOTABLE_WAIT_SECONDS = 1.0
 # Well under the reaper's 90 s: a run waiting this long for an answer beats its heartbeat.
@@ -43,6 +41,15 @@ class StopRun(Exception):
         self.status = status
 
 
+class Interrupted(Exception):
+    """The run stops here and resumes later from its last checkpoint: the worker is stopping,
+    or Redis stayed out of reach. `message` says which, on the run's timeline."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass
 class Attempt:
     """One try at a batch: the partner's answer or why there was none, and the seconds spent
@@ -53,6 +60,8 @@ class Attempt:
     refused: PartnerError | None = None
     too_large: BatchTooLarge | None = None
     no_token: RateLimitTimeout | None = None
+    # Seconds Redis stayed out of reach before this attempt gave up waiting for a token.
+    redis_down: float | None = None
 
 
 class BatchSender:
@@ -89,16 +98,9 @@ class BatchSender:
         self._threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="send")
         self._local = threading.local()
         self.in_flight = in_flight
-        rate = partner.rate_limit(partner.config)
         # Sending threads wait for the bucket with a plain `pause`: the heartbeat is a database
         # write, beaten by the thread that waits for their answer (`beat`).
-        self.bucket = TokenBucket(
-            django_rq.get_connection("default"),
-            connection_bucket_key(connection.pk),
-            capacity=rate.requests,
-            per_seconds=float(rate.seconds),
-            sleep=pause,
-        )
+        self.pace = SharedPace(connection, partner, pause=pause)
         self.batch_size = partner.max_batch_size()
         # Requests and waits of accepted batches, added to the counters by the engine's
         # checkpoint: one UPDATE per batch instead of two.
@@ -133,6 +135,12 @@ class BatchSender:
                 started = self.start(add=add, remove=remove)
             outcome = self._answer(started)
             waited = outcome.waited
+            if outcome.redis_down is not None:
+                raise Interrupted(
+                    f"Redis, which holds the connection's shared rate limit, was out of reach "
+                    f"for {outcome.redis_down:.0f} s: the run resumes from its last checkpoint "
+                    "once Redis is back."
+                )
             if outcome.no_token is not None:
                 # The bucket is empty for longer than we wait at once (a partner's reset far
                 # away): wait our longest, then ask again, a bounded number of times.
@@ -187,9 +195,11 @@ class BatchSender:
         """Wait for a token, post the batch, read the rate-limit headers. No database here: it
         runs on the sending threads."""
         try:
-            waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+            waited = self.pace.acquire()
         except RateLimitTimeout as timeout:
             return Attempt(no_token=timeout)
+        except RedisOutage as outage:
+            return Attempt(redis_down=outage.seconds)
         try:
             result = self.partner.send_batch(
                 cohort_label=self.cohort_label,
@@ -203,7 +213,7 @@ class BatchSender:
         except PartnerError as exc:
             return Attempt(waited, refused=exc)
         if result.rate_limit is not None:
-            self.bucket.observe(_less(result.rate_limit, self.in_flight - 1))
+            self.pace.observe(result.rate_limit, others=self.in_flight - 1)
         return Attempt(waited, result=result)
 
     def _session(self) -> requests.Session:
@@ -226,7 +236,7 @@ class BatchSender:
             ) from None
         if exc.status == 429 and exc.rate_limit is not None:
             # Every worker on this connection waits for the partner's reset, not just us.
-            self.bucket.observe(exc.rate_limit)
+            self.pace.observe(exc.rate_limit)
         delay = backoff(attempt, exc)
         throttled = exc.status == 429
         self._count_now(retries=1, throttled_seconds=delay if throttled else 0.0)
@@ -281,22 +291,3 @@ class BatchSender:
                 merged.failed += result.failed
                 merged.status = result.status
         return merged
-
-
-def _less(signal: RateLimitSignal, others: int) -> RateLimitSignal:
-    """The partner's remaining requests, less the `others` this sender may have on their way
-    that the partner had not counted yet (or that took a token since): the bucket learns the
-    partner's limit before the batches in flight meet it."""
-    if signal.remaining is None or not others:
-        return signal
-    return replace(signal, remaining=max(0, signal.remaining - others))
-
-
-def backoff(attempt: int, exc: PartnerError) -> float:
-    signal = exc.rate_limit
-    if signal is not None and signal.reset_at is not None:
-        # Braze says when the window resets; jitter spreads the workers that wait for it.
-        delay = max(0.0, signal.reset_at - time.time()) + random.uniform(0, 0.5)  # noqa: S311
-    else:
-        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
-    return min(delay, MAX_BACKOFF_SECONDS)

@@ -42,7 +42,11 @@ class SyncRunEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["run", "id"])]
+        indexes = [
+            models.Index(fields=["run", "id"]),
+            # The retention job (cohortsync/retention.py) finds old events by time.
+            models.Index(fields=["at"], name="syncrunevent_at"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.run_id}: {self.kind}"

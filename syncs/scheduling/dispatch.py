@@ -21,7 +21,7 @@ from django.utils import timezone
 from syncs import cadence as cadences
 from syncs.models import Sync, SyncRun, SyncRunEvent
 from syncs.queue import enqueue_new_runs
-from syncs.services import fail_unqueued_runs, start_run
+from syncs.services import note_unqueued_runs, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +136,14 @@ def start_runs_one_by_one(sync_ids: list[int]) -> int:
 
 
 def queue_runs(run_ids: list[int]) -> None:
-    """Queue the runs' jobs; when Redis is unreachable the runs fail, as in start_run."""
+    """Queue the runs' jobs; when Redis is unreachable the runs wait, as in start_run."""
     if not run_ids:
         return
     try:
         existing = enqueue_new_runs(run_ids)
     except redis.RedisError as exc:
         logger.error("Could not queue %s sync runs: %s", len(run_ids), type(exc).__name__)
-        fail_unqueued_runs(run_ids)
+        note_unqueued_runs(run_ids)
         return
     if existing:
         logger.warning("Sync runs %s already had a job; left as they were.", existing)

@@ -15,7 +15,9 @@ from syncs.models import SyncRun
 from syncs.queue import RUNS_QUEUE, enqueue_run, run_job_id
 
 STALE_HEARTBEAT = timedelta(seconds=90)
-LOST_JOB_AFTER = timedelta(minutes=5)
+# A queued run whose job Redis does not have (Redis was unreachable, or restarted empty) is
+# queued again after this: the grace covers the moment between a run's commit and its enqueue.
+LOST_JOB_AFTER = timedelta(minutes=1)
 MAX_INTERRUPTIONS = 3
 
 

@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from core.csv_export import csv_download
 from core.roles import check_access, role_required
 from syncs.engine import diff
 from syncs.models import SyncRun, SyncRunError
@@ -66,7 +67,4 @@ def run_errors_csv(request: HttpRequest, pk: int, run_pk: int) -> StreamingHttpR
     # Not @role_required: its type admits HttpResponse, and this response streams.
     check_access(request, VIEW)
     run = run_of_sync(pk, run_pk)
-    response = StreamingHttpResponse(export_lines(run), content_type="text/csv; charset=utf-8")
-    filename = f"sync-{run.sync_id}-run-{run.pk}-errors.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return csv_download(export_lines(run), f"sync-{run.sync_id}-run-{run.pk}-errors.csv")

@@ -18,7 +18,7 @@ from syncs.models import Sync, SyncRun
 from syncs.pages.charts import BarChart, RunCounts, run_changes_chart
 from syncs.pages.history_filters import RunHistoryFilter
 from syncs.pages.progress import RunProgress, duration_between, estimate_progress
-from syncs.services import start_run
+from syncs.services import QUEUE_UNREACHABLE, start_run, waits_for_queue
 
 VIEW = "syncs.view_sync"
 MANAGE = "syncs.manage_syncs"
@@ -119,8 +119,8 @@ def sync_run_now(request: HttpRequest, pk: int) -> HttpResponse:
     if not created:
         text = 'A run of this sync is already {}: <a href="{}">watch run {}</a>.'
         messages.info(request, format_html(text, run.get_status_display().lower(), run_url, run.pk))
-    elif run.status == SyncRun.Status.FAILED:
-        messages.error(request, run.error_summary)
+    elif waits_for_queue(run):
+        messages.warning(request, QUEUE_UNREACHABLE)
     else:
         messages.success(request, "Run queued; a worker starts it in a moment.")
     return redirect("syncs:sync_detail", pk=sync.pk)

@@ -2,11 +2,13 @@
 backend, a bounded retry, and failures recorded without ever writing the webhook URL down."""
 
 import logging
+from datetime import timedelta
 
 import django_rq
 import pytest
 import redis
 from django.core import mail
+from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from alerts import jobs, queue, services
@@ -150,17 +152,27 @@ def test_a_channel_turned_off_before_sending_fails_at_once_without_retries(webho
     assert webhook.received == []
 
 
-def test_an_unreachable_queue_marks_the_delivery_failed(webhook, monkeypatch):
+def test_an_alert_raised_while_the_queue_is_unreachable_waits_and_is_sent_once_it_is_back(
+    webhook, monkeypatch
+):
     configure(webhook_url=webhook.url)
 
     def down(delivery_id):
         raise redis.ConnectionError("no Redis")
 
-    monkeypatch.setattr(services, "enqueue_delivery", down)
-    [delivery] = services.raise_alert(ALERT)
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "enqueue_delivery", down)
+        [delivery] = services.raise_alert(ALERT)
     delivery.refresh_from_db()
-    assert delivery.status == Status.FAILED
-    assert "Redis" in delivery.error
+    assert delivery.status == Status.PENDING
+    assert webhook.received == []
+    # Redis is back: the minute's requeue_waiting_work queues it, and it is sent once.
+    assert queue.requeue_waiting_deliveries(now=timezone.now() + timedelta(minutes=2)) == 1
+    assert queue.requeue_waiting_deliveries(now=timezone.now() + timedelta(minutes=2)) == 0
+    run_jobs()
+    delivery.refresh_from_db()
+    assert delivery.status == Status.SENT
+    assert len(webhook.received) == 1
 
 
 def test_a_delivery_is_sent_once_even_if_its_job_runs_twice(webhook):

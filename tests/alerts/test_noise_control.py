@@ -7,15 +7,14 @@ import pytest
 
 from alerts import receivers
 from alerts.models import AlertDelivery, AlertState
-from cohorts.models import Cohort
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
 from connections.services import request_connection_check, update_connection
 from syncs.engine.outcome import finish_run, refuse_connection
 from syncs.models import SyncRun
-from syncs.services import create_sync
 from tests.alerts.helpers import configure
 from tests.base import make_connection
+from tests.factories import make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -26,16 +25,8 @@ HOOK = "https://hooks.example.com/services/T1/B2/abcdefabcdef"
 
 
 @pytest.fixture
-def sync():
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=make_connection(name="Braze US"),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+def sync(cohort):
+    return make_sync(cohort=cohort, connection=make_connection(name="Braze US"))
 
 
 @pytest.fixture
@@ -109,14 +100,8 @@ def test_canceled_and_skipped_runs_say_nothing_about_the_sync(finish, status):
 
 def test_each_sync_has_its_own_state(finish, sync):
     configure(webhook_url=HOOK)
-    other = create_sync(
-        name="Other",
-        cohort=sync.cohort,
-        connection=sync.connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    other = make_sync(name="Other", cohort=sync.cohort, connection=sync.connection)
+
     finish(Status.FAILED, "boom")
     finish(Status.FAILED, "boom", of=other)
     assert sorted(AlertDelivery.objects.values_list("subject_id", flat=True)) == sorted(

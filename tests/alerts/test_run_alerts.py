@@ -6,13 +6,13 @@ import requests
 
 from alerts.models import AlertDelivery
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.lifecycle import approve_held_run
 from syncs.models import SyncRun
-from syncs.services import create_sync, start_run
+from syncs.services import start_run
 from tests.alerts.helpers import configure
 from tests.base import make_connection
+from tests.factories import make_cohort, make_simulator_connection, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -27,9 +27,7 @@ def ext(value):
 
 @pytest.fixture
 def cohort():
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(10)])
-    return cohort
+    return make_cohort(members=[f"u{n}" for n in range(10)])
 
 
 @pytest.fixture
@@ -51,17 +49,6 @@ def run(django_capture_on_commit_callbacks):
     return run_sync
 
 
-def make_sync(cohort, connection):
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
 def inject(sandbox, *statuses):
     requests.post(
         f"{sandbox.url}/_sandbox/faults",
@@ -75,7 +62,7 @@ def test_two_failed_runs_send_one_alert_and_the_next_success_a_recovery(
 ):
     configure(webhook_url=webhook.url)
     connection = make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY)
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
 
     inject(sandbox, 400)
     assert run(sync).status == Status.FAILED
@@ -99,7 +86,7 @@ def test_a_refused_key_sends_one_connection_alert_across_two_failed_runs(
 ):
     configure(webhook_url=webhook.url)
     bad = make_connection(endpoint=sandbox.url, secret="braze-key-nobody-knows-0000")
-    sync = make_sync(cohort, bad)
+    sync = make_sync(cohort=cohort, connection=bad)
     assert run(sync).status == Status.FAILED
     assert run(sync).status == Status.FAILED
     assert AlertDelivery.objects.count() == 1
@@ -113,10 +100,8 @@ def test_a_held_run_alerts_and_approving_it_sends_the_recovery(
     cohort, sandbox, webhook, run, marketer
 ):
     configure(webhook_url=webhook.url)
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=make_simulator_connection(sandbox))
+
     assert run(sync).status == Status.SUCCEEDED
     assert webhook.received == []  # a first success is no news
 

@@ -1,4 +1,5 @@
-"""Fixtures for the API tests: a token client per role, and a cohort, connection and sync."""
+"""Fixtures for the API tests: a token client per role, and a connection and a sync (of the
+shared `cohort`)."""
 
 from typing import Any
 
@@ -6,8 +7,9 @@ import pytest
 
 from cohorts.models import Cohort
 from core.roles import Role
-from tests.api.helpers import ApiClient, api_client_for, make_sync
+from tests.api.helpers import ApiClient, api_client_for
 from tests.base import make_connection, make_user
+from tests.factories import make_sync
 
 
 @pytest.fixture
@@ -35,15 +37,10 @@ def outsider_api(db: Any) -> ApiClient:
 
 
 @pytest.fixture
-def cohort(db: Any) -> Cohort:
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-
-
-@pytest.fixture
 def connection(db: Any) -> Any:
     return make_connection(name="Braze prod", secret="braze-rest-key-0000-1a2b")
 
 
 @pytest.fixture
 def sync(cohort: Cohort, connection: Any) -> Any:
-    return make_sync(cohort, connection)
+    return make_sync(cohort=cohort, connection=connection)

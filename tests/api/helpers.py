@@ -8,8 +8,6 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from api.tokens import create_api_token
-from cohorts.models import Cohort
-from syncs.services import create_sync
 
 
 class ApiClient:
@@ -46,15 +44,3 @@ def queries_of(request: Any) -> int:
 
 def api_client_for(user: Any) -> ApiClient:
     return ApiClient(create_api_token(user=user, name="tests", actor=None)[1])
-
-
-def make_sync(cohort: Cohort, connection: Any, name: str = "Churn → Braze", **fields: Any) -> Any:
-    return create_sync(
-        name=name,
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=fields.pop("identifier_mapping", ["external_id"]),
-        cadence=fields.pop("cadence", {"kind": "once"}),
-        actor=None,
-        **fields,
-    )

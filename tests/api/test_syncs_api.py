@@ -9,7 +9,8 @@ from django.test import Client
 from api.tokens import create_api_token
 from core.models import AuditEntry
 from syncs.models import Sync, SyncRun
-from tests.api.helpers import make_sync, queries_of
+from tests.api.helpers import queries_of
+from tests.factories import make_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -203,11 +204,12 @@ def test_unknown_paths_and_methods_answer_json(marketer_api):
 def test_the_sync_list_costs_the_same_queries_for_one_sync_or_many(
     viewer_api, cohort, connection, django_assert_num_queries
 ):
-    make_sync(cohort, connection, name="First")
+    make_sync(cohort=cohort, connection=connection, name="First")
     viewer_api.get("/syncs")  # last-used is written on the first request only
     one = queries_of(lambda: viewer_api.get("/syncs"))
     for n in range(6):
-        make_sync(cohort, connection, name=f"More {n}")
+        make_sync(cohort=cohort, connection=connection, name=f"More {n}")
+
     with django_assert_num_queries(one):
         assert len(viewer_api.get("/syncs").json()["items"]) == 7
 

@@ -6,13 +6,12 @@ import pytest
 import requests
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from core.roles import Role
 from syncs.models import SyncedMember, SyncRun
-from syncs.services import create_sync, start_run
-from tests.base import PASSWORD, make_connection, make_user
+from syncs.services import start_run
+from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
+from tests.factories import make_cohort, make_simulator_connection, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("rq_redis")]
@@ -38,21 +37,9 @@ def run(sync):
 def test_an_admin_approves_a_held_run(page, live_server, sandbox, transactional_db):
     expect = __import__("playwright.sync_api", fromlist=["expect"]).expect
     make_user(Role.ADMIN, email="ada@example.com")
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[Identity("external_id", value) for value in MEMBERS])
-    sync = create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=make_connection(
-            name="Braze sandbox",
-            endpoint=sandbox.url,
-            secret=DEMO_BRAZE_KEY,
-            update_existing_only=False,
-        ),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    cohort = make_cohort(members=MEMBERS)
+    sync = make_sync(cohort=cohort, connection=make_simulator_connection(sandbox))
+
     assert run(sync).added == 10
     apply_changes(cohort.pk, remove=[Identity("external_id", value) for value in LEAVING])
     held = run(sync)

@@ -7,14 +7,13 @@ import csv
 import pytest
 import requests
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
+from cohorts.membership import Identity
 from core.roles import Role
 from syncs.models import SyncRun
-from syncs.services import create_sync, start_run
-from tests.base import PASSWORD, make_connection, make_user
+from syncs.services import start_run
+from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
+from tests.factories import make_cohort, make_simulator_connection, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("rq_redis")]
@@ -32,25 +31,10 @@ def test_opens_a_failed_run_and_exports_its_errors(page, live_server, sandbox, t
         },
         timeout=5,
     ).raise_for_status()
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(
-        cohort.pk,
-        add=[Identity("external_id", f"user-{n:03d}") for n in range(200)]
-        + [Identity("device_id", "device-without-external-id")],
-    )
-    sync = create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=make_connection(
-            name="Braze sandbox",
-            endpoint=sandbox.url,
-            secret=DEMO_BRAZE_KEY,
-            update_existing_only=False,
-        ),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    members = [f"user-{n:03d}" for n in range(200)]
+    cohort = make_cohort(members=[*members, Identity("device_id", "device-without-external-id")])
+    sync = make_sync(cohort=cohort, connection=make_simulator_connection(sandbox))
+
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     run_jobs()
     run.refresh_from_db()

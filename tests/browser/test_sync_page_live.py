@@ -10,11 +10,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cohorts.models import Cohort
 from core.roles import Role
-from syncs.models import Sync, SyncRun
+from syncs.models import SyncRun
 from tests.base import PASSWORD, make_connection, make_user
 from tests.browser.conftest import screenshot
+from tests.factories import make_cohort, make_run, make_sync
 
 pytestmark = pytest.mark.browser
 
@@ -27,28 +27,20 @@ def log_in(page, live_server, email):
 
 
 def make_sync_with_runs():
-    sync = Sync.objects.create(
-        name="Churn → Braze",
-        cohort=Cohort.objects.create(name="Churn risk", source="manual"),
-        connection=make_connection(name="Braze prod"),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "hourly"},
-    )
+    connection = make_connection(name="Braze prod")
+    sync = make_sync(cohort=make_cohort(), connection=connection, cadence="hourly", orm=True)
     earlier = timezone.now() - timedelta(hours=1)
-    SyncRun.objects.create(
-        sync=sync,
-        trigger="manual",
-        status="succeeded",
+    make_run(
+        sync,
         queued_at=earlier,
         started_at=earlier,
         finished_at=earlier,
         planned_adds=40,
         added=40,
     )
-    running = SyncRun.objects.create(
-        sync=sync,
-        trigger="manual",
-        status="running",
+    running = make_run(
+        sync,
+        status=SyncRun.Status.RUNNING,
         started_at=timezone.now(),
         planned_adds=300,
         added=100,

@@ -4,13 +4,11 @@ reloading it."""
 
 import pytest
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from core.roles import Role
 from syncs.models import SyncRun
-from tests.base import PASSWORD, make_connection, make_user
+from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
+from tests.factories import make_cohort, make_simulator_connection
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("rq_redis")]
@@ -21,14 +19,8 @@ def test_marketer_creates_a_sync_runs_it_and_watches_it_finish(
 ):
     expect = __import__("playwright.sync_api", fromlist=["expect"]).expect
     make_user(Role.MARKETER, email="mia@example.com")
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[Identity("external_id", f"user-{n}") for n in range(300)])
-    make_connection(
-        name="Braze sandbox",
-        endpoint=sandbox.url,
-        secret=DEMO_BRAZE_KEY,
-        update_existing_only=False,
-    )
+    make_cohort(members=300)
+    make_simulator_connection(sandbox)
 
     page.goto(f"{live_server.url}/")
     page.fill("#id_username", "mia@example.com")

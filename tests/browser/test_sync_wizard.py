@@ -4,12 +4,12 @@ reload and the browser's own Back button keep the answers. Then edits it with th
 
 import pytest
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
+from cohorts.membership import Identity
 from core.roles import Role
 from syncs.models import Sync
 from tests.base import PASSWORD, make_connection, make_user
 from tests.browser.conftest import screenshot
+from tests.factories import make_cohort
 
 pytestmark = [pytest.mark.browser]
 
@@ -19,20 +19,18 @@ def test_a_marketer_creates_a_sync_through_the_steps_and_sees_the_preview(
 ):
     expect = __import__("playwright.sync_api", fromlist=["expect"]).expect
     make_user(Role.MARKETER, email="mia@example.com")
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
     # 50 external ids (40 with a Braze id too), 30 devices with a Braze id, 20 with nothing usable.
-    apply_changes(
-        cohort.pk,
-        add=[
+    cohort = make_cohort(
+        members=[
             *(
                 Identity("external_id", f"u{n}", extras=(("braze_id", f"b{n}"),) if n < 40 else ())
                 for n in range(50)
             ),
             *(Identity("device_id", f"d{n}", extras=(("braze_id", f"bd{n}"),)) for n in range(30)),
             *(Identity("device_id", f"x{n}") for n in range(20)),
-        ],
-        update_extras=True,
+        ]
     )
+
     make_connection(name="Braze prod", objects_per_request=50)
 
     page.goto(f"{live_server.url}/")

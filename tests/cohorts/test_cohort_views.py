@@ -14,16 +14,9 @@ from connections.models import ImportKey
 from core.models import AuditEntry
 from syncs.models import Sync
 from tests.base import make_connection
+from tests.factories import make_cohort
 
 pytestmark = pytest.mark.django_db
-
-
-def make_cohort(name="Churn risk", *, members=0, **fields):
-    cohort = Cohort.objects.create(name=name, source=fields.pop("source", "manual"), **fields)
-    if members:
-        apply_changes(cohort.pk, add=[Identity("external_id", f"user-{n}") for n in range(members)])
-        cohort.refresh_from_db()
-    return cohort
 
 
 def flashes(response):
@@ -100,11 +93,11 @@ def test_marketers_and_admins_reach_every_cohort_page(request, client_fixture):
 
 
 def test_the_list_shows_source_size_last_change_and_the_syncs_using_each_cohort(viewer_client):
-    cohort = make_cohort("Lapsed buyers", members=1234)
+    cohort = make_cohort(name="Lapsed buyers", members=1234)
     make_cohort(
-        "AF installs", source="partner", partner="appsflyer", partner_cohort_id="af-cohort-77"
+        name="AF installs", source="partner", partner="appsflyer", partner_cohort_id="af-cohort-77"
     )
-    make_cohort("From a file", source="csv")
+    make_cohort(name="From a file", source="csv")
     connection = make_connection()
     Sync.objects.create(name="Braze lapsed", cohort=cohort, connection=connection)
     Sync.objects.create(name="AF lapsed", cohort=cohort, connection=connection)
@@ -126,7 +119,7 @@ def test_the_list_costs_the_same_queries_for_3_and_30_cohorts(viewer_client):
 
     def add_cohorts(count):
         for n in range(count):
-            cohort = make_cohort(f"Cohort {Cohort.objects.count():03d}")
+            cohort = make_cohort(name=f"Cohort {Cohort.objects.count():03d}")
             Sync.objects.create(name=f"Sync {n}", cohort=cohort, connection=connection)
 
     add_cohorts(3)
@@ -141,8 +134,8 @@ def test_the_list_costs_the_same_queries_for_3_and_30_cohorts(viewer_client):
 
 def test_the_list_is_searched_by_name_and_paginated_by_50(viewer_client):
     for n in range(55):
-        make_cohort(f"Winback {n:02d}")
-    make_cohort("Churn risk")
+        make_cohort(name=f"Winback {n:02d}")
+    make_cohort(name="Churn risk")
     url = reverse("cohorts:cohort_list")
     response = viewer_client.get(url, {"q": "winback"})
     assert len(response.context["page"].object_list) == 50
@@ -183,7 +176,9 @@ def test_a_manual_cohort_is_renamed(marketer_client):
 
 
 def test_a_partner_cohort_offers_no_rename_and_refuses_one(marketer_client):
-    cohort = make_cohort("AF buyers", source="partner", partner="appsflyer", partner_cohort_id="9")
+    cohort = make_cohort(
+        name="AF buyers", source="partner", partner="appsflyer", partner_cohort_id="9"
+    )
     detail = marketer_client.get(reverse("cohorts:cohort_detail", args=[cohort.pk]))
     assert reverse("cohorts:cohort_edit", args=[cohort.pk]) not in detail.content.decode()
     response = marketer_client.post(
@@ -277,7 +272,9 @@ def test_bad_input_is_shown_back_with_its_line_and_changes_nothing(marketer_clie
 
 
 def test_the_detail_page_shows_imports_uploads_and_syncs(viewer_client):
-    cohort = make_cohort("AF buyers", source="partner", partner="appsflyer", partner_cohort_id="7")
+    cohort = make_cohort(
+        name="AF buyers", source="partner", partner="appsflyer", partner_cohort_id="7"
+    )
     key = ImportKey.objects.create(
         name="AF prod", partner="appsflyer", prefix="cs_live_ab12", key_hash="0" * 64
     )
@@ -347,7 +344,7 @@ def test_a_cohort_with_no_history_shows_the_empty_chart_state(viewer_client):
 
 @pytest.fixture
 def searchable():
-    cohort = make_cohort("Devices")
+    cohort = make_cohort(name="Devices")
     apply_changes(
         cohort.pk,
         add=[
@@ -394,7 +391,7 @@ def test_a_search_shorter_than_two_characters_is_refused(viewer_client, searchab
 
 
 def test_members_of_another_cohort_are_never_found(viewer_client, searchable):
-    other = make_cohort("Other")
+    other = make_cohort(name="Other")
     apply_changes(other.pk, add=[Identity("external_id", "alice-9")])
     assert found(viewer_client, searchable, "alice") == ["alice-1", "alice-2"]
 

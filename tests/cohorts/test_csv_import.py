@@ -3,19 +3,23 @@ bookkeeping (claim, progress, cleanup, audit)."""
 
 import csv
 import io
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from cohorts import csv_import
 from cohorts.csv_import import INTERRUPTED, import_csv_upload
 from cohorts.jobs import import_csv, import_csv_failed
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort, CohortMember, CohortSizeSample, CsvUpload, CsvUploadRow
+from cohorts.upload_reaper import reap_stuck_uploads
 from cohorts.uploads import QUEUE_UNREACHABLE, start_csv_upload
 from core.models import AuditEntry
+from tests.factories import make_cohort
 from tests.jobs import run_jobs
 from tests.queues import queues_at
 
@@ -30,7 +34,7 @@ def media_root(settings, tmp_path):
 
 @pytest.fixture
 def cohort():
-    return Cohort.objects.create(name="Lapsed buyers", source=Cohort.Source.CSV)
+    return make_cohort(name="Lapsed buyers", source=Cohort.Source.CSV)
 
 
 def queue_upload(cohort, content, mode="add", user=None):
@@ -407,7 +411,10 @@ def test_start_csv_upload_stores_the_file_audits_and_queues_the_import(cohort, m
     assert values(cohort) == {"a", "b"}
 
 
-def test_an_unreachable_queue_fails_the_upload_with_a_clear_message(cohort, marketer, settings):
+def test_an_upload_while_the_queue_is_unreachable_keeps_its_file_and_runs_once_it_is_back(
+    cohort, marketer, settings, rq_redis
+):
+    reachable = settings.RQ_QUEUES
     settings.RQ_QUEUES = queues_at("redis://127.0.0.1:9/0", timeout=5)
     upload = start_csv_upload(
         cohort=cohort,
@@ -415,7 +422,15 @@ def test_an_unreachable_queue_fails_the_upload_with_a_clear_message(cohort, mark
         uploaded_file=ContentFile(b"external_id\na\n", name="a.csv"),
         actor=marketer,
     )
-    assert upload.status == CsvUpload.Status.FAILED
+    assert upload.status == CsvUpload.Status.QUEUED
     assert upload.error == QUEUE_UNREACHABLE
-    assert upload.stored_path == ""
+    assert upload.stored_path and default_storage.exists(upload.stored_path)
     assert values(cohort) == set()
+    # Redis is back: the upload reaper queues it, and the import runs.
+    settings.RQ_QUEUES = reachable
+    assert reap_stuck_uploads(now=timezone.now() + timedelta(minutes=5)) == 1
+    run_jobs()
+    upload.refresh_from_db()
+    assert upload.status == CsvUpload.Status.SUCCEEDED
+    assert upload.error == ""
+    assert values(cohort) == {"a"}

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from cohorts.models import Cohort, ImportRequest
 from connections.keys import generate_import_key
+from tests.factories import make_cohort
 
 pytestmark = pytest.mark.django_db
 
@@ -21,12 +22,7 @@ def key(admin_user):
 
 @pytest.fixture
 def cohort():
-    return Cohort.objects.create(
-        name="Churn risk",
-        source=Cohort.Source.PARTNER,
-        partner="appsflyer",
-        partner_cohort_id="coh_1",
-    )
+    return make_cohort(source=Cohort.Source.PARTNER, partner="appsflyer", partner_cohort_id="coh_1")
 
 
 def log(key=None, cohort=None, **fields):

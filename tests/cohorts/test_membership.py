@@ -3,7 +3,7 @@ from django.db import transaction
 from django.test.utils import CaptureQueriesContext
 
 from cohorts.membership import Identity, apply_changes, size_history
-from cohorts.models import Cohort, CohortMember, CohortSizeSample
+from cohorts.models import CohortMember, CohortSizeSample
 from cohorts.signals import cohort_changed
 
 pytestmark = pytest.mark.django_db
@@ -11,11 +11,6 @@ pytestmark = pytest.mark.django_db
 
 def ext(value):
     return Identity("external_id", value)
-
-
-@pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
 
 
 def test_adding_counts_only_new_members_and_keeps_the_count(cohort):

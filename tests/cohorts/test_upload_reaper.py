@@ -8,16 +8,11 @@ from django.utils import timezone
 from rq.job import Job
 
 from cohorts.csv_import import INTERRUPTED
-from cohorts.models import Cohort, CsvUpload
+from cohorts.models import CsvUpload
 from cohorts.queue import csv_job_id, enqueue_csv_import
 from cohorts.upload_reaper import reap_stuck_uploads
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
-
-
-@pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
 
 
 def upload(cohort, status=CsvUpload.Status.RUNNING, age=timedelta(minutes=10)):

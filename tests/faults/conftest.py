@@ -9,8 +9,7 @@ import pytest
 from cohorts.models import Cohort
 from connections.models import Connection
 from connections.partners.braze import simulator as braze_simulator
-from connections.sandbox import DEMO_BRAZE_KEY
-from tests.base import make_connection
+from tests.factories import make_cohort, make_simulator_connection
 from tests.faults.simulator import MemberWrites
 from tests.worker_process import scratch_database
 
@@ -41,9 +40,9 @@ def worker_env(scratch_env, redis_url, rq_redis, sandbox, tmp_path) -> dict[str,
 
 @pytest.fixture
 def cohort(db) -> Cohort:
-    return Cohort.objects.create(name=f"Faults {uuid.uuid4().hex[:6]}", source=Cohort.Source.MANUAL)
+    return make_cohort(name=f"Faults {uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture
 def simulated_braze(sandbox, rq_redis) -> Connection:
-    return make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False)
+    return make_simulator_connection(sandbox)

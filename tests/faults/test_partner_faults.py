@@ -14,7 +14,8 @@ from connections.models import Connection
 from syncs.engine import run as engine
 from syncs.engine.run import run_sync
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunEvent
-from syncs.services import create_sync, start_run
+from syncs.services import start_run
+from tests.factories import make_sync
 from tests.faults.simulator import (
     BATCH,
     PartnerScript,
@@ -36,14 +37,7 @@ def fill(cohort: Cohort, size: int) -> set[str]:
 
 
 def braze_sync(cohort: Cohort, connection: Connection, name: str = "faults") -> Sync:
-    return create_sync(
-        name=name,
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    return make_sync(name=name, cohort=cohort, connection=connection)
 
 
 def queued_run(sync: Sync) -> SyncRun:

@@ -5,45 +5,20 @@ import pytest
 import requests
 from django.urls import reverse
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
 from connections.models import Connection
-from connections.sandbox import DEMO_BRAZE_KEY
 from core.models import AuditEntry
 from syncs.connection_removal import LEAVE, REMOVE, remove_connection
 from syncs.models import Sync, SyncedMember, SyncRun
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_cohort, make_sync
 from tests.jobs import run_jobs, run_jobs_and_commit_hooks
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
 
-def ext(value):
-    return Identity("external_id", value)
-
-
-@pytest.fixture
-def connection(sandbox):
-    return make_connection(
-        name="Braze sandbox",
-        endpoint=sandbox.url,
-        secret=DEMO_BRAZE_KEY,
-        update_existing_only=False,
-    )
-
-
 def synced(connection, name, members):
-    cohort = Cohort.objects.create(name=name, source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[ext(f"{name}-{n}") for n in range(members)])
-    sync = create_sync(
-        name=f"{name} → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "hourly"},
-        actor=None,
-    )
+    cohort = make_cohort(name=name, members=[f"{name}-{n}" for n in range(members)])
+    sync = make_sync(name=f"{name} → Braze", cohort=cohort, connection=connection, cadence="hourly")
     start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     run_jobs()
     return sync
@@ -73,14 +48,8 @@ def test_remove_runs_a_cleanup_per_sync_then_deletes_the_connection(
     connection, sandbox, admin_user, django_capture_on_commit_callbacks
 ):
     first, second = synced(connection, "churn", 80), synced(connection, "vip", 5)
-    empty = create_sync(
-        name="empty → Braze",
-        cohort=Cohort.objects.create(name="empty", source=Cohort.Source.MANUAL),
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    empty = make_sync(name="empty → Braze", cohort=make_cohort(name="empty"), connection=connection)
+
     assert remove_connection(connection=connection, cleanup=REMOVE, actor=admin_user) is False
     connection.refresh_from_db()
     assert connection.deletion_requested_at is not None

@@ -12,7 +12,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from cohorts.models import Cohort
 from connections.models import ConnectionCheck
 from connections.partners import PARTNERS
 from connections.services import update_connection
@@ -21,26 +20,10 @@ from core.models import AuditEntry
 from syncs.engine.outcome import refuse_connection
 from syncs.models import SyncRun
 from syncs.pages.connection_timeline import PAGE_SIZE, timeline_page
-from syncs.services import create_sync
 from tests.base import make_connection
+from tests.factories import make_run, make_sync
 
 pytestmark = pytest.mark.django_db
-
-
-def make_sync(connection, name="Churn → Braze"):
-    return create_sync(
-        name=name,
-        cohort=Cohort.objects.create(name=f"Cohort of {name}", source="manual"),
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
-@pytest.fixture
-def connection():
-    return make_connection(name="Braze prod")
 
 
 def url(connection, before=None):
@@ -58,7 +41,7 @@ def edit(connection, actor, *, secret=None, batch=50):
 def test_it_mixes_runs_edits_tests_and_refusals_newest_first_with_who(
     viewer_client, connection, admin_user, marketer
 ):
-    sync = make_sync(connection)
+    sync = make_sync(connection=connection)
     now = timezone.now()
     SyncRun.objects.create(
         sync=sync,
@@ -114,8 +97,8 @@ def test_it_mixes_runs_edits_tests_and_refusals_newest_first_with_who(
 
 def test_another_connections_history_is_not_shown(viewer_client, connection):
     other = make_connection(name="Other")
-    make_sync(other, "Other sync")
-    SyncRun.objects.create(sync=other.syncs.get(), trigger=SyncRun.Trigger.MANUAL)
+    make_run(make_sync(connection=other, name="Other sync"), status=SyncRun.Status.QUEUED)
+
     ConnectionCheck.objects.create(connection=other)
     items = viewer_client.get(url(connection)).context["page"].items
     assert [item.title for item in items] == ["Connection created"]
@@ -124,7 +107,7 @@ def test_another_connections_history_is_not_shown(viewer_client, connection):
 def test_older_pages_neither_repeat_nor_skip_items_even_at_the_same_time(
     viewer_client, connection, admin_user
 ):
-    sync = make_sync(connection)
+    sync = make_sync(connection=connection)
     same_time = timezone.now() - timedelta(hours=1)
     SyncRun.objects.bulk_create(
         SyncRun(sync=sync, trigger=SyncRun.Trigger.SCHEDULE, status="succeeded", queued_at=at)
@@ -160,7 +143,7 @@ def test_older_pages_neither_repeat_nor_skip_items_even_at_the_same_time(
 
 
 def test_a_page_costs_the_same_queries_for_a_short_or_a_long_history(viewer_client, connection):
-    sync = make_sync(connection)
+    sync = make_sync(connection=connection)
 
     def queries():
         with CaptureQueriesContext(db) as captured:

@@ -4,13 +4,12 @@ import pytest
 import requests
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
 from connections.models import Connection
-from connections.sandbox import DEMO_BRAZE_KEY
 from core.models import AuditEntry
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunError
-from syncs.services import create_sync, start_run
+from syncs.services import start_run
 from tests.base import make_connection
+from tests.factories import make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -18,29 +17,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
 def ext(value):
     return Identity("external_id", value)
-
-
-@pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-
-
-@pytest.fixture
-def connection(sandbox):
-    # Profiles are created on first write so the simulator's state shows every member.
-    return make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False)
-
-
-def make_sync(cohort, connection, **extra):
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=extra.pop("mapping", ["external_id"]),
-        cadence={"kind": "once"},
-        actor=None,
-        **extra,
-    )
 
 
 def run(sync):
@@ -77,7 +53,7 @@ def test_a_run_sends_the_cohort_and_a_second_run_sends_only_the_changes(
     cohort, connection, sandbox
 ):
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(200)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
 
     first = run(sync)
     assert first.status == SyncRun.Status.SUCCEEDED
@@ -103,7 +79,7 @@ def test_members_without_a_usable_identifier_are_skipped_with_the_reason(
     cohort, connection, sandbox
 ):
     apply_changes(cohort.pk, add=[ext("u1"), Identity("device_id", "dev-1")])
-    finished = run(make_sync(cohort, connection))
+    finished = run(make_sync(cohort=cohort, connection=connection))
     assert finished.status == SyncRun.Status.SUCCEEDED
     assert (finished.planned_adds, finished.added, finished.skipped) == (2, 1, 1)
     error = SyncRunError.objects.get(run=finished)
@@ -117,14 +93,16 @@ def test_the_mapping_falls_back_in_order(cohort, connection, sandbox):
         add=[Identity("device_id", "dev-1", extras=(("braze_id", "b-1"),))],
         update_extras=True,
     )
-    finished = run(make_sync(cohort, connection, mapping=["external_id", "braze_id"]))
+    finished = run(
+        make_sync(cohort=cohort, connection=connection, mapping=["external_id", "braze_id"])
+    )
     assert finished.added == 1
     assert SyncedMember.objects.get().dest_type == "braze_id"
 
 
 def test_keeping_leaving_members_sends_no_removal(cohort, connection, sandbox):
     apply_changes(cohort.pk, add=[ext("u1"), ext("u2")])
-    sync = make_sync(cohort, connection, leaving_members=Sync.Leaving.KEEP)
+    sync = make_sync(cohort=cohort, connection=connection, leaving_members=Sync.Leaving.KEEP)
     run(sync)
     apply_changes(cohort.pk, remove=[ext("u1")])
     second = run(sync)
@@ -134,7 +112,7 @@ def test_keeping_leaving_members_sends_no_removal(cohort, connection, sandbox):
 
 def test_a_mass_removal_is_held_for_approval(cohort, connection, sandbox):
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(10)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     run(sync)
     apply_changes(cohort.pk, remove=[ext(f"u{n}") for n in range(6)])
     held = run(sync)
@@ -147,8 +125,8 @@ def test_a_mass_removal_is_held_for_approval(cohort, connection, sandbox):
 def test_a_refused_key_fails_the_run_pauses_the_syncs_and_alerts_once(cohort, sandbox):
     bad = make_connection(endpoint=sandbox.url, secret="braze-key-nobody-knows-0000")
     apply_changes(cohort.pk, add=[ext("u1")])
-    sync = make_sync(cohort, bad)
-    other = make_sync(cohort, bad)
+    sync = make_sync(cohort=cohort, connection=bad)
+    other = make_sync(cohort=cohort, connection=bad)
     finished = run(sync)
     assert finished.status == SyncRun.Status.FAILED
     assert "refused the credentials" in finished.error_summary
@@ -168,7 +146,7 @@ def test_a_5xx_burst_is_retried_and_the_retries_are_recorded(cohort, connection,
         timeout=5,
     ).raise_for_status()
     apply_changes(cohort.pk, add=[ext("u1")])
-    finished = run(make_sync(cohort, connection))
+    finished = run(make_sync(cohort=cohort, connection=connection))
     assert finished.status == SyncRun.Status.SUCCEEDED
     assert finished.retries == 2
     assert finished.requests == 3
@@ -176,7 +154,7 @@ def test_a_5xx_burst_is_retried_and_the_retries_are_recorded(cohort, connection,
 
 
 def test_two_run_requests_make_one_run(cohort, connection):
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     first, created = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     second, created_again = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     assert created and not created_again
@@ -186,7 +164,7 @@ def test_two_run_requests_make_one_run(cohort, connection):
 
 def test_a_resumed_run_goes_on_from_its_checkpoint_and_counts_add_up(cohort, connection, sandbox):
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(200)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     first = run(sync)
     # Pretend the worker died after the first checkpoint of a later run: rewind that run's
     # state to it by hand, drop the rest of the ledger, and let the reaper's resume run it.
@@ -213,7 +191,7 @@ def test_a_resumed_run_goes_on_from_its_checkpoint_and_counts_add_up(cohort, con
 
 def test_members_added_during_a_run_wait_for_the_next_one(cohort, connection, sandbox):
     apply_changes(cohort.pk, add=[ext("u1")])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     from syncs.engine.run import RunSender
 
@@ -245,14 +223,7 @@ def test_an_appsflyer_sync_makes_its_audience_and_halves_batches_the_partner_ref
         "appsflyer", endpoint=sandbox.url, secret=DEMO_APPSFLYER_TOKEN, batch_size=100
     )
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(150)])
-    sync = create_sync(
-        name="Churn → AppsFlyer",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    sync = make_sync(name="Churn → AppsFlyer", cohort=cohort, connection=connection)
     finished = run(sync)
     assert finished.status == SyncRun.Status.SUCCEEDED, finished.error_summary
     assert finished.added == 150

@@ -6,13 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.engine.run import RunSender, run_sync
 from syncs.models import SyncedMember, SyncRun
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_cohort, make_sync
 from tests.jobs import reaper_takes_the_run_after_its_first_checkpoint, run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -21,20 +18,9 @@ MEMBERS = 600
 
 
 @pytest.fixture
-def sync(sandbox):
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[Identity("external_id", f"u{n:03d}") for n in range(MEMBERS)])
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+def sync(connection):
+    cohort = make_cohort(members=[f"u{n:03d}" for n in range(MEMBERS)])
+    return make_sync(cohort=cohort, connection=connection)
 
 
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):

@@ -7,12 +7,10 @@ from unittest import mock
 import pytest
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.engine.run import RunSender, run_sync
 from syncs.models import SyncedMember, SyncRun, SyncRunPlanItem
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_sync
 from tests.jobs import reaper_takes_the_run_after_its_first_checkpoint, run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -23,23 +21,8 @@ def ext(value):
 
 
 @pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-
-
-@pytest.fixture
-def sync(cohort, sandbox):
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+def sync(cohort, connection):
+    return make_sync(cohort=cohort, connection=connection)
 
 
 def run_with(sync, after_plan, trigger=SyncRun.Trigger.MANUAL):

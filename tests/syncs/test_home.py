@@ -3,6 +3,7 @@ cohorts) or a clear all-well state, every sync with its latest outcome and next 
 members added and removed per day. Rows are made through the ORM."""
 
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.core.cache import cache
@@ -13,7 +14,7 @@ from cohorts.models import Cohort, CsvUpload, ImportRequest
 from connections.models import Connection
 from syncs.models import Sync, SyncRun
 from syncs.pages.attention import SHOWN
-from syncs.services import create_sync
+from tests import factories
 from tests.base import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -27,23 +28,9 @@ def _fresh_chart_cache():
     cache.clear()
 
 
-def make_sync(name="Churn → Braze", *, cadence=None, cohort=None, connection=None, **fields):
-    sync = create_sync(
-        name=name,
-        cohort=cohort or Cohort.objects.create(name=f"Cohort of {name}", source="manual"),
-        connection=connection or make_connection(),
-        identifier_mapping=["external_id"],
-        cadence=cadence or {"kind": "hourly"},
-        actor=None,
-    )
-    if fields:
-        Sync.objects.filter(pk=sync.pk).update(**fields)
-        sync.refresh_from_db()
-    return sync
-
-
-def make_run(sync, **fields):
-    return SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.SCHEDULE, **fields)
+# The home page's syncs are hourly and their runs scheduled, unless a test says otherwise.
+make_sync = partial(factories.make_sync, cadence="hourly")
+make_run = partial(factories.make_run, trigger=SyncRun.Trigger.SCHEDULE)
 
 
 def age_cohort(sync, days):
@@ -81,7 +68,7 @@ def test_all_is_well_says_so_plainly(viewer_client):
 
 def test_a_sync_whose_latest_run_failed_links_to_that_run(viewer_client):
     sync = make_sync(
-        "Lapsed → Braze",
+        name="Lapsed → Braze",
         last_run_status=SyncRun.Status.PARTIALLY_FAILED,
         last_run_at=timezone.now(),
         last_run_summary="+90 -0, 10 failed",
@@ -90,7 +77,7 @@ def test_a_sync_whose_latest_run_failed_links_to_that_run(viewer_client):
         sync, status=SyncRun.Status.SUCCEEDED, queued_at=timezone.now() - timedelta(hours=2)
     )
     latest = make_run(sync, status=SyncRun.Status.PARTIALLY_FAILED, finished_at=timezone.now())
-    make_sync("Fine", last_run_status=SyncRun.Status.SUCCEEDED)
+    make_sync(name="Fine", last_run_status=SyncRun.Status.SUCCEEDED)
     response, page = home(viewer_client)
     attention = response.context["attention"]
     assert attention.failed_count == 1
@@ -118,8 +105,8 @@ def test_connections_and_the_syncs_they_paused_are_listed(viewer_client):
     Connection.objects.filter(pk=connection.pk).update(
         state=Connection.State.NEEDS_ATTENTION, last_error="401: invalid API key"
     )
-    paused = make_sync("Paused one", connection=connection, status=Sync.Status.NEEDS_ATTENTION)
-    make_sync("Healthy one")
+    paused = make_sync(name="Paused one", connection=connection, status=Sync.Status.NEEDS_ATTENTION)
+    make_sync(name="Healthy one")
     response, page = home(viewer_client)
     attention = response.context["attention"]
     assert [c.name for c in attention.connections] == ["Braze EU"]
@@ -131,11 +118,11 @@ def test_connections_and_the_syncs_they_paused_are_listed(viewer_client):
 
 
 def test_a_recurring_sync_whose_cohort_has_not_changed_for_a_week_is_stale(viewer_client):
-    stale = make_sync("Stale hourly")
+    stale = make_sync(name="Stale hourly")
     age_cohort(stale, 8)
-    age_cohort(make_sync("Fresh hourly"), 6)
-    age_cohort(make_sync("Done once", cadence={"kind": "once"}), 30)
-    age_cohort(make_sync("Paused by hand", status=Sync.Status.PAUSED), 30)
+    age_cohort(make_sync(name="Fresh hourly"), 6)
+    age_cohort(make_sync(name="Done once", cadence={"kind": "once"}), 30)
+    age_cohort(make_sync(name="Paused by hand", status=Sync.Status.PAUSED), 30)
     response, page = home(viewer_client)
     attention = response.context["attention"]
     assert [s.name for s in attention.stale] == ["Stale hourly"]
@@ -146,9 +133,9 @@ def test_a_recurring_sync_whose_cohort_has_not_changed_for_a_week_is_stale(viewe
 
 def test_a_feed_that_keeps_sending_the_same_members_is_not_stale(viewer_client):
     now = timezone.now()
-    pushed = make_sync("Partner pushes the same list daily")
-    uploaded = make_sync("Same CSV uploaded again")
-    refused = make_sync("Partner pushes refused")
+    pushed = make_sync(name="Partner pushes the same list daily")
+    uploaded = make_sync(name="Same CSV uploaded again")
+    refused = make_sync(name="Partner pushes refused")
     for sync in (pushed, uploaded, refused):
         age_cohort(sync, 30)
 
@@ -180,7 +167,7 @@ def test_a_feed_that_keeps_sending_the_same_members_is_not_stale(viewer_client):
 
 
 def test_the_stale_threshold_is_a_setting(viewer_client, settings):
-    age_cohort(make_sync("Three days quiet"), 3)
+    age_cohort(make_sync(name="Three days quiet"), 3)
     assert home(viewer_client)[0].context["attention"].stale_count == 0
     settings.COHORTSYNC_STALE_COHORT_DAYS = 2
     response, page = home(viewer_client)
@@ -191,7 +178,9 @@ def test_the_stale_threshold_is_a_setting(viewer_client, settings):
 def test_a_long_list_shows_the_first_few_and_the_full_count(viewer_client):
     connection = make_connection()
     for n in range(SHOWN + 2):
-        make_sync(f"Broken {n:02d}", connection=connection, last_run_status=SyncRun.Status.FAILED)
+        make_sync(
+            name=f"Broken {n:02d}", connection=connection, last_run_status=SyncRun.Status.FAILED
+        )
     response, page = home(viewer_client)
     attention = response.context["attention"]
     assert attention.failed_count == SHOWN + 2
@@ -205,15 +194,15 @@ def test_a_long_list_shows_the_first_few_and_the_full_count(viewer_client):
 def test_every_sync_shows_its_status_last_run_and_next_run(viewer_client):
     now = timezone.now()
     make_sync(
-        "Hourly one",
+        name="Hourly one",
         last_run_status=SyncRun.Status.SUCCEEDED,
         last_run_at=now - timedelta(minutes=5),
         last_run_summary="+198 -3",
         next_run_at=now + timedelta(hours=2, minutes=1),
     )
-    make_sync("Overdue one", next_run_at=now - timedelta(minutes=1))
-    make_sync("Live one", cadence={"kind": "realtime"})
-    make_sync("Paused one", status=Sync.Status.PAUSED, next_run_at=now + timedelta(hours=1))
+    make_sync(name="Overdue one", next_run_at=now - timedelta(minutes=1))
+    make_sync(name="Live one", cadence={"kind": "realtime"})
+    make_sync(name="Paused one", status=Sync.Status.PAUSED, next_run_at=now + timedelta(hours=1))
     page = home(viewer_client)[1]
     table = page[page.index('class="home-syncs"') :]
     for text in (

@@ -28,15 +28,13 @@ from hypothesis import strategies as st
 from rq.job import Job
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.engine.outcome import finish_run
 from syncs.engine.run import run_sync
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunEvent
 from syncs.scheduling.dispatch import dispatch_due_syncs
 from syncs.scheduling.reaper import MAX_INTERRUPTIONS, STALE_HEARTBEAT, reap_stuck_runs
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_cohort, make_simulator_connection, make_sync
 from tests.worker_process import query, race, scratch_database, shell
 
 pytestmark = pytest.mark.django_db
@@ -164,7 +162,7 @@ def partner(sandbox: Any) -> Partner:
 
 @pytest.fixture
 def braze(sandbox: Any, rq_redis: Any, db: Any) -> Any:
-    return make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False)
+    return make_simulator_connection(sandbox)
 
 
 @examples
@@ -174,15 +172,12 @@ def test_after_every_run_the_ledger_is_what_the_partner_holds_and_counts_add_up(
 ):
     partner.reset()
     n = next(_examples)
-    cohort = Cohort.objects.create(name=f"Invariant {n}", source=Cohort.Source.MANUAL)
-    sync = create_sync(
+    cohort = make_cohort(name=f"Invariant {n}")
+    sync = make_sync(
         name=f"invariant {n}",
         cohort=cohort,
         connection=braze,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
         mass_removal_threshold_pct=100,  # never held: every run sends
-        actor=None,
     )
     member = [f"e{n}-m{i:03}" for i in range(POOL)]
     devices = itertools.count()
@@ -216,14 +211,9 @@ def test_after_every_run_the_ledger_is_what_the_partner_holds_and_counts_add_up(
 
 @pytest.fixture
 def hourly(braze: Any) -> Sync:
-    cohort = Cohort.objects.create(name="Race", source=Cohort.Source.MANUAL)
-    return create_sync(
-        name="hourly",
-        cohort=cohort,
-        connection=braze,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "hourly", "minute": 0},
-        actor=None,
+    cadence = {"kind": "hourly", "minute": 0}
+    return make_sync(
+        name="hourly", cohort=make_cohort(name="Race"), connection=braze, cadence=cadence
     )
 
 

@@ -3,26 +3,18 @@ destination identifier) it was first sent with."""
 
 import pytest
 
-from cohorts.models import Cohort
 from syncs.engine.ledger import LedgerRow, record_sent
 from syncs.models import SyncedMember, SyncRun
-from syncs.services import create_sync
-from tests.base import make_connection
+from tests.factories import make_cohort, make_run, make_sync
 
 pytestmark = pytest.mark.django_db
 
 
 def test_rows_are_written_and_a_second_write_of_a_member_changes_nothing():
-    sync = create_sync(
-        name="Churn → Braze",
-        cohort=Cohort.objects.create(name="Churn", source=Cohort.Source.MANUAL),
-        connection=make_connection(),
-        identifier_mapping=["external_id", "braze_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-    first = SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, status="succeeded")
-    second = SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL)
+    sync = make_sync(cohort=make_cohort(name="Churn"), mapping=["external_id", "braze_id"])
+    first = make_run(sync)
+    second = make_run(sync, status=SyncRun.Status.QUEUED)
+
     rows = [
         LedgerRow("external_id", "", f"u{n}", "external_id", f"u{n}", "") for n in range(75)
     ] + [LedgerRow("user_alias", "email", "a@example.com", "user_alias", "a@example.com", "email")]

@@ -9,38 +9,15 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.models import SyncedMember, SyncRemoval, SyncRun, SyncRunError
 from syncs.pages.member_lookup import look_up_member
-from syncs.services import create_sync, start_run
+from syncs.services import start_run
 from tests.base import make_connection
+from tests.factories import make_cohort, make_run, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = pytest.mark.django_db
 URL = "/members/"
-
-
-def make_cohort(name, members=()):
-    cohort = Cohort.objects.create(name=name, source=Cohort.Source.MANUAL)
-    if members:
-        apply_changes(cohort.pk, add=list(members), update_extras=True)
-    return cohort
-
-
-def make_sync(cohort, name, connection=None, mapping=("external_id",)):
-    return create_sync(
-        name=name,
-        cohort=cohort,
-        connection=connection or make_connection(),
-        identifier_mapping=list(mapping),
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
-def make_run(sync, status=SyncRun.Status.SUCCEEDED):
-    return SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, status=status)
 
 
 ALICE = Identity("external_id", "alice", extras=(("braze_id", "b-alice"), ("idfa", "IDFA-1")))
@@ -55,10 +32,12 @@ def states(result):
 
 
 def test_each_sync_of_each_cohort_says_where_the_member_stands():
-    churn = make_cohort("Churn", [ALICE, Identity("external_id", "bob")])
-    vip = make_cohort("VIP", [ALICE])
-    sent, failing, unsent = (make_sync(churn, name) for name in ("Sent", "Failing", "Unsent"))
-    skipping = make_sync(vip, "Skipping", mapping=("braze_id", "external_id"))
+    churn = make_cohort(name="Churn", members=[ALICE, Identity("external_id", "bob")])
+    vip = make_cohort(name="VIP", members=[ALICE])
+    sent, failing, unsent = (
+        make_sync(cohort=churn, name=name) for name in ("Sent", "Failing", "Unsent")
+    )
+    skipping = make_sync(cohort=vip, name="Skipping", mapping=("braze_id", "external_id"))
     sent_run = make_run(sent)
     SyncedMember.objects.create(
         sync=sent,
@@ -68,7 +47,7 @@ def test_each_sync_of_each_cohort_says_where_the_member_stands():
         dest_value="alice",
         run=sent_run,
     )
-    failed_run = make_run(failing, SyncRun.Status.PARTIALLY_FAILED)
+    failed_run = make_run(failing, status=SyncRun.Status.PARTIALLY_FAILED)
     SyncRunError.objects.create(
         run=failed_run,
         operation="add",
@@ -119,7 +98,7 @@ def test_each_sync_of_each_cohort_says_where_the_member_stands():
     ],
 )
 def test_any_identifier_finds_the_member_and_the_type_narrows_it(value, id_type, found):
-    make_cohort("Churn", [ALICE])
+    make_cohort(name="Churn", members=[ALICE])
     result = look_up_member(value, id_type)
     assert bool(result.memberships) is found
     if found:
@@ -127,12 +106,12 @@ def test_any_identifier_finds_the_member_and_the_type_narrows_it(value, id_type,
 
 
 def test_syncs_that_knew_the_member_after_it_left_every_cohort_are_listed():
-    churn = make_cohort("Churn", [Identity("external_id", "carol")])
-    sync = make_sync(churn, "Churn → Braze")
+    churn = make_cohort(name="Churn", members=[Identity("external_id", "carol")])
+    sync = make_sync(cohort=churn, name="Churn → Braze")
     removing = make_run(sync)
     SyncRemoval.objects.create(sync=sync, run=removing, id_type="external_id", value="carol")
     apply_changes(churn.pk, remove=[Identity("external_id", "carol")])
-    old = make_sync(make_cohort("Old"), "Old sync")
+    old = make_sync(cohort=make_cohort(name="Old"), name="Old sync")
     SyncRunError.objects.create(
         run=make_run(old), operation="remove", member="external_id:carol", reason="Timed out"
     )
@@ -148,8 +127,8 @@ def test_syncs_that_knew_the_member_after_it_left_every_cohort_are_listed():
 
 
 def test_the_latest_of_added_removed_and_failed_is_the_state():
-    churn = make_cohort("Churn", [Identity("external_id", "dave")])
-    sync = make_sync(churn, "S")
+    churn = make_cohort(name="Churn", members=[Identity("external_id", "dave")])
+    sync = make_sync(cohort=churn, name="S")
     first, second = make_run(sync), make_run(sync)
     SyncRemoval.objects.create(sync=sync, run=first, id_type="external_id", value="dave")
     SyncedMember.objects.create(
@@ -173,12 +152,12 @@ def test_a_lookup_costs_the_same_queries_for_one_or_many_cohorts_and_syncs(viewe
         return len(captured)
 
     connection = make_connection()
-    one = make_cohort("One", [Identity("external_id", "few")])
-    make_sync(one, "One sync", connection)
+    one = make_cohort(name="One", members=[Identity("external_id", "few")])
+    make_sync(cohort=one, name="One sync", connection=connection)
     few = queries("few")
     for n in range(12):
-        cohort = make_cohort(f"Cohort {n}", [Identity("external_id", "many")])
-        sync = make_sync(cohort, f"Sync {n}", connection)
+        cohort = make_cohort(name=f"Cohort {n}", members=[Identity("external_id", "many")])
+        sync = make_sync(cohort=cohort, name=f"Sync {n}", connection=connection)
         run = make_run(sync)
         SyncedMember.objects.create(
             sync=sync,
@@ -194,8 +173,8 @@ def test_a_lookup_costs_the_same_queries_for_one_or_many_cohorts_and_syncs(viewe
 
 
 def test_the_page_shows_states_with_run_links(viewer_client):
-    churn = make_cohort("Churn", [ALICE])
-    sync = make_sync(churn, "Sent")
+    churn = make_cohort(name="Churn", members=[ALICE])
+    sync = make_sync(cohort=churn, name="Sent")
     run = make_run(sync)
     SyncedMember.objects.create(
         sync=sync,
@@ -248,19 +227,15 @@ def test_the_menu_links_the_lookup(viewer_client):
 
 
 @pytest.mark.usefixtures("rq_redis")
-def test_after_real_runs_the_lookup_follows_a_member_in_and_out(viewer_client, sandbox):
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
+def test_after_real_runs_the_lookup_follows_a_member_in_and_out(viewer_client, connection, sandbox):
     requests.post(
         f"{sandbox.url}/_sandbox/braze/rejections",
         json={"identifiers": ["external_id:erin"], "error": "Invalid external_id"},
         timeout=5,
     ).raise_for_status()
-    churn = make_cohort(
-        "Churn", [Identity("external_id", v) for v in ("frank", "erin", "gina", "hank")]
-    )
-    sync = make_sync(churn, "Churn → Braze", connection)
+    churn = make_cohort(name="Churn", members=["frank", "erin", "gina", "hank"])
+
+    sync = make_sync(cohort=churn, name="Churn → Braze", connection=connection)
 
     def run():
         started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)

@@ -24,6 +24,7 @@ from connections.models import Connection
 from core.models import AuditEntry
 from syncs.models import Sync, SyncRun
 from tests.base import make_connection
+from tests.factories import make_sync
 
 pytestmark = pytest.mark.django_db
 _serial = count(1)
@@ -45,16 +46,9 @@ def assert_constant(client: Client, url: str, add_rows: Callable[[int], object])
     assert queries(client, url) == with_one
 
 
-def new_sync(*, cohort=None, connection=None, **fields) -> Sync:
-    n = next(_serial)
-    return Sync.objects.create(
-        name=f"Sync {n:04d}",
-        cohort=cohort or Cohort.objects.create(name=f"Cohort {n:04d}", source="manual"),
-        connection=connection or make_connection(name=f"Braze {n:04d}"),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "hourly"},
-        **fields,
-    )
+def new_sync(**fields) -> Sync:
+    """A sync row of its own cohort and connection unless given."""
+    return make_sync(name=f"Sync {next(_serial):04d}", cadence="hourly", orm=True, **fields)
 
 
 def test_the_home_page(viewer_client):

@@ -4,12 +4,9 @@ import pytest
 import requests
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.models import Sync, SyncRun
 from syncs.scheduling.realtime import start_follow_up
-from syncs.services import create_sync
-from tests.base import make_connection
+from tests.factories import make_cohort, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -17,18 +14,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
 @pytest.fixture
 def cohort():
-    return Cohort.objects.create(name="Live", source=Cohort.Source.MANUAL)
-
-
-def make_sync(cohort, connection, kind="realtime"):
-    return create_sync(
-        name=f"{kind} sync",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": kind},
-        actor=None,
-    )
+    return make_cohort(name="Live")
 
 
 def change(cohort, capture, *values):
@@ -37,12 +23,9 @@ def change(cohort, capture, *values):
 
 
 def test_a_change_starts_a_run_that_updates_the_destination(
-    cohort, sandbox, django_capture_on_commit_callbacks
+    cohort, connection, sandbox, django_capture_on_commit_callbacks
 ):
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection, cadence="realtime")
     change(cohort, django_capture_on_commit_callbacks, "u1")
     run = SyncRun.objects.get(sync=sync)
     assert run.trigger == SyncRun.Trigger.REALTIME
@@ -54,14 +37,14 @@ def test_a_change_starts_a_run_that_updates_the_destination(
 
 
 def test_changes_while_a_run_is_queued_coalesce_into_it(cohort, django_capture_on_commit_callbacks):
-    sync = make_sync(cohort, make_connection())
+    sync = make_sync(cohort=cohort, cadence="realtime")
     for value in ("a", "b", "c"):
         change(cohort, django_capture_on_commit_callbacks, value)
     assert SyncRun.objects.filter(sync=sync).count() == 1
 
 
 def test_a_change_during_a_run_asks_for_one_follow_up(cohort, django_capture_on_commit_callbacks):
-    sync = make_sync(cohort, make_connection())
+    sync = make_sync(cohort=cohort, cadence="realtime")
     change(cohort, django_capture_on_commit_callbacks, "a")
     SyncRun.objects.filter(sync=sync).update(status=SyncRun.Status.RUNNING)
     change(cohort, django_capture_on_commit_callbacks, "b")
@@ -79,8 +62,8 @@ def test_a_change_during_a_run_asks_for_one_follow_up(cohort, django_capture_on_
 def test_a_change_costs_no_run_for_syncs_that_are_not_real_time(
     cohort, django_capture_on_commit_callbacks
 ):
-    make_sync(cohort, make_connection(), kind="once")
-    paused = make_sync(cohort, make_connection())
+    make_sync(cohort=cohort)
+    paused = make_sync(cohort=cohort, cadence="realtime")
     Sync.objects.filter(pk=paused.pk).update(status=Sync.Status.PAUSED)
     change(cohort, django_capture_on_commit_callbacks, "a")
     assert SyncRun.objects.count() == 0

@@ -11,27 +11,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
+from cohorts.membership import Identity
 from syncs.models import SyncRun, SyncRunError
 from syncs.pages.run_export import EXPORT_CHUNK, HEADER, safe_cell
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_cohort, make_run, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = pytest.mark.django_db
-
-
-def make_sync(cohort=None, connection=None, name="Churn → Braze"):
-    return create_sync(
-        name=name,
-        cohort=cohort or Cohort.objects.create(name=f"Cohort of {name}", source="manual"),
-        connection=connection or make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
 
 
 @pytest.fixture
@@ -41,12 +28,7 @@ def sync():
 
 @pytest.fixture
 def run(sync):
-    return SyncRun.objects.create(
-        sync=sync,
-        trigger=SyncRun.Trigger.MANUAL,
-        status=SyncRun.Status.PARTIALLY_FAILED,
-        finished_at=timezone.now(),
-    )
+    return make_run(sync, status=SyncRun.Status.PARTIALLY_FAILED, finished_at=timezone.now())
 
 
 def url(run):
@@ -175,7 +157,9 @@ def test_the_run_page_links_the_export_when_there_is_something_to_export(viewer_
 
 
 @pytest.mark.usefixtures("rq_redis")
-def test_a_real_partially_failed_run_exports_every_member_braze_refused(viewer_client, sandbox):
+def test_a_real_partially_failed_run_exports_every_member_braze_refused(
+    viewer_client, connection, sandbox
+):
     refused = [f"u{n:03d}" for n in range(0, 120, 7)]
     requests.post(
         f"{sandbox.url}/_sandbox/braze/rejections",
@@ -185,16 +169,9 @@ def test_a_real_partially_failed_run_exports_every_member_braze_refused(viewer_c
         },
         timeout=5,
     ).raise_for_status()
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(
-        cohort.pk,
-        add=[Identity("external_id", f"u{n:03d}") for n in range(120)]
-        + [Identity("device_id", "dev-1")],
-    )
-    sync = make_sync(cohort, connection)
+    members = [f"u{n:03d}" for n in range(120)] + [Identity("device_id", "dev-1")]
+    sync = make_sync(cohort=make_cohort(members=members), connection=connection)
+
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     run_jobs()
     started.refresh_from_db()

@@ -9,13 +9,11 @@ import requests
 from django.utils import timezone
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.lifecycle import cancel_run
 from syncs.models import SyncedMember, SyncRemoval, SyncRun, SyncRunEvent
 from syncs.scheduling.reaper import reap_stuck_runs
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -27,23 +25,8 @@ def ext(value):
 
 
 @pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-
-
-@pytest.fixture
-def sync(cohort, sandbox):
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+def sync(cohort, connection):
+    return make_sync(cohort=cohort, connection=connection)
 
 
 def run(sync, trigger=SyncRun.Trigger.MANUAL):

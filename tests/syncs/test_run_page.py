@@ -9,37 +9,18 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from cohorts.models import Cohort
 from syncs.models import SyncedMember, SyncRun, SyncRunError, SyncRunEvent
-from syncs.services import create_sync
 from syncs.views.runs import REMOVAL_SAMPLE
-from tests.base import make_connection
+from tests.factories import make_run, make_sync
 
 pytestmark = pytest.mark.django_db
 Kind = SyncRunEvent.Kind
 Status = SyncRun.Status
 
 
-def make_sync(name="Churn → Braze"):
-    return create_sync(
-        name=name,
-        cohort=Cohort.objects.create(name=f"Cohort of {name}", source="manual"),
-        connection=make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
 @pytest.fixture
 def sync():
     return make_sync()
-
-
-def make_run(sync, status=Status.SUCCEEDED, **fields):
-    return SyncRun.objects.create(
-        sync=sync, trigger=SyncRun.Trigger.MANUAL, status=status, **fields
-    )
 
 
 def page_url(run):
@@ -111,7 +92,7 @@ def test_the_run_page_costs_the_same_queries_for_ten_or_ten_thousand_events(view
 
 def test_a_held_run_shows_what_would_be_removed_and_how_many(marketer_client, sync):
     add_ledger(sync, [f"gone-{n:03d}" for n in range(REMOVAL_SAMPLE + 15)])
-    run = make_run(sync, Status.HELD, planned_removes=REMOVAL_SAMPLE + 10)
+    run = make_run(sync, status=Status.HELD, planned_removes=REMOVAL_SAMPLE + 10)
     response = marketer_client.get(page_url(run))
     page = response.content.decode()
     assert response.context["removals_now"] == REMOVAL_SAMPLE + 15
@@ -124,7 +105,7 @@ def test_a_held_run_shows_what_would_be_removed_and_how_many(marketer_client, sy
 
 def test_a_viewer_sees_a_held_run_but_no_buttons_and_cannot_approve(viewer_client, sync):
     add_ledger(sync, ["gone-1", "gone-2"])
-    run = make_run(sync, Status.HELD, planned_removes=2)
+    run = make_run(sync, status=Status.HELD, planned_removes=2)
     page = viewer_client.get(page_url(run)).content.decode()
     assert "external_id:gone-1" in page
     assert 'id="approve-run"' not in page
@@ -146,7 +127,7 @@ def test_a_finished_run_shows_no_removal_sample(viewer_client, sync):
 def test_errors_show_their_outcome_and_members_counted_without_a_row(viewer_client, sync):
     run = make_run(
         sync,
-        Status.FAILED,
+        status=Status.FAILED,
         finished_at=timezone.now(),
         planned_adds=10,
         added=2,
@@ -179,7 +160,8 @@ def test_outsiders_get_404_and_a_run_of_another_sync_is_not_found(
 ):
     run = make_run(sync)
     assert outsider_client.get(page_url(run)).status_code == 404
-    other = make_sync("Other")
+    other = make_sync(name="Other")
+
     wrong = reverse("syncs:run_detail", args=[other.pk, run.pk])
     assert viewer_client.get(wrong).status_code == 404
 
@@ -191,7 +173,7 @@ def test_the_run_page_only_answers_get(marketer_client, sync):
 
 
 def test_a_held_runs_counts_say_it_is_waiting_not_that_they_do_not_add_up(viewer_client, sync):
-    run = make_run(sync, Status.HELD, planned_removes=8)
+    run = make_run(sync, status=Status.HELD, planned_removes=8)
     page = viewer_client.get(page_url(run)).content.decode()
     assert "held: nothing is sent until someone approves" in page
     assert "do not add up" not in page

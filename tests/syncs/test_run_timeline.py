@@ -11,12 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.models import SyncRun, SyncRunEvent
 from syncs.pages.run_timeline import WAITS_SHOWN, run_timeline
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_run, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = pytest.mark.django_db
@@ -24,27 +22,8 @@ Kind = SyncRunEvent.Kind
 
 
 @pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-
-
-def make_sync(cohort, connection):
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
-@pytest.fixture
 def run(cohort):
-    sync = make_sync(cohort, make_connection())
-    return SyncRun.objects.create(
-        sync=sync, trigger=SyncRun.Trigger.MANUAL, status=SyncRun.Status.SUCCEEDED
-    )
+    return make_run(make_sync(cohort=cohort))
 
 
 class Clock:
@@ -71,12 +50,9 @@ def titles(rows):
 
 
 @pytest.mark.usefixtures("rq_redis")
-def test_a_real_run_reads_as_queued_claimed_planned_its_batches_and_finished(cohort, sandbox):
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
+def test_a_real_run_reads_as_queued_claimed_planned_its_batches_and_finished(cohort, connection):
     apply_changes(cohort.pk, add=[Identity("external_id", f"u{n:03d}") for n in range(200)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     run_jobs()
     started.refresh_from_db()
@@ -207,15 +183,13 @@ def test_times_are_given_since_the_run_was_queued(run):
 
 
 @pytest.mark.usefixtures("rq_redis")
-def test_a_throttled_real_run_lists_its_wait(cohort, sandbox):
-    connection = make_connection(
-        endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False
-    )
+def test_a_throttled_real_run_lists_its_wait(cohort, connection, sandbox):
     requests.post(
         f"{sandbox.url}/_sandbox/faults", json={"partner": "braze", "statuses": [503]}, timeout=5
     ).raise_for_status()
     apply_changes(cohort.pk, add=[Identity("external_id", "u1")])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
+
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     run_jobs()
     started.refresh_from_db()

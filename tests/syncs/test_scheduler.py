@@ -4,18 +4,18 @@ from datetime import UTC, datetime, timedelta
 
 import django_rq
 import pytest
+from django.utils import timezone
 from rq.job import Job
 
-from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
 from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.models import Sync, SyncRun, SyncRunEvent
 from syncs.queue import enqueue_new_runs, enqueue_run
 from syncs.scheduling import dispatch
 from syncs.scheduling.dispatch import dispatch_due_syncs
 from syncs.scheduling.reaper import reap_stuck_runs
-from syncs.services import create_sync, start_run
+from syncs.services import create_sync, start_run, waits_for_queue
 from tests.base import make_connection
+from tests.factories import make_cohort, make_sync
 from tests.jobs import run_jobs
 from tests.queues import queues_at
 
@@ -27,23 +27,14 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 def cohort():
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[Identity("external_id", "u1")])
-    return cohort
+    return make_cohort(members=["u1"])
 
 
 def hourly_sync(cohort, connection, name="hourly", next_run_at=NOON):
-    sync = create_sync(
-        name=name,
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "hourly", "minute": 0},
-        actor=None,
+    cadence = {"kind": "hourly", "minute": 0}
+    return make_sync(
+        name=name, cohort=cohort, connection=connection, cadence=cadence, next_run_at=next_run_at
     )
-    Sync.objects.filter(pk=sync.pk).update(next_run_at=next_run_at)
-    sync.refresh_from_db()
-    return sync
 
 
 def test_creating_a_scheduled_sync_sets_its_first_run_and_a_once_sync_has_none(cohort):
@@ -196,20 +187,25 @@ def test_a_run_started_meanwhile_makes_the_tick_start_its_runs_one_by_one(cohort
     assert dispatch_due_syncs(now=NOON + timedelta(seconds=6)) == 0
 
 
-def test_an_unreachable_queue_fails_the_tick_runs_as_start_run_does(cohort, settings):
+def test_runs_the_queue_did_not_take_wait_and_the_reaper_queues_them_once_it_is_back(
+    cohort, settings
+):
     syncs = due_syncs(cohort, 3)
     clicked = hourly_sync(cohort, syncs[0].connection, name="clicked", next_run_at=None)
+    reachable = settings.RQ_QUEUES
     settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0", timeout=5)
     assert dispatch_due_syncs(now=NOON + timedelta(seconds=5)) == 3
-    manual, _ = start_run(sync=clicked, trigger=SyncRun.Trigger.MANUAL, actor=None)
-    assert manual.status == SyncRun.Status.FAILED
-    failed = SyncRun.objects.filter(sync__in=syncs)
-    assert {(run.status, run.error_summary) for run in failed} == {
-        (SyncRun.Status.FAILED, manual.error_summary)
-    }
+    start_run(sync=clicked, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    waiting = SyncRun.objects.filter(sync__in=[*syncs, clicked])
+    assert {run.status for run in waiting} == {SyncRun.Status.QUEUED}
+    assert all(waits_for_queue(run) for run in waiting)
     for sync in syncs:
         sync.refresh_from_db()
-        assert sync.next_run_at == NOON + HOUR  # the next slot will try again
+        assert sync.next_run_at == NOON + HOUR  # each slot started once
+    # Redis is back: the reaper queues every waiting run's job.
+    settings.RQ_QUEUES = reachable
+    assert reap_stuck_runs(now=timezone.now() + timedelta(minutes=2)) == 4
+    assert queued_job_ids() == {f"sync-run-{run.pk}-0" for run in waiting}
 
 
 def test_a_tick_makes_as_many_queries_for_five_due_syncs_as_for_two(cohort):

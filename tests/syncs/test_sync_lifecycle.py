@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
 from connections.models import Connection
-from connections.sandbox import DEMO_BRAZE_KEY
 from core.models import AuditEntry
 from syncs.engine import checkpoint
 from syncs.engine.run import SENDS_IN_FLIGHT
@@ -25,8 +24,8 @@ from syncs.lifecycle import (
     resume_sync,
 )
 from syncs.models import Sync, SyncedMember, SyncRun
-from syncs.services import create_sync, start_run
-from tests.base import make_connection
+from syncs.services import start_run
+from tests.factories import make_run, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -36,27 +35,6 @@ Status = SyncRun.Status
 
 def ext(value):
     return Identity("external_id", value)
-
-
-@pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-
-
-@pytest.fixture
-def connection(sandbox):
-    return make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY, update_existing_only=False)
-
-
-def make_sync(cohort, connection, cadence=None):
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence=cadence or {"kind": "once"},
-        actor=None,
-    )
 
 
 def run(sync, trigger=SyncRun.Trigger.MANUAL):
@@ -91,7 +69,7 @@ def adds_up(finished):
 def held(cohort, connection, marketer):
     """A sync of 10 members whose next run would remove 6 of them, held by the guard."""
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(10)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     run(sync)
     apply_changes(cohort.pk, remove=[ext(f"u{n}") for n in range(6)])
     held_run = run(sync)
@@ -148,7 +126,7 @@ def test_a_full_resync_resends_every_member_and_still_removes_leavers(
     cohort, connection, sandbox, marketer
 ):
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(200)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     run(sync)
     apply_changes(cohort.pk, remove=[ext("u0")])
     before = users_track_requests(sandbox)
@@ -169,7 +147,7 @@ def test_a_full_resync_resends_every_member_and_still_removes_leavers(
 
 
 def test_a_full_resync_is_refused_while_a_run_is_queued(cohort, connection, marketer):
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     with pytest.raises(ValidationError, match="queued"):
         full_resync(sync=sync, actor=marketer)
@@ -182,7 +160,7 @@ def test_canceling_a_queued_run_ends_it_at_once_and_no_worker_starts_it(
     cohort, connection, sandbox, marketer
 ):
     apply_changes(cohort.pk, add=[ext("u1")])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     queued, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
 
     canceled = cancel_run(run=queued, actor=marketer)
@@ -202,7 +180,7 @@ def test_canceling_a_running_run_stops_it_at_the_next_checkpoint(
     cohort, connection, sandbox, marketer
 ):
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(900)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     started, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     real_start, real_finish, real_commit = BatchSender.start, BatchSender.finish, checkpoint.commit
     answered, statuses, sent, sent_after_the_cancel_was_seen = [], [], [], []
@@ -248,7 +226,7 @@ def test_canceling_a_running_run_stops_it_at_the_next_checkpoint(
 
 
 def test_a_finished_run_cannot_be_canceled(cohort, connection, marketer):
-    finished = run(make_sync(cohort, connection))
+    finished = run(make_sync(cohort=cohort, connection=connection))
     with pytest.raises(ValidationError, match="has finished"):
         cancel_run(run=finished, actor=marketer)
 
@@ -257,8 +235,9 @@ def test_a_finished_run_cannot_be_canceled(cohort, connection, marketer):
 
 
 def test_deleting_a_sync_is_refused_while_a_run_is_running(cohort, connection, marketer):
-    sync = make_sync(cohort, connection)
-    SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, status=Status.RUNNING)
+    sync = make_sync(cohort=cohort, connection=connection)
+    make_run(sync, status=Status.RUNNING)
+
     with pytest.raises(ValidationError, match="running"):
         delete_sync(sync=sync, actor=marketer)
     assert Sync.objects.filter(pk=sync.pk).exists()
@@ -268,7 +247,7 @@ def test_deleting_a_sync_removes_its_runs_and_ledger_and_audits_it(
     cohort, connection, sandbox, marketer
 ):
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(5)])
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     run(sync)
     delete_sync(sync=sync, actor=marketer)
     assert not Sync.objects.filter(pk=sync.pk).exists()
@@ -283,7 +262,7 @@ def test_deleting_a_sync_removes_its_runs_and_ledger_and_audits_it(
 
 
 def test_a_paused_sync_resumes_with_its_next_run_computed_from_now(cohort, connection, marketer):
-    sync = make_sync(cohort, connection, cadence={"kind": "hourly"})
+    sync = make_sync(cohort=cohort, connection=connection, cadence={"kind": "hourly"})
     Sync.objects.filter(pk=sync.pk).update(next_run_at=None)
     pause_sync(sync=sync, actor=marketer)
     assert Sync.objects.get(pk=sync.pk).status == Sync.Status.PAUSED
@@ -302,7 +281,7 @@ def test_a_paused_sync_resumes_with_its_next_run_computed_from_now(cohort, conne
 def test_a_sync_needing_attention_resumes_only_once_its_connection_is_healthy(
     cohort, connection, marketer
 ):
-    sync = make_sync(cohort, connection)
+    sync = make_sync(cohort=cohort, connection=connection)
     Sync.objects.filter(pk=sync.pk).update(status=Sync.Status.NEEDS_ATTENTION)
     Connection.objects.filter(pk=connection.pk).update(state=Connection.State.NEEDS_ATTENTION)
     with pytest.raises(ValidationError, match=f"connection {connection.name} is not healthy"):

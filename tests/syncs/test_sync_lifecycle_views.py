@@ -7,11 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
 from connections.models import Connection
 from syncs.models import Sync, SyncedMember, SyncRun
-from syncs.services import create_sync
-from tests.base import make_connection
+from tests.factories import make_run, make_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -19,21 +17,8 @@ Status = SyncRun.Status
 
 
 @pytest.fixture
-def sync():
-    return create_sync(
-        name="Churn → Braze",
-        cohort=Cohort.objects.create(name="Churn risk", source="manual"),
-        connection=make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
-def make_run(sync, status, **fields):
-    return SyncRun.objects.create(
-        sync=sync, trigger=SyncRun.Trigger.MANUAL, status=status, **fields
-    )
+def sync(cohort):
+    return make_sync(cohort=cohort)
 
 
 def add_ledger(sync, values):
@@ -68,7 +53,7 @@ def _actions(sync, run):
 
 
 def test_every_lifecycle_view_requires_login(client, sync):
-    run = make_run(sync, Status.HELD)
+    run = make_run(sync, status=Status.HELD)
     for name, (method, url) in _actions(sync, run).items():
         response = getattr(client, method)(url)
         assert response.status_code == 302, name
@@ -76,13 +61,13 @@ def test_every_lifecycle_view_requires_login(client, sync):
 
 
 def test_outsiders_get_404_on_every_lifecycle_view(outsider_client, sync):
-    run = make_run(sync, Status.HELD)
+    run = make_run(sync, status=Status.HELD)
     for name, (method, url) in _actions(sync, run).items():
         assert getattr(outsider_client, method)(url).status_code == 404, name
 
 
 def test_viewers_get_403_and_change_nothing(viewer_client, sync):
-    run = make_run(sync, Status.HELD)
+    run = make_run(sync, status=Status.HELD)
     for name, (method, url) in _actions(sync, run).items():
         assert getattr(viewer_client, method)(url).status_code == 403, name
     run.refresh_from_db()
@@ -91,7 +76,7 @@ def test_viewers_get_403_and_change_nothing(viewer_client, sync):
 
 
 def test_viewers_see_no_lifecycle_button(viewer_client, sync):
-    run = make_run(sync, Status.HELD)
+    run = make_run(sync, status=Status.HELD)
     page = viewer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
     for button in ('id="pause"', 'id="resync"', 'id="delete"'):
         assert button not in page
@@ -101,7 +86,7 @@ def test_viewers_see_no_lifecycle_button(viewer_client, sync):
 
 
 def test_the_posting_views_answer_only_post(marketer_client, sync):
-    run = make_run(sync, Status.QUEUED)
+    run = make_run(sync, status=Status.QUEUED)
     for name in ("pause", "resume", "cancel", "approve", "reject"):
         _, url = _actions(sync, run)[name]
         assert marketer_client.get(url).status_code == 405, name
@@ -124,8 +109,8 @@ def test_a_paused_sync_offers_resume_only(marketer_client, sync):
 
 
 def test_only_an_active_run_offers_cancel(marketer_client, sync):
-    finished = make_run(sync, Status.SUCCEEDED, finished_at=timezone.now())
-    running = make_run(sync, Status.RUNNING, started_at=timezone.now())
+    finished = make_run(sync, status=Status.SUCCEEDED, finished_at=timezone.now())
+    running = make_run(sync, status=Status.RUNNING, started_at=timezone.now())
     for run, shown in ((finished, False), (running, True)):
         url = reverse("syncs:run_detail", args=[sync.pk, run.pk])
         assert (b'id="cancel-run"' in marketer_client.get(url).content) is shown
@@ -133,7 +118,7 @@ def test_only_an_active_run_offers_cancel(marketer_client, sync):
 
 def test_a_held_run_page_shows_what_approval_would_remove(marketer_client, sync):
     add_ledger(sync, [f"gone-{n:02d}" for n in range(25)])
-    run = make_run(sync, Status.HELD, planned_removes=25)
+    run = make_run(sync, status=Status.HELD, planned_removes=25)
     page = marketer_client.get(reverse("syncs:run_detail", args=[sync.pk, run.pk]))
     text = page.content.decode()
     assert "removes <strong>25</strong> members" in text
@@ -162,7 +147,7 @@ def test_resume_refused_shows_the_reason(marketer_client, sync):
 
 
 def test_cancel_a_queued_run(marketer_client, sync):
-    run = make_run(sync, Status.QUEUED)
+    run = make_run(sync, status=Status.QUEUED)
     response = marketer_client.post(reverse("syncs:run_cancel", args=[sync.pk, run.pk]))
     assert response["Location"] == reverse("syncs:run_detail", args=[sync.pk, run.pk])
     run.refresh_from_db()
@@ -170,14 +155,14 @@ def test_cancel_a_queued_run(marketer_client, sync):
 
 
 def test_canceling_a_finished_run_says_it_has_finished(marketer_client, sync):
-    run = make_run(sync, Status.SUCCEEDED, finished_at=timezone.now())
+    run = make_run(sync, status=Status.SUCCEEDED, finished_at=timezone.now())
     response = marketer_client.post(reverse("syncs:run_cancel", args=[sync.pk, run.pk]))
     assert any("has finished" in text for text in flashes(response))
 
 
 @pytest.mark.usefixtures("rq_redis")
 def test_approve_queues_a_run_and_opens_it(marketer_client, sync):
-    held = make_run(sync, Status.HELD)
+    held = make_run(sync, status=Status.HELD)
     response = marketer_client.post(reverse("syncs:run_approve", args=[sync.pk, held.pk]))
     new_run = SyncRun.objects.get(trigger=SyncRun.Trigger.RESUME)
     assert new_run.status == Status.QUEUED
@@ -187,7 +172,7 @@ def test_approve_queues_a_run_and_opens_it(marketer_client, sync):
 
 
 def test_reject_cancels_the_held_run_and_pauses_the_sync(marketer_client, sync):
-    held = make_run(sync, Status.HELD)
+    held = make_run(sync, status=Status.HELD)
     marketer_client.post(reverse("syncs:run_reject", args=[sync.pk, held.pk]))
     held.refresh_from_db()
     assert held.status == Status.CANCELED
@@ -218,7 +203,7 @@ def test_delete_asks_for_confirmation_then_goes_to_the_list(marketer_client, syn
 
 
 def test_delete_refused_while_running_stays_on_the_sync(marketer_client, sync):
-    make_run(sync, Status.RUNNING)
+    make_run(sync, status=Status.RUNNING)
     response = marketer_client.post(reverse("syncs:sync_delete", args=[sync.pk]))
     assert response["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     assert any("cancel it or wait" in text for text in flashes(response))

@@ -8,11 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cohorts.models import Cohort
 from syncs.models import Sync, SyncRun
-from syncs.services import create_sync
 from syncs.views.syncs import CHART_RUNS, HISTORY_SIZE, RUN_FINISHED_EVENT
-from tests.base import make_connection
+from tests.factories import make_run, make_sync
 
 pytestmark = pytest.mark.django_db
 Status = SyncRun.Status
@@ -20,26 +18,14 @@ Trigger = SyncRun.Trigger
 
 
 @pytest.fixture
-def sync():
-    return create_sync(
-        name="Churn → Braze",
-        cohort=Cohort.objects.create(name="Churn risk", source="manual"),
-        connection=make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "hourly"},
-        actor=None,
-    )
+def sync(cohort):
+    return make_sync(cohort=cohort, cadence="hourly")
 
 
-def make_run(sync, *, minutes_ago=0, trigger=Trigger.SCHEDULE, **fields):
-    at = timezone.now() - timedelta(minutes=minutes_ago)
-    return SyncRun.objects.create(sync=sync, trigger=trigger, queued_at=at, **fields)
-
-
-def finished(sync, *, minutes_ago=0, status=Status.SUCCEEDED, **fields):
+def finished(sync, *, minutes_ago=0, status=Status.SUCCEEDED, trigger=Trigger.SCHEDULE, **fields):
     at = timezone.now() - timedelta(minutes=minutes_ago)
     return make_run(
-        sync, minutes_ago=minutes_ago, status=status, started_at=at, finished_at=at, **fields
+        sync, status=status, trigger=trigger, queued_at=at, started_at=at, finished_at=at, **fields
     )
 
 
@@ -55,7 +41,7 @@ def run_links(response, sync):
 
 
 def test_the_sync_page_and_its_progress_need_a_role(client, outsider_client, viewer_client, sync):
-    run = make_run(sync)
+    run = make_run(sync, status=Status.QUEUED, trigger=Trigger.SCHEDULE)
     urls = [
         reverse("syncs:sync_detail", args=[sync.pk]),
         reverse("syncs:run_progress", args=[sync.pk, run.pk]),
@@ -152,7 +138,7 @@ def test_the_chart_shows_adds_removes_and_failures_of_finished_runs_oldest_first
 ):
     old = finished(sync, minutes_ago=30, added=10, removed=2, failed=1)
     new = finished(sync, minutes_ago=20, added=4)
-    make_run(sync, status=Status.RUNNING, added=500)  # not finished: not charted
+    make_run(sync, status=Status.RUNNING, trigger=Trigger.SCHEDULE, added=500)  # not charted
     response = detail(viewer_client, sync)
     chart = response.context["chart"]
     assert [bar.title for bar in chart.bars] == [
@@ -189,6 +175,7 @@ def test_the_live_run_shows_processed_of_planned_rate_and_time_left(viewer_clien
     run = make_run(
         sync,
         status=Status.RUNNING,
+        trigger=Trigger.SCHEDULE,
         started_at=timezone.now() - timedelta(seconds=10),
         planned_adds=400,
         added=100,
@@ -202,7 +189,7 @@ def test_the_live_run_shows_processed_of_planned_rate_and_time_left(viewer_clien
 
 
 def test_the_history_listens_for_the_end_of_the_live_run(viewer_client, sync):
-    make_run(sync, status=Status.QUEUED)
+    make_run(sync, status=Status.QUEUED, trigger=Trigger.SCHEDULE)
     page = detail(viewer_client, sync, status="failed").content.decode()
     assert f'hx-trigger="{RUN_FINISHED_EVENT} from:body"' in page
     assert 'hx-select="#sync-runs"' in page
@@ -211,7 +198,7 @@ def test_the_history_listens_for_the_end_of_the_live_run(viewer_client, sync):
 
 
 def test_the_progress_partial_announces_the_end_of_a_run_and_only_then(viewer_client, sync):
-    run = make_run(sync, status=Status.RUNNING, started_at=timezone.now())
+    run = make_run(sync, status=Status.RUNNING, trigger=Trigger.SCHEDULE, started_at=timezone.now())
     url = reverse("syncs:run_progress", args=[sync.pk, run.pk])
     running = viewer_client.get(url)
     assert "HX-Trigger" not in running.headers

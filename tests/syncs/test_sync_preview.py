@@ -6,13 +6,13 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort, CohortMember
-from connections.sandbox import DEMO_BRAZE_KEY
+from cohorts.models import CohortMember
 from syncs.engine import diff
 from syncs.models import Sync, SyncRun
 from syncs.pages.preview import identifier_coverage, preview_new_sync, preview_sync_change
-from syncs.services import create_sync, start_run, update_sync
+from syncs.services import start_run, update_sync
 from tests.base import make_connection
+from tests.factories import make_simulator_connection, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = pytest.mark.django_db
@@ -39,11 +39,6 @@ def mixed_identities(start, count):
 
 def fill(cohort, identities):
     apply_changes(cohort.pk, add=identities, update_extras=True)
-
-
-@pytest.fixture
-def cohort():
-    return Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
 
 
 def test_coverage_counts_every_identifier_exactly_in_a_mixed_cohort(cohort):
@@ -118,14 +113,7 @@ def test_a_page_of_skipped_members_costs_no_request(cohort):
 def test_previews_cost_the_same_queries_for_any_cohort_size(cohort, size):
     fill(cohort, mixed_identities(0, size))
     connection = make_connection()
-    sync = create_sync(
-        name="s",
-        cohort=cohort,
-        connection=connection,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    sync = make_sync(name="s", cohort=cohort, connection=connection)
     with CaptureQueriesContext(db) as new:
         preview_new_sync(cohort_id=cohort.pk, connection=connection, mapping=["external_id"])
     with CaptureQueriesContext(db) as change:
@@ -140,12 +128,7 @@ def test_previews_cost_the_same_queries_for_any_cohort_size(cohort, size):
 
 @pytest.fixture
 def braze(sandbox):
-    return make_connection(
-        endpoint=sandbox.url,
-        secret=DEMO_BRAZE_KEY,
-        update_existing_only=False,
-        objects_per_request=50,
-    )
+    return make_simulator_connection(sandbox, objects_per_request=50)
 
 
 def run_once(sync):
@@ -182,14 +165,7 @@ def test_the_new_sync_preview_is_what_the_first_run_does(cohort, braze):
     fill(cohort, mixed_identities(70, 50))
     mapping = ["external_id", "braze_id"]
     preview = preview_new_sync(cohort_id=cohort.pk, connection=braze, mapping=mapping)
-    sync = create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=braze,
-        identifier_mapping=mapping,
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    sync = make_sync(cohort=cohort, connection=braze, mapping=mapping)
     run = run_once(sync)
     assert run.status == SyncRun.Status.SUCCEEDED
     assert plan_of(preview) == done_by(run)
@@ -199,15 +175,7 @@ def test_the_new_sync_preview_is_what_the_first_run_does(cohort, braze):
 @pytest.mark.usefixtures("rq_redis")
 def test_the_edit_preview_is_what_the_next_run_does(cohort, braze):
     fill(cohort, mixed_identities(0, 80))
-    sync = create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=braze,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        leaving_members=Sync.Leaving.KEEP,
-        actor=None,
-    )
+    sync = make_sync(cohort=cohort, connection=braze, leaving_members=Sync.Leaving.KEEP)
     assert run_once(sync).added == 40
     # 12 sent members leave; 30 new ones arrive; the mapping gains a fallback; leavers go.
     apply_changes(cohort.pk, remove=[Identity("external_id", f"u{n}") for n in range(1, 48, 4)])
@@ -234,15 +202,7 @@ def test_the_edit_preview_is_what_the_next_run_does(cohort, braze):
 @pytest.mark.usefixtures("rq_redis")
 def test_the_edit_preview_says_when_the_guard_will_hold_the_run(cohort, braze):
     fill(cohort, [Identity("external_id", f"u{n}") for n in range(10)])
-    sync = create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=braze,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        leaving_members=Sync.Leaving.KEEP,
-        actor=None,
-    )
+    sync = make_sync(cohort=cohort, connection=braze, leaving_members=Sync.Leaving.KEEP)
     run_once(sync)
     apply_changes(cohort.pk, remove=[Identity("external_id", f"u{n}") for n in range(6)])
     kept = preview_sync_change(
@@ -262,14 +222,8 @@ def test_the_edit_preview_says_when_the_guard_will_hold_the_run(cohort, braze):
 
 def test_the_edit_preview_says_sent_members_keep_the_old_membership_attributes(cohort):
     fill(cohort, [Identity("external_id", "u1")])
-    sync = create_sync(
-        name="s",
-        cohort=cohort,
-        connection=make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    sync = make_sync(name="s", cohort=cohort)
+
     sync.ledger.create(id_type="external_id", value="u1", dest_type="external_id", dest_value="u1")
 
     def notes(options):

@@ -3,27 +3,19 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from cohorts.models import Cohort
 from connections.models import Connection
 from core.models import AuditEntry
 from syncs.models import Sync
-from syncs.services import create_sync, update_sync
+from syncs.services import update_sync
 from tests.base import make_connection
+from tests.factories import make_cohort, make_sync
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def braze_sync():
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+def braze_sync(cohort):
+    return make_sync(cohort=cohort)
 
 
 def test_changes_are_saved_and_audited_with_old_and_new(braze_sync, marketer):
@@ -80,16 +72,14 @@ def test_bad_input_is_refused_and_changes_nothing(braze_sync, changes):
 
 
 def test_appsflyer_keeps_its_audience_unless_given_a_key():
-    cohort = Cohort.objects.create(name="Lapsed", source=Cohort.Source.MANUAL)
     connection = make_connection(kind=Connection.Kind.APPSFLYER)
-    sync = create_sync(
+    sync = make_sync(
         name="Lapsed → AF",
-        cohort=cohort,
+        cohort=make_cohort(name="Lapsed"),
         connection=connection,
-        identifier_mapping=["gaid"],
-        cadence={"kind": "once"},
-        actor=None,
+        mapping=["gaid"],
     )
+
     suffix = sync.options["audience_suffix"]
     sync = update_sync(sync=sync, actor=None, options={})
     assert sync.options["audience_suffix"] == suffix

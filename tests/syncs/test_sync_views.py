@@ -12,25 +12,10 @@ from django.utils import timezone
 
 from cohorts.models import Cohort
 from syncs.models import Sync, SyncRun, SyncRunError
-from syncs.services import create_sync
 from tests.base import make_connection
+from tests.factories import make_run, make_sync
 
 pytestmark = pytest.mark.django_db
-
-
-def make_sync(name="Churn → Braze", *, cohort=None, connection=None):
-    return create_sync(
-        name=name,
-        cohort=cohort or Cohort.objects.create(name=f"Cohort of {name}", source="manual"),
-        connection=connection or make_connection(),
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
-
-
-def make_run(sync, **fields):
-    return SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, **fields)
 
 
 def flashes(response):
@@ -104,7 +89,7 @@ def test_run_now_answers_only_post(marketer_client, sync):
 
 
 def test_a_run_of_another_sync_is_not_found(viewer_client, sync):
-    other_run = make_run(make_sync("Other"))
+    other_run = make_run(make_sync(name="Other"), status=SyncRun.Status.QUEUED)
     for name in ("run_detail", "run_progress"):
         url = reverse(f"syncs:{name}", args=[sync.pk, other_run.pk])
         assert viewer_client.get(url).status_code == 404, name
@@ -134,7 +119,7 @@ def test_the_list_costs_the_same_queries_for_2_and_20_syncs(viewer_client):
 
     def add_syncs(count):
         for _ in range(count):
-            make_sync(f"Sync {Sync.objects.count():03d}", connection=connection)
+            make_sync(name=f"Sync {Sync.objects.count():03d}", connection=connection)
 
     def queries():
         with CaptureQueriesContext(db) as captured:
@@ -394,10 +379,11 @@ def test_the_progress_partial_polls_while_the_run_is_running(viewer_client, sync
 
 
 def test_a_queued_run_with_nothing_planned_shows_an_indeterminate_bar(viewer_client, sync):
-    page = progress_of(viewer_client, make_run(sync)).content.decode()
+    page = progress_of(viewer_client, make_run(sync, status=SyncRun.Status.QUEUED)).content.decode()
+
     assert "hx-get" in page
     assert 'data-status="queued"' in page
-    assert "<progress style" in page  # no value: indeterminate
+    assert '<progress class="full-width" aria-label="Run progress">' in page  # no value
 
 
 def test_the_progress_partial_stops_polling_and_shows_the_outcome_when_finished(

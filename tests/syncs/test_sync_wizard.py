@@ -11,8 +11,8 @@ from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
 from core.models import AuditEntry
 from syncs.models import Sync
-from syncs.services import create_sync
 from tests.base import make_connection
+from tests.factories import make_cohort, make_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -25,11 +25,9 @@ def ext(value, **extras):
 
 @pytest.fixture
 def cohort():
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
     # 8 members: 5 with a GAID (62.5 %), 3 external ids, 1 device with nothing usable by Braze.
-    apply_changes(
-        cohort.pk,
-        add=[
+    return make_cohort(
+        members=[
             ext("u1", gaid="g1"),
             ext("u2", gaid="g2"),
             ext("u3"),
@@ -38,10 +36,8 @@ def cohort():
             Identity("device_id", "d3", extras=(("gaid", "g5"),)),
             Identity("device_id", "d4", extras=(("idfv", "v1"),)),
             Identity("user_alias", "a1", "crm"),
-        ],
-        update_extras=True,
+        ]
     )
-    return cohort
 
 
 @pytest.fixture
@@ -84,14 +80,7 @@ def flashes(response):
 
 @pytest.fixture
 def sync(cohort, braze):
-    return create_sync(
-        name="Churn → Braze",
-        cohort=cohort,
-        connection=braze,
-        identifier_mapping=["external_id"],
-        cadence={"kind": "once"},
-        actor=None,
-    )
+    return make_sync(cohort=cohort, connection=braze)
 
 
 # Access
@@ -419,14 +408,7 @@ def test_each_step_costs_the_same_queries_for_a_small_and_a_big_cohort(
     def queries(size):
         cohort = Cohort.objects.create(name=f"Cohort {size}", source=Cohort.Source.MANUAL)
         apply_changes(cohort.pk, add=[ext(f"u{n}", gaid=f"g{n}") for n in range(size)])
-        sync = create_sync(
-            name=f"Sync {size}",
-            cohort=cohort,
-            connection=braze,
-            identifier_mapping=["external_id"],
-            cadence={"kind": "once"},
-            actor=None,
-        )
+        sync = make_sync(name=f"Sync {size}", cohort=cohort, connection=braze)
         counts = []
         for url in (CREATE, edit_url(sync)):
             if url != CREATE and target in ("cohort", "destination"):
@@ -443,15 +425,14 @@ def test_each_step_costs_the_same_queries_for_a_small_and_a_big_cohort(
 def test_an_appsflyer_edit_keeps_the_audience_unless_a_new_key_is_given(
     marketer_client, cohort, android
 ):
-    sync = create_sync(
+    sync = make_sync(
         name="Churn → AF",
         cohort=cohort,
         connection=android,
-        identifier_mapping=["gaid"],
-        cadence={"kind": "once"},
+        mapping=["gaid"],
         options={"import_key": "AUD-1"},
-        actor=None,
     )
+
     assert "import key <code>AUD-1</code>" in page(marketer_client.get(edit_url(sync)))
     data = answers(cohort, android, primary_identifier="gaid", name="Renamed")
     marketer_client.post(edit_url(sync), data)

@@ -6,12 +6,10 @@ import requests
 from django.urls import reverse
 
 from cohorts.membership import Identity, apply_changes
-from cohorts.models import Cohort
-from connections.sandbox import DEMO_BRAZE_KEY
 from syncs.array_cap import array_cap_warning
 from syncs.models import Sync, SyncRun
-from syncs.services import create_sync
 from tests.base import make_connection
+from tests.factories import make_cohort, make_sync
 from tests.jobs import run_jobs
 
 pytestmark = pytest.mark.django_db
@@ -23,24 +21,16 @@ def ext(value):
 
 def make_cohorts(count, *, members=()):
     """`count` cohorts; every member in `members` is in all of them."""
-    cohorts = []
-    for n in range(count):
-        cohort = Cohort.objects.create(name=f"Cohort {n:02d}", source=Cohort.Source.MANUAL)
-        apply_changes(cohort.pk, add=[ext(value) for value in members])
-        cohorts.append(cohort)
-    return cohorts
+    return [make_cohort(name=f"Cohort {n:02d}", members=members) for n in range(count)]
 
 
 def sync_each(cohorts, connection, **options):
     for cohort in cohorts:
-        create_sync(
+        make_sync(
             name=f"{cohort.name} → Braze",
             cohort=cohort,
             connection=connection,
-            identifier_mapping=["external_id"],
-            cadence={"kind": "once"},
             options=options or None,
-            actor=None,
         )
 
 
@@ -51,9 +41,7 @@ def braze():
 
 @pytest.fixture
 def new_cohort():
-    cohort = Cohort.objects.create(name="New cohort", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[ext("many-1"), ext("many-2"), ext("few-1")])
-    return cohort
+    return make_cohort(name="New cohort", members=["many-1", "many-2", "few-1"])
 
 
 def test_25_cohorts_sharing_the_attribute_raise_no_warning(braze, new_cohort):
@@ -190,16 +178,10 @@ def profile(sandbox, external_id):
     [("", ["Churn risk"], None), ("boolean", None, True), ("both", ["Churn risk"], True)],
 )
 def test_the_membership_mode_chosen_in_the_form_is_what_braze_receives(
-    marketer_client, sandbox, mode, array, boolean
+    marketer_client, connection, sandbox, mode, array, boolean
 ):
-    connection = make_connection(
-        name="Braze sandbox",
-        endpoint=sandbox.url,
-        secret=DEMO_BRAZE_KEY,
-        update_existing_only=False,
-    )
-    cohort = Cohort.objects.create(name="Churn risk", source=Cohort.Source.MANUAL)
-    apply_changes(cohort.pk, add=[ext("u1"), ext("u2")])
+    cohort = make_cohort(members=["u1", "u2"])
+
     data = {
         "cohort": cohort.pk,
         "connection": connection.pk,

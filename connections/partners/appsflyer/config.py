@@ -42,6 +42,9 @@ class AppsFlyerConfig(PartnerConfig):
         if not 1 <= self.batch_size <= 100_000:
             raise ConfigError("The batch size must be 1 to 100,000 devices.", "batch_size")
 
+    def endpoints(self) -> dict[str, str]:
+        return {"api_host": self.api_host}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

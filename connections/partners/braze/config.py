@@ -84,6 +84,10 @@ class BrazeConfig(PartnerConfig):
     def rest_endpoint(self) -> str:
         return self.custom_endpoint if self.instance == CUSTOM else INSTANCES[self.instance]
 
+    def endpoints(self) -> dict[str, str]:
+        # Braze's own instances are fixed public hosts; only a custom one is the admin's choice.
+        return {"custom_endpoint": self.custom_endpoint} if self.instance == CUSTOM else {}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

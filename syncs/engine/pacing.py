@@ -1,0 +1,88 @@
+"""A run's pace: the connection's shared rate limit (a token bucket in Redis, shared by every
+run and worker of the connection) as the sending threads use it, and the backoff between
+attempts. Redis going away for a moment (a restart, a pause) is waited out here."""
+
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import django_rq
+import redis
+
+from connections.models import Connection
+from connections.partners.base import Partner, RateLimitSignal
+from connections.partners.http import PartnerError
+from connections.ratelimit import TokenBucket, connection_bucket_key
+
+MAX_BACKOFF_SECONDS = 60.0
+# How long a run waits for Redis (the shared rate limit) to come back before it hands itself
+# back to the queue, to resume from its last checkpoint once Redis is there again.
+REDIS_OUTAGE_SECONDS = 120.0
+
+
+class RedisOutage(Exception):
+    """Redis stayed out of reach longer than a run waits for it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Redis out of reach for {seconds:.0f} s")
+        self.seconds = seconds
+
+
+class SharedPace:
+    """The connection's token bucket, for one run's sending threads (which wait with `pause`)."""
+
+    def __init__(
+        self, connection: Connection, partner: Partner, *, pause: Callable[[float], None]
+    ) -> None:
+        rate = partner.rate_limit(partner.config)
+        self._pause = pause
+        self.bucket = TokenBucket(
+            django_rq.get_connection("default"),
+            connection_bucket_key(connection.pk),
+            capacity=rate.requests,
+            per_seconds=float(rate.seconds),
+            sleep=pause,
+        )
+
+    def acquire(self) -> float:
+        """A token of the shared bucket. While Redis is out of reach (restarted, paused, a
+        network blip), try again with backoff, up to REDIS_OUTAGE_SECONDS in all."""
+        started, delay = time.monotonic(), 0.5
+        while True:
+            try:
+                return self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+            except redis.RedisError:
+                down = time.monotonic() - started
+                if down >= REDIS_OUTAGE_SECONDS:
+                    raise RedisOutage(down) from None
+                self._pause(min(delay, REDIS_OUTAGE_SECONDS - down))
+                delay = min(delay * 2, 10.0)
+
+    def observe(self, signal: RateLimitSignal | None, *, others: int = 0) -> None:
+        """Teach the shared bucket what the partner said of its limit, less the `others`
+        requests this run may have on their way; without Redis, the next answer will."""
+        if signal is None:
+            return
+        with contextlib.suppress(redis.RedisError):
+            self.bucket.observe(_less(signal, others))
+
+
+def _less(signal: RateLimitSignal, others: int) -> RateLimitSignal:
+    """The partner's remaining requests, less the `others` this sender may have on their way
+    that the partner had not counted yet (or that took a token since): the bucket learns the
+    partner's limit before the batches in flight meet it."""
+    if signal.remaining is None or not others:
+        return signal
+    return replace(signal, remaining=max(0, signal.remaining - others))
+
+
+def backoff(attempt: int, exc: PartnerError) -> float:
+    signal = exc.rate_limit
+    if signal is not None and signal.reset_at is not None:
+        # Braze says when the window resets; jitter spreads the workers that wait for it.
+        delay = max(0.0, signal.reset_at - time.time()) + random.uniform(0, 0.5)  # noqa: S311
+    else:
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+    return min(delay, MAX_BACKOFF_SECONDS)
