@@ -233,6 +233,13 @@ class Partner:
         return {**earlier, **kept, **cleaned}
 
     @classmethod
+    def applies_every_add(cls, config: Any) -> bool:
+        """Whether an add the partner accepts is applied: False where the partner may ignore it
+        silently (Braze with "update existing only" skips unknown profiles and still answers
+        201), so pages and the API say "sent", not "in the destination"."""
+        return True
+
+    @classmethod
     def shared_array(cls, config: Any, options: Mapping[str, Any] | None) -> SharedArray | None:
         """The capped array attribute a sync with `options` writes to, if it writes to one."""
         return None

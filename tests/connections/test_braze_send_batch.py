@@ -83,11 +83,21 @@ def test_boolean_mode_payload_sets_in_cohort_true_and_false() -> None:
             {"external_id": "u-1", "_update_existing_only": False, f"In {LABEL}": True},
             {
                 "user_alias": {"alias_name": "dev-77f3", "alias_label": "device_id"},
-                "_update_existing_only": False,
+                # A removal never creates a profile, whatever the connection says (#11).
+                "_update_existing_only": True,
                 f"In {LABEL}": False,
             },
         ]
     }
+
+
+def test_a_removal_creates_no_profile_even_with_update_existing_only_off(sandbox) -> None:
+    braze = _braze(sandbox.url, membership_mode="boolean", update_existing_only=False)
+    result = braze.send_batch(
+        cohort_label=LABEL, add=[], remove=[_ext(9)], options={}, session=None
+    )
+    assert result.accepted == [9]
+    assert _profile(sandbox, "external_id:u-9") is None
 
 
 def test_both_mode_payload_carries_the_array_and_the_boolean() -> None:

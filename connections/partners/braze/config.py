@@ -113,7 +113,13 @@ class BrazeConfigForm(forms.Form):
         max_length=100, required=False, help_text="Required when the identifier is a user alias"
     )
     update_existing_only = forms.BooleanField(
-        required=False, initial=True, help_text="Never create profiles that Braze does not know"
+        required=False,
+        initial=True,
+        help_text=(
+            "Never create profiles that Braze does not know. Braze then skips members without a "
+            "profile and still answers that it accepted them, so cohortsync counts those adds as "
+            "sent, not as in Braze. Off, an add creates the profile. Removals never create one."
+        ),
     )
     objects_per_request = forms.TypedChoiceField(
         choices=[(n, str(n)) for n in OBJECTS_PER_REQUEST], coerce=int, initial=75

@@ -82,6 +82,10 @@ class Braze(Partner):
         return RateLimit(config.rate_limit_requests, config.rate_limit_seconds)
 
     @classmethod
+    def applies_every_add(cls, config: BrazeConfig) -> bool:
+        return not config.update_existing_only
+
+    @classmethod
     def shared_array(
         cls, config: BrazeConfig, options: Mapping[str, Any] | None
     ) -> SharedArray | None:

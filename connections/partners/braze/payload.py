@@ -62,7 +62,9 @@ def build_track_payload(
                 {
                     **identifier_fields(recipient, default_alias_label),
                     # Always explicit: Braze's default differs by identifier (true for aliases).
-                    "_update_existing_only": update_existing_only,
+                    # A removal never creates a profile, whatever the connection says: Braze
+                    # would make an empty one for a member it does not know.
+                    "_update_existing_only": update_existing_only or not member,
                     **membership_attributes(mode, array_attribute, cohort_label, member=member),
                 }
             )
