@@ -126,6 +126,9 @@ class RunOut(Schema):
     planned_adds: int
     planned_removes: int
     added: int
+    # False: the partner may have ignored some adds it accepted (Braze, update existing only:
+    # members without a profile), so `added` counts adds sent, not members in the destination.
+    adds_applied: bool
     removed: int
     failed: int
     skipped: int

@@ -89,7 +89,7 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
             ]
         )
         summary = (
-            f"+{current.added:,} -{current.removed:,}"
+            f"+{current.added:,}{'' if current.adds_applied else ' sent'} -{current.removed:,}"
             + (f", {current.failed:,} failed" if current.failed else "")
             + (f", {current.skipped:,} skipped" if current.skipped else "")
         )

@@ -126,6 +126,10 @@ class RunSender:
 
     def _execute(self) -> None:
         self._prepare_destination()
+        applied = self.partner.applies_every_add(self.partner.config)
+        if applied != self.run.adds_applied:
+            SyncRun.objects.filter(pk=self.run.pk).update(adds_applied=applied)
+            self.run.adds_applied = applied
         # A run resumed after its worker died keeps the plan it made; a new one makes its own.
         if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
             self._plan()

@@ -107,6 +107,9 @@ class SyncRun(models.Model):
     retries = models.IntegerField(default=0)
     throttled_seconds = models.FloatField(default=0)
     interruptions = models.PositiveSmallIntegerField(default=0)
+    # False when the partner may ignore an add it accepts (Braze, update existing only: unknown
+    # profiles are skipped, yet answered 201): this run's adds are then "sent", not "added".
+    adds_applied = models.BooleanField(default=True)
     # The plan's bounds (highest member / ledger id it covers) and the checkpointed progress:
     # a resumed run goes on after the cursors, within the same bounds, so nothing is counted twice.
     add_until = models.BigIntegerField(default=0)
@@ -114,6 +117,7 @@ class SyncRun(models.Model):
     add_cursor = models.BigIntegerField(default=0)
     remove_cursor = models.BigIntegerField(default=0)
     error_summary = models.TextField(blank=True)
+
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -141,6 +145,12 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.sync_id}: {self.status}"
+
+    @property
+    def added_word(self) -> str:
+        """What its adds are called on pages: "added", or "sent" when the partner may have
+        ignored some (see adds_applied)."""
+        return "added" if self.adds_applied else "sent"
 
     @property
     def processed(self) -> int:

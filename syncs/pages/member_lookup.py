@@ -10,7 +10,7 @@ and removal values, error member text), and the whole answer costs five queries.
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 
 from cohorts.models import EXTRA_IDENTIFIERS, CohortMember
 from syncs.engine.diff import PRIMARY_TYPES, identity_text
@@ -28,6 +28,8 @@ class InDestination:
     added_at: datetime
     run_id: int | None
     sent_as: str
+    # False when the partner may have ignored the add (a Braze profile that did not exist).
+    applied: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,13 @@ def look_up_member(value: str, id_type: str | None = None) -> LookupResult:
     # Every lookup below filters on an indexed value first (ledger, removals: value).
     values = {identity[2] for identity in identities} | {value}
     wanted = _wanted(identities, value, id_type)
-    ledger = list(SyncedMember.objects.filter(wanted, value__in=values)[:1000])
+    ledger = list(
+        SyncedMember.objects.filter(wanted, value__in=values).annotate(
+            # Whether the run that sent it knows the partner applied it (not Braze's
+            # update-existing-only, which skips unknown profiles): the same query, joined.
+            run_applied=F("run__adds_applied")
+        )[:1000]
+    )
     identities |= {_identity(row) for row in ledger}
     latest_removals = (
         SyncRemoval.objects.filter(wanted, value__in=values)
@@ -171,7 +179,7 @@ def look_up_member(value: str, id_type: str | None = None) -> LookupResult:
     for row in ledger:
         sent_as = identity_text(row.dest_type, row.dest_label, row.dest_value)
         state_of(by_id[row.sync_id], identity_text(*_identity(row))).in_destination = InDestination(
-            row.added_at, row.run_id, sent_as
+            row.added_at, row.run_id, sent_as, applied=row.run_applied is not False
         )
     for removal in removals:
         state_of(by_id[removal.sync_id], identity_text(*_identity(removal))).removal = Removal(

@@ -192,7 +192,18 @@ def preview_new_sync(
         adds=counts["adds"],
         add_requests=counts["requests"],
         threshold_pct=threshold_pct,
+        notes=_how_adds_apply(connection),
     )
+
+
+def _how_adds_apply(connection: Connection) -> list[str]:
+    if connection.partner.applies_every_add(connection.get_config()):
+        return []
+    return [
+        f"{connection.name} updates existing profiles only: {connection.get_kind_display()} "
+        "skips members who have no profile yet and still says it accepted them, so runs count "
+        "these adds as sent, not as in the destination. Removals never create a profile."
+    ]
 
 
 def preview_sync_change(
