@@ -2,8 +2,8 @@
 
 Prints wall time, rows/s and the worker's peak RSS next to the parsing floor (a plain
 `csv.reader` counting the rows of the same file), and PASS/FAIL against the memory bound: the
-issue asks that a million-row file never be held in memory, and DESIGN.md's target for workers
-is a peak RSS under 300 MB.
+issue asks that a million-row file never be held in memory, and the target for workers
+(docs/architecture.md §7) is a peak RSS under 300 MB.
 
     DEBUG=true DATABASE_URL=postgresql://postgres@127.0.0.1:5432/cohortsync_bench \\
         .venv/bin/python bench/csv_import.py [--rows 1000000] [--mode replace]

@@ -1,6 +1,6 @@
-"""A checkpoint: what the partner accepted of one batch, written in one transaction (DESIGN.md,
-"Sync run"): the ledger rows it added or took out, its failed and skipped members, the run's
-counters and cursor, and the batch's line in the timeline.
+"""A checkpoint: what the partner accepted of one batch, written in one transaction
+(docs/architecture.md §5, "Sync run"): the ledger rows it added or took out, its failed and
+skipped members, the run's counters and cursor, and the batch's line in the timeline.
 
 It is written only while the run is still this worker's (its `interruptions` unchanged: a
 reaper that re-queued the run bumped them). A checkpoint that finds the run taken over writes

@@ -1,4 +1,5 @@
-"""The inbound cohort-import API against the Braze partner contract (docs/partner-apis.md §3).
+"""The inbound cohort-import API against the Braze partner contract (docs/partners/inbound.md
+§2 to §7).
 
 Bodies start from the documented examples, with our key as client_secret.
 """

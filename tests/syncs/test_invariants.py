@@ -1,4 +1,4 @@
-"""Invariants 1, 2, 3 and 6 of DESIGN.md, as properties and races.
+"""Invariants 1, 2, 3 and 6 of docs/architecture.md (§6), as properties and races.
 
 1. A member accepted by a partner is in the ledger; a member in the ledger was accepted.
 2. Counts of a finished run add up: planned = done + failed + skipped.

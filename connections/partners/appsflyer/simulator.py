@@ -1,6 +1,6 @@
 """AppsFlyer simulator: Audiences Import API v2 and the bits of the audiences external API we use.
 
-See docs/partner-apis.md sections 4 and 7.
+See docs/partners/appsflyer.md, and §9 for what the simulator does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Braze REST simulator: `POST /users/track` (docs/partner-apis.md sections 1, 2 and 7)."""
+"""Braze REST simulator: `POST /users/track` (docs/partners/braze.md §1 to §8 and §11)."""
 
 from __future__ import annotations
 
