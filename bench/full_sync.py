@@ -8,9 +8,10 @@ simulated AppsFlyer), next to a bare reference client posting the same batches.
 The simulator runs in a process of its own (`manage.py partner_sandbox`), and so does the sync
 run (bench/_worker.py: `run_sync` as an RQ work horse calls it), whose peak RSS the kernel
 reports. The reference is what docs/architecture.md §7 names: a `requests` client with two
-threads posting pre-built batches (75 objects for Braze, the connection's 10,000 devices for AppsFlyer) over
-keep-alive into the same simulator, restarted empty for each. Targets: cohortsync reaches at
-least 80 % of the reference's members/s, and the worker's peak RSS stays under 300 MB.
+threads posting pre-built batches (75 objects for Braze, the connection's 10,000 devices for
+AppsFlyer) over keep-alive into the same simulator, restarted empty for each. Targets:
+cohortsync reaches at least 80 % of the reference's members/s, and the worker's peak RSS stays
+under 300 MB.
 """
 
 import argparse
