@@ -37,6 +37,29 @@ from core import egress
 
 CERT_NAMES = ("localhost", "partner.test")
 
+# Issue #13's list of internal addresses an endpoint or a webhook must never reach.
+ISSUE_LIST = [
+    "https://127.0.0.1:6379",
+    "https://169.254.169.254",
+    "https://10.0.0.1:8443",
+    "https://[::1]",
+    "https://0x7f000001",
+    "https://2130706433",
+    "https://[::ffff:127.0.0.1]",
+    "https://[fd00::1]",
+    "https://metadata.google.internal",
+    "https://localhost",
+]
+# The same places as a redirect would name them (http, ports).
+REDIRECT_FORMS = [
+    "http://127.0.0.1:6379",
+    "http://169.254.169.254",
+    "http://[::ffff:127.0.0.1]:8080",
+    "http://0x7f000001",
+    "http://localhost:8080",
+    "http://metadata.google.internal",
+]
+
 
 class Listener:
     """A TCP listener that accepts, counts and closes connections."""

@@ -11,6 +11,8 @@ from alerts import channels, services
 from alerts.models import AlertDelivery, AlertSettings
 from tests.alerts.helpers import configure
 from tests.egress_servers import (
+    ISSUE_LIST,
+    REDIRECT_FORMS,
     AnswerServer,
     servers,
 )
@@ -19,26 +21,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("egress_in_producti
 
 SETTINGS = reverse("alerts:settings")
 PATH = "/services/T0001/B0002/s3cr3tW3bh00kT0k3n"
-ISSUE_LIST = [
-    "https://127.0.0.1:6379",
-    "https://169.254.169.254",
-    "https://10.0.0.1:8443",
-    "https://[::1]",
-    "https://0x7f000001",
-    "https://2130706433",
-    "https://[::ffff:127.0.0.1]",
-    "https://[fd00::1]",
-    "https://metadata.google.internal",
-    "https://localhost",
-]
-REDIRECT_FORMS = [
-    "http://127.0.0.1:6379",
-    "http://169.254.169.254",
-    "http://[::ffff:127.0.0.1]:8080",
-    "http://0x7f000001",
-    "http://localhost:8080",
-    "http://metadata.google.internal",
-]
 FORM = {
     "webhook_enabled": "on",
     "on_run_failed": "on",

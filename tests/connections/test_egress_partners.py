@@ -15,6 +15,8 @@ from connections.partners.http import MESSAGE_CHARS, PartnerError, call
 from connections.sandbox import DEMO_BRAZE_KEY
 from tests.base import make_connection
 from tests.egress_servers import (
+    ISSUE_LIST,
+    REDIRECT_FORMS,
     AnswerServer,
     servers,
 )
@@ -22,28 +24,6 @@ from tests.egress_servers import (
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("egress_in_production")]
 
 SECRET = "braze-rest-key-7777-abcd"
-# Issue #13's list.
-ISSUE_LIST = [
-    "https://127.0.0.1:6379",
-    "https://169.254.169.254",
-    "https://10.0.0.1:8443",
-    "https://[::1]",
-    "https://0x7f000001",
-    "https://2130706433",
-    "https://[::ffff:127.0.0.1]",
-    "https://[fd00::1]",
-    "https://metadata.google.internal",
-    "https://localhost",
-]
-# The same places as a redirect would name them (http, paths).
-REDIRECT_FORMS = [
-    "http://127.0.0.1:6379",
-    "http://169.254.169.254",
-    "http://[::ffff:127.0.0.1]:8080",
-    "http://0x7f000001",
-    "http://localhost:8080",
-    "http://metadata.google.internal",
-]
 BRAZE_FORM = {
     "kind": "braze",
     "name": "Braze custom",
