@@ -108,6 +108,15 @@ class SharedArray:
     cap: int
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What prepare_sync did: the sync's options from now on, and the requests it made (a run
+    counts every request it makes)."""
+
+    options: dict[str, Any]
+    requests: int = 0
+
+
 class SyncOptionsForm(forms.Form):
     """A sync's settings at its partner (Braze: membership mode; AppsFlyer: audience). The sync
     form shows its fields; the services validate a sync's options with it."""
@@ -248,10 +257,10 @@ class Partner:
         """A cheap authenticated call: returns what it proved, raises PartnerError otherwise."""
         raise NotImplementedError
 
-    def prepare_sync(self, *, cohort_label: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_sync(self, *, cohort_label: str, options: Mapping[str, Any]) -> "Prepared":
         """Before a run sends anything: make what the destination needs (an AppsFlyer audience,
-        say) and return the options to keep on the sync. Most partners need nothing."""
-        return dict(options)
+        say); the options to keep on the sync, and the requests that took. Most need nothing."""
+        return Prepared(dict(options))
 
     def max_batch_size(self) -> int:
         """The most recipients (adds and removes together) one `send_batch` call accepts."""

@@ -49,6 +49,13 @@ def refuse_connection(connection: Connection, message: str) -> None:
             )
 
 
+def sentence(text: str) -> str:
+    """`text` ending as a sentence, so that another can follow it ("Invalid API key: ••••" would
+    run into the next one)."""
+    text = text.strip()
+    return text if not text or text.endswith((".", "!", "?")) else f"{text}."
+
+
 def finish_run(run: SyncRun, status: str, message: str) -> None:
     """End the run so its counts add up: planned = added + removed + failed + skipped.
 
@@ -69,10 +76,10 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
         unreached = max(0, current.planned - current.processed)
         if unreached and status in (Status.FAILED, Status.CANCELED):
             current.failed += unreached
-            message = f"{message} {unreached:,} member(s) were not reached.".strip()
+            message = f"{sentence(message)} {unreached:,} member(s) were not reached.".strip()
         elif unreached and status in (Status.SUCCEEDED, Status.PARTIALLY_FAILED):
             current.skipped += unreached
-            message = f"{message} {unreached:,} left the diff during the run.".strip()
+            message = f"{sentence(message)} {unreached:,} left the diff during the run.".strip()
         now = timezone.now()
         current.status = status
         current.finished_at = now if status != Status.HELD else None

@@ -182,15 +182,20 @@ class RunSender:
     def _prepare_destination(self) -> None:
         """Let the partner make what the sync needs first (AppsFlyer: its audience)."""
         try:
-            options = self.partner.prepare_sync(
+            prepared = self.partner.prepare_sync(
                 cohort_label=self.sync.cohort.name, options=self.sync.options
             )
         except PartnerError as exc:
+            if exc.status is not None:  # the partner answered: a request made
+                self._count(requests=1)
             if exc.auth:
                 refuse_connection(self.connection, exc.message)
             raise StopRun(
                 f"{self.partner.label} could not prepare the sync: {exc.message}"
             ) from None
+        if prepared.requests:
+            self._count(requests=prepared.requests)
+        options = prepared.options
         if options != self.sync.options:
             Sync.objects.filter(pk=self.sync.pk).update(options=options)
             self.sync.options = options

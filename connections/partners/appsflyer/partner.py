@@ -13,6 +13,7 @@ from connections.partners.appsflyer.payload import device_limit, device_rows, im
 from connections.partners.base import (
     BatchResult,
     Partner,
+    Prepared,
     RateLimit,
     Recipient,
     SimulatorEndpoints,
@@ -153,14 +154,15 @@ class AppsFlyer(Partner):
             accepted.extend(rows.refs)
         return BatchResult(accepted=accepted, failed=failed, requests=sent, status=status)
 
-    def prepare_sync(self, *, cohort_label: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_sync(self, *, cohort_label: str, options: Mapping[str, Any]) -> Prepared:
         """A sync without an audience gets one on its first run, named after the cohort."""
         prepared = dict(options)
-        if not str(prepared.get("import_key") or "").strip():
-            name = f"{cohort_label}-{prepared.get('audience_suffix') or 'cohortsync'}"
-            prepared["import_key"] = self.create_audience(name=name)
-            prepared["audience_name"] = name[:100]
-        return prepared
+        if str(prepared.get("import_key") or "").strip():
+            return Prepared(prepared)
+        name = f"{cohort_label}-{prepared.get('audience_suffix') or 'cohortsync'}"
+        prepared["import_key"] = self.create_audience(name=name)
+        prepared["audience_name"] = name[:100]
+        return Prepared(prepared, requests=1)
 
     def create_audience(self, *, name: str, session: requests.Session | None = None) -> str:
         """A new imported audience on this connection's platform; returns its import key."""
