@@ -321,6 +321,10 @@ SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
 IMPORT_KEY_ROTATION_GRACE_HOURS = int(env_str("IMPORT_KEY_ROTATION_GRACE_HOURS", "24"))
 # Requests per hour one data-import key may make to the inbound API (Braze allows 250,000).
 INBOUND_RATE_LIMIT_PER_HOUR = int(env_str("INBOUND_RATE_LIMIT_PER_HOUR", "250000"))
+# Seconds a run may spend in all waiting for a partner's rate limit to reset (its 429s, and
+# resets it announced) before it hands itself back to the queue, to resume from its last
+# checkpoint a few minutes later instead of failing. Waits do not spend a batch's attempts.
+COHORTSYNC_RUN_RATE_WAIT_SECONDS = int(env_str("COHORTSYNC_RUN_RATE_WAIT_SECONDS", "900"))
 # The home page lists a recurring sync whose cohort has not changed for this many days.
 COHORTSYNC_STALE_COHORT_DAYS = int(env_str("COHORTSYNC_STALE_COHORT_DAYS", "7"))
 # Days each log that grows with traffic is kept; a daily job deletes older rows (0: keep for

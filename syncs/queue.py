@@ -6,6 +6,7 @@ Jobs are named by their dotted path, so what enqueues a run never imports what r
 
 import functools
 from collections.abc import Sequence
+from datetime import timedelta
 
 import django_rq
 import redis
@@ -38,16 +39,19 @@ def run_job_id(run_id: int, attempt: int = 0) -> str:
     return f"sync-run-{run_id}-{attempt}"
 
 
-def enqueue_run(run_id: int, *, attempt: int = 0) -> None:
-    run_queue().enqueue(
-        RUN_JOB,
-        run_id,
-        job_id=run_job_id(run_id, attempt),
-        unique=True,
-        job_timeout=RUN_JOB_TIMEOUT,
-        result_ttl=RUN_RESULT_TTL,
-        failure_ttl=RUN_FAILURE_TTL,
-    )
+def enqueue_run(run_id: int, *, attempt: int = 0, delay: float = 0.0) -> None:
+    """Queue the run's job for `attempt`; after `delay` seconds when given (RQ's scheduler,
+    which the runs worker starts, moves it to the queue then)."""
+    options = {
+        "job_id": run_job_id(run_id, attempt),
+        "job_timeout": RUN_JOB_TIMEOUT,
+        "result_ttl": RUN_RESULT_TTL,
+        "failure_ttl": RUN_FAILURE_TTL,
+    }
+    if delay > 0:
+        run_queue().enqueue_in(timedelta(seconds=delay), RUN_JOB, run_id, **options)
+    else:
+        run_queue().enqueue(RUN_JOB, run_id, unique=True, **options)
 
 
 def enqueue_new_runs(run_ids: Sequence[int]) -> list[int]:

@@ -160,6 +160,9 @@ class Partner:
     membership_modes: ClassVar[dict[str, str]] = {}
     # A sync's own settings at this partner, asked on the sync form's identifier step.
     sync_options_form: ClassVar[type[SyncOptionsForm]]
+    # The config key holding the most recipients per request: a run that learns a lower limit
+    # from the partner's refusal writes it there.
+    batch_size_setting: ClassVar[str] = "batch_size"
     # Option keys the partner writes on a sync itself (prepare_sync); kept across edits.
     kept_sync_options: ClassVar[tuple[str, ...]] = ()
     simulator: ClassVar[SimulatorEndpoints]

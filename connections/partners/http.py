@@ -64,6 +64,16 @@ class BatchTooLarge(PartnerError):
         self.limit = limit
 
 
+class ObjectsRefused(PartnerError):
+    """The partner refused the whole request and said which recipients were at fault: `failed`
+    holds their refs with the partner's reason for each (Braze answers 400 with per-object
+    errors when no object of a batch is valid). The others may be sent again without them."""
+
+    def __init__(self, message: str, *, failed: list[tuple[int, str]], body: Any = None) -> None:
+        super().__init__(message, status=400, retryable=False, body=body)
+        self.failed = failed
+
+
 @dataclass(frozen=True)
 class PartnerResponse:
     status: int

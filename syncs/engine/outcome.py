@@ -11,6 +11,7 @@ from django.utils import timezone
 from connections.models import Connection
 from connections.signals import connection_state_changed
 from core import audit
+from syncs.engine.errors import record_unreached
 from syncs.engine.events import Kind, record_event
 from syncs.models import Sync, SyncRun, SyncRunPlanItem
 from syncs.queue import enqueue_run
@@ -76,6 +77,8 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
         unreached = max(0, current.planned - current.processed)
         if unreached and status in (Status.FAILED, Status.CANCELED):
             current.failed += unreached
+            # Named in the errors export and member lookup, with why the run stopped.
+            record_unreached(current, message or Status(status).label)
             message = f"{sentence(message)} {unreached:,} member(s) were not reached.".strip()
         elif unreached and status in (Status.SUCCEEDED, Status.PARTIALLY_FAILED):
             current.skipped += unreached
@@ -121,10 +124,29 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
         )
 
 
-def interrupt_run(run: SyncRun, message: str) -> bool:
+def learn_batch_size(connection: Connection, setting: str, size: int, note: str) -> None:
+    """A run learnt that the partner takes at most `size` recipients a request: keep it in the
+    connection's `setting`, with an entry on the connection's timeline saying why."""
+    with transaction.atomic():
+        current = Connection.objects.select_for_update().get(pk=connection.pk)
+        if int(current.config.get(setting) or size + 1) <= size:
+            return  # another run learnt it first
+        current.config = {**current.config, setting: size}
+        current.save(update_fields=["config"])
+        connection.config = current.config
+        audit.record(
+            actor=None,
+            action="connection.batch_size_learnt",
+            target=current,
+            details={"setting": setting, "size": size, "message": note},
+        )
+
+
+def interrupt_run(run: SyncRun, message: str, *, resume_in: float = 0.0) -> bool:
     """Hand a running run back to the queue, to resume from its last checkpoint with a job of its
-    own. Only the worker holding the run can (its interruptions count is still the run's). When
-    Redis does not take the job, the reaper queues it once Redis is back."""
+    own, `resume_in` seconds from now. Only the worker holding the run can (its interruptions
+    count is still the run's). When Redis does not take the job, the reaper queues it once
+    Redis is back."""
     with transaction.atomic():
         handed_back = SyncRun.objects.filter(
             pk=run.pk, status=Status.RUNNING, interruptions=run.interruptions
@@ -134,7 +156,7 @@ def interrupt_run(run: SyncRun, message: str) -> bool:
     if not handed_back:
         return False
     try:
-        enqueue_run(run.pk, attempt=run.interruptions + 1)
+        enqueue_run(run.pk, attempt=run.interruptions + 1, delay=resume_in)
     except redis.RedisError as exc:
         logger.warning("Run %s waits for Redis to be queued again: %s", run.pk, type(exc).__name__)
     return True

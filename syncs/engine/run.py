@@ -72,7 +72,7 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
     except StopRun as stop:
         finish_run(run, stop.status, stop.message)
     except Interrupted as stop:
-        interrupt_run(run, stop.message)
+        interrupt_run(run, stop.message, resume_in=stop.resume_in)
         return "interrupted"
     except Exception:
         logger.exception("Sync run %s crashed", run_id)

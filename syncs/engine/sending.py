@@ -15,17 +15,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from django.conf import settings
 
 from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, Recipient
-from connections.partners.http import BatchTooLarge, PartnerError
+from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
 from connections.ratelimit import RateLimitTimeout
 from syncs.engine.events import Kind, record_event
-from syncs.engine.outcome import refuse_connection
+from syncs.engine.outcome import learn_batch_size, refuse_connection
 from syncs.engine.pacing import MAX_BACKOFF_SECONDS, RedisOutage, SharedPace, backoff
 from syncs.models import SyncRun
 
+# Attempts at one batch that 5xx answers and network errors may spend; rate-limit waits spend
+# none (settings.COHORTSYNC_RUN_RATE_WAIT_SECONDS bounds them for the whole run instead).
 MAX_ATTEMPTS = 6
+# A run whose rate-limit waits ran past its budget resumes this much later.
+RESUME_AFTER_RATE_WAIT_SECONDS = 300.0
 # Waits for the shared bucket shorter than this are pacing, not news: only the total is kept.
 NOTABLE_WAIT_SECONDS = 1.0
 # Well under the reaper's 90 s: a run waiting this long for an answer beats its heartbeat.
@@ -43,11 +48,13 @@ class StopRun(Exception):
 
 class Interrupted(Exception):
     """The run stops here and resumes later from its last checkpoint: the worker is stopping,
-    or Redis stayed out of reach. `message` says which, on the run's timeline."""
+    Redis stayed out of reach, or the partner's rate limit kept it waiting too long. `message`
+    says which, on the run's timeline; `resume_in` is how many seconds its next job waits."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, resume_in: float = 0.0) -> None:
         super().__init__(message)
         self.message = message
+        self.resume_in = resume_in
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Attempt:
     result: BatchResult | None = None
     refused: PartnerError | None = None
     too_large: BatchTooLarge | None = None
+    objects_refused: ObjectsRefused | None = None
     no_token: RateLimitTimeout | None = None
     # Seconds Redis stayed out of reach before this attempt gave up waiting for a token.
     redis_down: float | None = None
@@ -105,6 +113,9 @@ class BatchSender:
         # Requests and waits of accepted batches, added to the counters by the engine's
         # checkpoint: one UPDATE per batch instead of two.
         self.uncounted: dict[str, float] = {}
+        # The run's 429s so far (their backoff grows) and its seconds waited for rate resets.
+        self.throttled = 0
+        self.rate_waited = 0.0
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
@@ -127,13 +138,19 @@ class BatchSender:
     def finish(
         self, started: "Future[Attempt] | None", *, add: list[Recipient], remove: list[Recipient]
     ) -> BatchResult:
-        """The batch's answer: the `started` attempt's (None: make one now), retried on 429,
-        5xx and network errors with backoff; a refused credential stops the run."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if attempt > 1 or started is None:
+        """The batch's answer: the `started` attempt's (None: make one now), retried as needed.
+
+        5xx and network errors spend the batch's MAX_ATTEMPTS; a 429, or a reset the partner
+        announced, is waited out without spending one, within the run's budget of rate-limit
+        waits (past it the run is interrupted and resumes later). A refused credential stops
+        the run; a batch too large is sent in halves; objects refused by name fail alone."""
+        failures = 0
+        while True:
+            if started is None:
                 # Retries go through a sending thread too, this thread beating meanwhile.
                 started = self.start(add=add, remove=remove)
             outcome = self._answer(started)
+            started = None
             waited = outcome.waited
             if outcome.redis_down is not None:
                 raise Interrupted(
@@ -143,26 +160,29 @@ class BatchSender:
                 )
             if outcome.no_token is not None:
                 # The bucket is empty for longer than we wait at once (a partner's reset far
-                # away): wait our longest, then ask again, a bounded number of times.
+                # away): wait our longest, then ask again.
                 timeout = outcome.no_token
-                pause = 0.0 if attempt == MAX_ATTEMPTS else min(timeout.needed, MAX_BACKOFF_SECONDS)
-                self.sleep(pause)
-                self._count_now(throttled_seconds=timeout.waited + pause)
+                pause = min(timeout.needed, MAX_BACKOFF_SECONDS)
+                self._count_now(throttled_seconds=timeout.waited)
+                self._wait_for_rate(pause, timeout.waited)
                 self._note_wait(timeout.waited + pause, "the connection's shared rate limit")
                 continue
             self._note_wait(waited, "the connection's shared rate limit")
             if outcome.too_large is not None:
                 self._count_now(requests=1, throttled_seconds=waited)
-                return self._send_in_halves(add, remove, outcome.too_large.limit)
+                return self._send_in_halves(add, remove, outcome.too_large)
+            if outcome.objects_refused is not None:
+                self._count_now(requests=1, throttled_seconds=waited)
+                return self._send_without(add, remove, outcome.objects_refused)
             if outcome.refused is not None:
                 self._count_now(requests=1, throttled_seconds=waited)
-                self._handle_error(outcome.refused, attempt)
+                if outcome.refused.status == 429:
+                    self._wait_for_partner(outcome.refused)
+                else:
+                    failures += 1
+                    self._handle_error(outcome.refused, failures)
                 continue
             return self._accept(outcome)
-        raise StopRun(
-            f"{self.partner.label}'s rate limit left no room for this batch after "
-            f"{MAX_ATTEMPTS} attempts."
-        )
 
     def accepted(self, started: "Future[Attempt]") -> BatchResult | None:
         """The started attempt's answer if the partner accepted the batch, without retrying:
@@ -210,6 +230,8 @@ class BatchSender:
             )
         except BatchTooLarge as too_large:
             return Attempt(waited, too_large=too_large)
+        except ObjectsRefused as refused:
+            return Attempt(waited, objects_refused=refused)
         except PartnerError as exc:
             return Attempt(waited, refused=exc)
         if result.rate_limit is not None:
@@ -224,7 +246,7 @@ class BatchSender:
         return session
 
     def _handle_error(self, exc: PartnerError, attempt: int) -> None:
-        """Stop the run, or wait before the next attempt."""
+        """Stop the run, or wait before the next attempt (5xx, network errors)."""
         label = self.partner.label
         if exc.auth:
             refuse_connection(self.connection, exc.message)
@@ -234,15 +256,11 @@ class BatchSender:
                 f"{label} answered {exc.status or 'nothing'} ({exc.message})"
                 f" after {attempt} attempt(s)."
             ) from None
-        if exc.status == 429 and exc.rate_limit is not None:
-            # Every worker on this connection waits for the partner's reset, not just us.
-            self.pace.observe(exc.rate_limit)
         delay = backoff(attempt, exc)
-        throttled = exc.status == 429
-        self._count_now(retries=1, throttled_seconds=delay if throttled else 0.0)
+        self._count_now(retries=1)
         record_event(
             self.run_id,
-            Kind.THROTTLED if throttled else Kind.RETRY,
+            Kind.RETRY,
             f"{label} answered {exc.status or 'nothing'} ({exc.message}); "
             f"attempt {attempt + 1} in {delay:.1f} s.",
             status=exc.status,
@@ -250,6 +268,41 @@ class BatchSender:
             seconds=round(delay, 2),
         )
         self.sleep(delay)
+
+    def _wait_for_partner(self, exc: PartnerError) -> None:
+        """A 429: wait for the partner's reset (or back off), without spending an attempt."""
+        if exc.rate_limit is not None:
+            # Every worker on this connection waits for the partner's reset, not just us.
+            self.pace.observe(exc.rate_limit)
+        self.throttled += 1
+        delay = backoff(self.throttled, exc)
+        self._count_now(retries=1)
+        record_event(
+            self.run_id,
+            Kind.THROTTLED,
+            f"{self.partner.label} answered 429 ({exc.message}); trying again in {delay:.1f} s.",
+            status=429,
+            seconds=round(delay, 2),
+        )
+        self._wait_for_rate(delay)
+
+    def _wait_for_rate(self, seconds: float, already: float = 0.0) -> None:
+        """Sleep `seconds` for the partner's rate limit (`already` waited for a token), counted
+        as throttled time, within the run's budget: past it, the run is interrupted and
+        resumes from its last checkpoint a few minutes later."""
+        budget = settings.COHORTSYNC_RUN_RATE_WAIT_SECONDS
+        self.rate_waited += already
+        if self.rate_waited + seconds > budget:
+            raise Interrupted(
+                f"{self.partner.label}'s rate limit kept this run waiting "
+                f"{self.rate_waited / 60:.1f} min in all (a run waits at most "
+                f"{budget / 60:g} min): it resumes from its last checkpoint in "
+                f"{RESUME_AFTER_RATE_WAIT_SECONDS / 60:g} min.",
+                resume_in=RESUME_AFTER_RATE_WAIT_SECONDS,
+            )
+        self.rate_waited += seconds
+        self._count_now(throttled_seconds=seconds)
+        self.sleep(seconds)
 
     def _note_wait(self, waited: float, what: str) -> None:
         if waited >= NOTABLE_WAIT_SECONDS:
@@ -261,25 +314,23 @@ class BatchSender:
             )
 
     def _send_in_halves(
-        self, add: list[Recipient], remove: list[Recipient], limit: int
+        self, add: list[Recipient], remove: list[Recipient], refusal: BatchTooLarge
     ) -> BatchResult:
-        """The partner said how many recipients it takes: send this batch in smaller ones and
-        remember the size on the connection for every later run."""
-        size = max(1, min(limit, (len(add) + len(remove)) // 2))
-        if size >= len(add) + len(remove):
-            raise StopRun(f"{self.partner.label} refuses even a batch of {size}.")
+        """The partner refused the batch as too large and said (or we inferred) how many it
+        takes: send this batch in smaller ones and remember the size on the connection, with
+        an entry on its timeline, for every later run."""
+        size = max(1, min(refusal.limit, len(add) + len(remove) - 1))
+        if len(add) + len(remove) <= 1:
+            raise StopRun(f"{self.partner.label} refuses even a batch of 1: {refusal.message}")
         if size < self.batch_size:
             # Said once, though the batches in flight beside this one hear the same refusal.
             self.batch_size = size
-            config = dict(self.connection.config, batch_size=size)
-            Connection.objects.filter(pk=self.connection.pk).update(config=config)
-            record_event(
-                self.run_id,
-                Kind.RETRY,
-                f"{self.partner.label} takes at most {limit:,} per request; "
-                f"sending batches of {size:,} from now on.",
-                batch_size=size,
+            note = (
+                f"{refusal.message}: sending batches of {size:,} from now on. Change it in the "
+                "connection's settings if the partner raises its limit."
             )
+            learn_batch_size(self.connection, self.partner.batch_size_setting, size, note)
+            record_event(self.run_id, Kind.RETRY, note, batch_size=size)
         merged = BatchResult(accepted=[], failed=[], requests=0, status=200)
         for items, is_add in ((add, True), (remove, False)):
             for start in range(0, len(items), size):
@@ -291,3 +342,24 @@ class BatchSender:
                 merged.failed += result.failed
                 merged.status = result.status
         return merged
+
+    def _send_without(
+        self, add: list[Recipient], remove: list[Recipient], refusal: ObjectsRefused
+    ) -> BatchResult:
+        """The partner refused the whole batch for the objects it named: those fail with its
+        reasons, and the others are sent again without them."""
+        refused = {ref for ref, _ in refusal.failed}
+        add = [recipient for recipient in add if recipient.ref not in refused]
+        remove = [recipient for recipient in remove if recipient.ref not in refused]
+        record_event(
+            self.run_id,
+            Kind.RETRY,
+            f"{self.partner.label} refused the batch for {len(refused):,} member(s) "
+            f"({refusal.message}); sending the other {len(add) + len(remove):,} again.",
+            status=refusal.status,
+        )
+        if not add and not remove:
+            return BatchResult(accepted=[], failed=list(refusal.failed), requests=0, status=400)
+        result = self.finish(None, add=add, remove=remove)
+        result.failed = [*refusal.failed, *result.failed]
+        return result

@@ -145,6 +145,9 @@ def _audit_item(entry: AuditEntry) -> Item:
         kind, title = "auth_failed", "Credentials refused during a run"
         status, label = "refused", "Refused"
         text = str(details.get("message", ""))
+    elif entry.action == "connection.batch_size_learnt":
+        title = f"Batch size lowered to {details.get('size')} by a run"
+        text = str(details.get("message", ""))
     elif entry.action in KEY_EVENTS:
         kind, title = "key", KEY_EVENTS[entry.action]
         named = str(details.get("name") or entry.target_label)

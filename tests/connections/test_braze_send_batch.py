@@ -10,7 +10,7 @@ from connections.partners.base import BatchResult, RateLimitSignal, Recipient
 from connections.partners.braze import Braze
 from connections.partners.braze.config import BrazeConfig
 from connections.partners.braze.payload import build_track_payload, split_outcome
-from connections.partners.http import PartnerError
+from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
 from connections.sandbox import DEMO_BRAZE_KEY
 
 LABEL = "churn_risk_q3"
@@ -226,12 +226,29 @@ def test_an_error_without_an_index_fails_nobody_and_is_logged(
     assert "quota warning" in caplog.text and "bad event" in caplog.text
 
 
-def test_a_long_value_fails_the_whole_batch_object_by_object(sandbox: Any) -> None:
+def test_a_batch_with_no_valid_object_is_refused_whole_naming_each_object(
+    sandbox: Any,
+) -> None:
     braze = _braze(sandbox.url, update_existing_only=False)
-    result = braze.send_batch(cohort_label="x" * 256, add=[_ext(1), _ext(2)], remove=[], options={})
-    assert result.accepted == []
-    assert [ref for ref, _ in result.failed] == [1, 2]
-    assert all("255" in reason for _, reason in result.failed)
+    with pytest.raises(ObjectsRefused) as caught:
+        braze.send_batch(cohort_label="x" * 256, add=[_ext(1), _ext(2)], remove=[], options={})
+    assert caught.value.status == 400
+    assert [ref for ref, _ in caught.value.failed] == [1, 2]
+    assert all("255" in reason for _, reason in caught.value.failed)
+
+
+def test_too_many_objects_asks_for_the_next_documented_cap_then_for_halves(
+    sandbox: Any,
+) -> None:
+    _sandbox_post(sandbox, "config", {"braze_object_cap": 20})
+    braze = _braze(sandbox.url, update_existing_only=False)
+    with pytest.raises(BatchTooLarge) as caught:
+        _send(braze, add=[_ext(n) for n in range(75)])
+    assert caught.value.limit == 50
+    assert "Max Input Length Exceeded" in caught.value.message
+    with pytest.raises(BatchTooLarge) as caught:
+        _send(braze, add=[_ext(n) for n in range(50)])
+    assert caught.value.limit == 25
 
 
 def test_75_objects_are_accepted_and_76_are_refused_before_any_request(sandbox: Any) -> None:

@@ -124,6 +124,8 @@ def test_the_raw_database_never_contains_a_credential(admin_client):
         "platform": "android",
         "api_host": "https://hq1.appsflyer.com",
         "batch_size": "10000",
+        "rate_limit_requests": "100",
+        "rate_limit_seconds": "1",
     }
     assert admin_client.post(reverse("connections:create"), appsflyer).status_code == 302
     with db.cursor() as cursor:
@@ -148,7 +150,7 @@ def test_the_raw_database_never_contains_a_credential(admin_client):
         ({"default_identifier": "user_alias", "alias_label": ""}, "alias label"),
         ({"secret": ""}, "This field is required"),
         ({"name": "   "}, "required"),
-        ({"objects_per_request": "100"}, "Select a valid choice"),
+        ({"objects_per_request": "100"}, "less than or equal to 75"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_error_and_nothing_is_saved(
@@ -178,6 +180,8 @@ def test_only_one_appsflyer_connection_per_app(admin_client):
         "platform": "android",
         "api_host": "https://hq1.appsflyer.com",
         "batch_size": "10000",
+        "rate_limit_requests": "100",
+        "rate_limit_seconds": "1",
     }
     response = admin_client.post(reverse("connections:create"), form)
     assert "one connection per app" in response.content.decode()

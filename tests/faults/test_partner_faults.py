@@ -156,21 +156,3 @@ def test_a_batch_that_fails_six_times_stops_the_run_with_the_ledger_equal_to_the
     assert run.planned == run.added + run.removed + run.failed + run.skipped
     assert in_destination(sandbox, cohort.name) == ledger(sync)
     assert len(ledger(sync)) == 2 * BATCH
-
-
-def test_a_reset_too_far_away_stops_the_run_cleanly_instead_of_crashing(
-    cohort, simulated_braze, sandbox
-):
-    # One request per ten minutes: the second batch is answered 429 with a reset 600 s away,
-    # past the 60 s the engine waits for its shared bucket.
-    sandbox_post(sandbox, "config", {"braze_rate_limit": 1, "braze_rate_window": 600.0})
-    fill(cohort, 2 * BATCH)
-    sync = braze_sync(cohort, simulated_braze)
-    run = queued_run(sync)
-
-    status = run_sync(run.pk, sleep=Sleeps())
-    run.refresh_from_db()
-    assert status == SyncRun.Status.FAILED
-    assert "rate limit" in run.error_summary.lower()
-    assert "internal error" not in run.error_summary
-    assert (run.added, run.failed) == (BATCH, BATCH)

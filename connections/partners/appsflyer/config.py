@@ -21,6 +21,11 @@ class AppsFlyerConfig(PartnerConfig):
     platform: str
     api_host: str = DEFAULT_API_HOST
     batch_size: int = 10_000
+    # AppsFlyer publishes no rate limit for the import API (docs/partners/appsflyer.md §7): this
+    # is our own cautious pace, shared by every run of the connection; lower it if AppsFlyer
+    # answers 429 often.
+    rate_limit_requests: int = 100
+    rate_limit_seconds: int = 1
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
@@ -41,6 +46,11 @@ class AppsFlyerConfig(PartnerConfig):
         )
         if not 1 <= self.batch_size <= 100_000:
             raise ConfigError("The batch size must be 1 to 100,000 devices.", "batch_size")
+        if not (1 <= self.rate_limit_requests <= 100_000 and 1 <= self.rate_limit_seconds <= 3600):
+            raise ConfigError(
+                "The rate limit must be 1 to 100,000 requests per 1 to 3,600 s.",
+                "rate_limit_requests",
+            )
 
     def endpoints(self) -> dict[str, str]:
         return {"api_host": self.api_host}
@@ -55,4 +65,23 @@ class AppsFlyerConfigForm(forms.Form):
     api_host = forms.CharField(
         max_length=200, initial=DEFAULT_API_HOST, help_text="Leave as is unless told otherwise"
     )
-    batch_size = forms.IntegerField(min_value=1, max_value=100_000, initial=10_000)
+    batch_size = forms.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        initial=10_000,
+        help_text="AppsFlyer publishes no maximum; a run that meets its limit lowers this itself.",
+    )
+    rate_limit_requests = forms.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        initial=100,
+        label="Rate limit: requests",
+        help_text=(
+            "AppsFlyer publishes no rate limit for this API: 100 requests per second is "
+            "cohortsync's cautious default, shared by every run of this connection. Lower it "
+            "if runs keep meeting 429 answers."
+        ),
+    )
+    rate_limit_seconds = forms.IntegerField(
+        min_value=1, max_value=3600, initial=1, label="Rate limit: per seconds"
+    )

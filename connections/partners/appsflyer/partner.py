@@ -69,9 +69,7 @@ class AppsFlyer(Partner):
 
     @classmethod
     def rate_limit(cls, config: AppsFlyerConfig) -> RateLimit:
-        # AppsFlyer publishes no rate limit for the import API (docs/partners/appsflyer.md §7);
-        # the engine's pace so far, until a connection setting says otherwise.
-        return RateLimit(100, 1)
+        return RateLimit(config.rate_limit_requests, config.rate_limit_seconds)
 
     @classmethod
     def clean_sync_options(

@@ -23,7 +23,11 @@ MEMBERSHIP_MODES = {
     "both": "Both",
 }
 IDENTIFIERS = {"external_id": "External ID", "user_alias": "User alias", "braze_id": "Braze ID"}
-OBJECTS_PER_REQUEST = (75, 50)
+# Objects per /users/track request: 75 combined on current plans, 50 combined on the MAU plans
+# (docs/partners/braze.md §2). Braze's refusal does not say which applies: a connection that
+# meets it drops to the next cap down (then halves), and remembers the size it learnt.
+MAX_OBJECTS_PER_REQUEST = 75
+LOWER_OBJECT_CAPS = (50,)
 # Sent when "Test connection" is pressed: an empty batch. Braze checks the key first (401/403),
 # then answers 400 with this message, so the key is proven without touching a profile.
 EMPTY_BATCH_MESSAGE = "Valid data must be provided"
@@ -70,8 +74,11 @@ class BrazeConfig(PartnerConfig):
             )
         if self.default_identifier == "user_alias" and not self.alias_label.strip():
             raise ConfigError("A user alias needs its alias label.", "alias_label")
-        if self.objects_per_request not in OBJECTS_PER_REQUEST:
-            raise ConfigError("Objects per request must be 75 or 50.", "objects_per_request")
+        if not 1 <= self.objects_per_request <= MAX_OBJECTS_PER_REQUEST:
+            raise ConfigError(
+                f"Objects per request must be 1 to {MAX_OBJECTS_PER_REQUEST}.",
+                "objects_per_request",
+            )
         if not (
             1 <= self.rate_limit_requests <= 1_000_000 and 1 <= self.rate_limit_seconds <= 3600
         ):
@@ -121,8 +128,15 @@ class BrazeConfigForm(forms.Form):
             "sent, not as in Braze. Off, an add creates the profile. Removals never create one."
         ),
     )
-    objects_per_request = forms.TypedChoiceField(
-        choices=[(n, str(n)) for n in OBJECTS_PER_REQUEST], coerce=int, initial=75
+    objects_per_request = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_OBJECTS_PER_REQUEST,
+        initial=MAX_OBJECTS_PER_REQUEST,
+        help_text=(
+            "75 on current Braze plans, 50 on MAU-based plans (Braze's API usage dashboard shows "
+            "yours). If Braze refuses a batch as too large, cohortsync lowers this itself and "
+            "notes it on the connection's timeline."
+        ),
     )
     rate_limit_requests = forms.IntegerField(min_value=1, max_value=1_000_000, initial=3000)
     rate_limit_seconds = forms.IntegerField(min_value=1, max_value=3600, initial=3)

@@ -21,12 +21,17 @@ from connections.partners.braze.array_cap import ARRAY_MODES, BRAZE_ARRAY_CAP
 from connections.partners.braze.config import (
     EMPTY_BATCH_MESSAGE,
     IDENTIFIERS,
+    LOWER_OBJECT_CAPS,
     MEMBERSHIP_MODES,
     BrazeConfig,
     BrazeConfigForm,
 )
-from connections.partners.braze.payload import build_track_payload, split_outcome
-from connections.partners.http import PartnerError, call
+from connections.partners.braze.payload import build_track_payload, object_errors, split_outcome
+from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError, call
+
+# Braze's 400 for a request over the workspace's objects-per-request cap, which the answer
+# does not state (docs/partners/braze.md §2).
+TOO_MANY_OBJECTS = "Max Input Length Exceeded"
 
 
 class BrazeSyncOptions(SyncOptionsForm):
@@ -62,6 +67,7 @@ class Braze(Partner):
     membership_modes = MEMBERSHIP_MODES
     sync_options_form = BrazeSyncOptions
     simulator: ClassVar[SimulatorEndpoints] = braze_simulator
+    batch_size_setting = "objects_per_request"
 
     config: BrazeConfig
 
@@ -133,13 +139,16 @@ class Braze(Partner):
             update_existing_only=self.config.update_existing_only,
             default_alias_label=self.config.alias_label,
         )
-        response = call(
-            "POST",
-            f"{self.config.rest_endpoint}/users/track",
-            secret=self.secret,
-            payload=payload,
-            session=session,
-        )
+        try:
+            response = call(
+                "POST",
+                f"{self.config.rest_endpoint}/users/track",
+                secret=self.secret,
+                payload=payload,
+                session=session,
+            )
+        except PartnerError as exc:
+            raise _refusal(exc, refs) from None
         accepted, failed = split_outcome(response.body, refs)
         return BatchResult(
             accepted=accepted,
@@ -148,3 +157,23 @@ class Braze(Partner):
             status=response.status,
             rate_limit=RateLimitSignal.from_headers(response.headers),
         )
+
+
+def _refusal(exc: PartnerError, refs: list[int]) -> PartnerError:
+    """What a refused `/users/track` request means for the engine: too many objects (send
+    smaller batches: the next documented cap below this size, else half), objects at fault
+    (fail them with Braze's reasons, send the others again), or the error as it came."""
+    if exc.status != 400:
+        return exc
+    if TOO_MANY_OBJECTS in exc.message:
+        size = len(refs)
+        lower = [cap for cap in LOWER_OBJECT_CAPS if cap < size]
+        return BatchTooLarge(
+            f"Braze refused {size} objects in one request ({exc.message})",
+            limit=lower[0] if lower else max(1, size // 2),
+            body=exc.body,
+        )
+    failed = object_errors(exc.body, refs)
+    if failed:
+        return ObjectsRefused(exc.message, failed=failed, body=exc.body)
+    return exc

@@ -74,6 +74,19 @@ def build_track_payload(
 
 def split_outcome(body: Any, refs: Sequence[int]) -> tuple[list[int], list[tuple[int, str]]]:
     """Accepted refs and (ref, reason) failures from a 201 body's non-fatal `errors`."""
+    failed = _errors_by_index(body, len(refs))
+    accepted = [ref for index, ref in enumerate(refs) if index not in failed]
+    return accepted, [(refs[index], reason) for index, reason in sorted(failed.items())]
+
+
+def object_errors(body: Any, refs: Sequence[int]) -> list[tuple[int, str]]:
+    """(ref, reason) for each object Braze's `errors` point at by index, in request order: in
+    a 201 they are the objects it skipped, in a 400 the ones that made it refuse the request."""
+    failed = _errors_by_index(body, len(refs))
+    return [(refs[index], reason) for index, reason in sorted(failed.items())]
+
+
+def _errors_by_index(body: Any, sent: int) -> dict[int, str]:
     failed: dict[int, str] = {}
     errors = body.get("errors") if isinstance(body, dict) else None
     for item in errors if isinstance(errors, list) else []:
@@ -86,11 +99,10 @@ def split_outcome(body: Any, refs: Sequence[int]) -> tuple[list[int], list[tuple
             in_attributes
             and isinstance(index, int)
             and not isinstance(index, bool)
-            and 0 <= index < len(refs)
+            and 0 <= index < sent
         ):
             failed.setdefault(index, reason)
         else:
-            # Nobody to blame: the batch was accepted, so failing every member would be wrong.
+            # Nobody to blame: failing every member for it would be wrong.
             logger.warning("Braze reported an error not tied to a sent object: %s", reason)
-    accepted = [ref for index, ref in enumerate(refs) if index not in failed]
-    return accepted, [(refs[index], reason) for index, reason in sorted(failed.items())]
+    return failed

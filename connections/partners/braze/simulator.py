@@ -23,6 +23,8 @@ NO_DATA_MESSAGE = (
     "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
 )
 
+INVALID_OBJECTS_MESSAGE = "Every object in the request was invalid"
+
 
 class Identity(NamedTuple):
     key: str  # profile key: "external_id:<v>", "alias:<label>:<name>", "braze_id:<v>", ...
@@ -114,6 +116,10 @@ def _users_track(
                 else:
                     errors.append({"type": error, "input_array": name, "index": index})
             result[f"{name}_processed"] = processed
+    if errors and len(errors) == total:
+        # Not one object was valid: Braze refuses the request as a whole, with the same
+        # per-object errors (nothing was applied).
+        return 400, {"message": INVALID_OBJECTS_MESSAGE, "errors": errors}
     if errors:
         result["errors"] = errors
     return 201, result
