@@ -108,7 +108,7 @@ def control(url: str, route: str, payload: dict[str, Any] | None = None) -> Any:
     return response.json()
 
 
-def make_connection(kind: str, url: str, name: str) -> Any:
+def make_connection(kind: str, url: str, name: str, **config: Any) -> Any:
     from connections.partners import PARTNERS
     from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
     from connections.services import create_connection
@@ -119,6 +119,7 @@ def make_connection(kind: str, url: str, name: str) -> Any:
     else:
         data = {"app_id": "com.example.app", "platform": "android", "api_host": url}
         secret = DEMO_APPSFLYER_TOKEN
+    data.update(config)
     return create_connection(
         kind=kind, name=name, config=PARTNERS[kind].parse_config(data), secret=secret, actor=None
     )

@@ -3,15 +3,19 @@ simulated AppsFlyer), next to a bare reference client posting the same batches.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/cohortsync_bench \\
     REDIS_URL=redis://127.0.0.1:6379/9 \\
-        .venv/bin/python bench/full_sync.py [--members 1000000] [--partner braze appsflyer]
+        .venv/bin/python bench/full_sync.py [--members 1000000] [--partner braze appsflyer] \\
+        [--latency-ms 100] [--threads N]
 
-The simulator runs in a process of its own (`manage.py partner_sandbox`), and so does the sync
-run (bench/_worker.py: `run_sync` as an RQ work horse calls it), whose peak RSS the kernel
-reports. The reference is what docs/architecture.md §7 names: a `requests` client with two
-threads posting pre-built batches (75 objects for Braze, the connection's 10,000 devices for
-AppsFlyer) over keep-alive into the same simulator, restarted empty for each. Targets:
-cohortsync reaches at least 80 % of the reference's members/s, and the worker's peak RSS stays
-under 300 MB.
+The simulator runs in a process of its own (`manage.py partner_sandbox`), answering each request
+after `--latency-ms` (a real partner's 50-200 ms; 0 is the loopback), and so does the sync run
+(bench/_worker.py: `run_sync` as an RQ work horse calls it), whose peak RSS the kernel reports.
+The reference is what docs/architecture.md §7 names: a bare `requests` client posting pre-built
+batches (75 objects for Braze, the connection's 10,000 devices for AppsFlyer) over keep-alive
+into the same simulator, restarted empty for each, with as many threads as the connection's
+maximum concurrent requests (its default unless `--threads`), so both have the same requests in
+flight at most. Targets: cohortsync reaches at least 80 % of the reference's members/s, and the
+worker's peak RSS stays under 300 MB. bench/simulator_ceiling.py gives the simulator's own
+ceiling, which a figure near it measures instead of cohortsync.
 """
 
 import argparse
@@ -131,7 +135,25 @@ def checkpoints_alone(connection: Any, cohort: Any, members: int, batch: int) ->
     return time.perf_counter() - started
 
 
-def bench_partner(kind: str, members: int, threads: int) -> list[list[Any]]:
+def in_flight_default(kind: str) -> int:
+    """The connection's default maximum concurrent requests."""
+    import dataclasses
+
+    from connections.partners import PARTNERS
+
+    config_class: Any = PARTNERS[kind].config_class
+    defaults: dict[str, Any] = {
+        field.name: field.default for field in dataclasses.fields(config_class)
+    }
+    return int(defaults["max_concurrent_requests"])
+
+
+def with_latency(url: str, kind: str, latency_ms: int) -> None:
+    if latency_ms:
+        _common.control(url, "/faults", {"partner": kind, "latency_ms": latency_ms})
+
+
+def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> list[list[Any]]:
     from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
 
     tag = uuid.uuid4().hex[:6]
@@ -140,6 +162,7 @@ def bench_partner(kind: str, members: int, threads: int) -> list[list[Any]]:
     label = f"bench full {kind} {tag}"
     path, bodies = reference_bodies(kind, members, label, import_key)
     with _common.simulator() as url:
+        with_latency(url, kind, latency_ms)
         if kind == "appsflyer":
             _common.control(
                 url,
@@ -151,7 +174,10 @@ def bench_partner(kind: str, members: int, threads: int) -> list[list[Any]]:
 
     cohort = _common.make_cohort(label, members)
     with _common.simulator() as url:
-        connection = _common.make_connection(kind, url, f"bench {kind} {tag}")
+        with_latency(url, kind, latency_ms)
+        connection = _common.make_connection(
+            kind, url, f"bench {kind} {tag}", max_concurrent_requests=threads
+        )
         sync = _common.make_sync(cohort, connection)
         try:
             figures = _common.run_in_worker(_common.queue_run(sync))
@@ -213,16 +239,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--partner", nargs="+", choices=["braze", "appsflyer"], default=["braze"])
-    parser.add_argument("--threads", type=int, default=2, help="reference client threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="requests in flight at most, for both: the connection's setting and the "
+        "reference's threads (default: the connection's default)",
+    )
+    parser.add_argument("--latency-ms", type=int, default=0, help="the simulator's latency")
     args = parser.parse_args()
     _common.setup_django()
     print(
-        f"{args.members:,} members; reference: {args.threads} threads; {_common.machine()}",
+        f"{args.members:,} members; latency {args.latency_ms} ms; {_common.machine()}",
         flush=True,
     )
     rows = []
     for kind in args.partner:
-        rows += bench_partner(kind, args.members, args.threads)
+        threads = args.threads or in_flight_default(kind)
+        print(f"{kind}: {threads} requests in flight at most", flush=True)
+        rows += bench_partner(kind, args.members, threads, args.latency_ms)
     print()
     _common.table(rows, ["figure", "cohortsync", "reference", "ratio"])
     if "braze" in args.partner:

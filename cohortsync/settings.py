@@ -325,6 +325,11 @@ INBOUND_RATE_LIMIT_PER_HOUR = int(env_str("INBOUND_RATE_LIMIT_PER_HOUR", "250000
 # resets it announced) before it hands itself back to the queue, to resume from its last
 # checkpoint a few minutes later instead of failing. Waits do not spend a batch's attempts.
 COHORTSYNC_RUN_RATE_WAIT_SECONDS = int(env_str("COHORTSYNC_RUN_RATE_WAIT_SECONDS", "900"))
+# A run checkpoints the batches the partner answered together, once they hold this many members
+# or the oldest has waited this many seconds: fewer commits, and a killed worker re-sends at
+# most these members plus those in flight (docs/architecture.md, "Sync run").
+COHORTSYNC_CHECKPOINT_MEMBERS = int(env_str("COHORTSYNC_CHECKPOINT_MEMBERS", "2000"))
+COHORTSYNC_CHECKPOINT_SECONDS = float(env_str("COHORTSYNC_CHECKPOINT_SECONDS", "0.25"))
 # The home page lists a recurring sync whose cohort has not changed for this many days.
 COHORTSYNC_STALE_COHORT_DAYS = int(env_str("COHORTSYNC_STALE_COHORT_DAYS", "7"))
 # Days each log that grows with traffic is kept; a daily job deletes older rows (0: keep for

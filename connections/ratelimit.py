@@ -14,20 +14,25 @@ from connections.partners.base import RateLimitSignal
 # KEYS[1] the bucket hash. ARGV: mode ("take" | "observe"), capacity, per_seconds, then
 # for take: tokens wanted; for observe: remaining (or "") and reset_at (or "").
 # Fields: tokens, ts (when tokens was computed; may lie in the future while blocked),
-# blocked (no tokens before this). Returns the seconds to wait as a string ("0" = granted):
-# Redis would truncate a Lua number to an integer.
+# blocked (no tokens before this), held (no refill before this: the partner said fewer
+# requests remain than the bucket held, so our rate is above its own, and until its reset
+# what it said remains is all there is). Returns the seconds to wait as a string ("0" =
+# granted): Redis would truncate a Lua number to an integer.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local capacity = tonumber(ARGV[2])
 local per_seconds = tonumber(ARGV[3])
 local rate = capacity / per_seconds
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'blocked')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'blocked', 'held')
 local tokens = tonumber(state[1]) or capacity
 local ts = tonumber(state[2]) or now
 local blocked = tonumber(state[3]) or 0
+local held = tonumber(state[4]) or 0
 if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * rate)
+  if now > held then
+    tokens = math.min(capacity, tokens + (now - math.max(ts, held)) * rate)
+  end
   ts = now
 end
 local wait = 0
@@ -37,6 +42,8 @@ if ARGV[1] == 'take' then
     wait = blocked - now
   elseif tokens >= wanted then
     tokens = tokens - wanted
+  elseif held > now then
+    wait = held - now + (wanted - tokens) / rate
   else
     wait = (wanted - tokens) / rate
   end
@@ -45,6 +52,9 @@ else
   local reset_at = tonumber(ARGV[5])
   if remaining and remaining < tokens then
     tokens = math.max(remaining, 0)
+    if reset_at and reset_at > now then
+      held = math.max(held, reset_at)
+    end
   end
   if remaining == 0 and reset_at and reset_at > now then
     -- Refill starts at the partner's reset, not before: ts in the future means no tokens yet.
@@ -54,9 +64,9 @@ else
   end
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts),
-  'blocked', tostring(blocked))
+  'blocked', tostring(blocked), 'held', tostring(held))
 -- Idle for a full window the bucket is full again, so forgetting it then loses nothing.
-local ttl = math.max(per_seconds, blocked - now + per_seconds)
+local ttl = math.max(per_seconds, math.max(blocked, held) - now + per_seconds)
 redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
 return tostring(wait)
 """

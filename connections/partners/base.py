@@ -175,7 +175,8 @@ class Partner:
     def parse_config(cls, data: dict[str, Any]) -> Any:
         """The typed config from stored JSON or a form; ConfigError with a clear message."""
         fields = cls.config_class.__dataclass_fields__  # type: ignore[attr-defined]
-        known = {name: data[name] for name in fields if name in data}
+        # A field left blank (None) takes the config's default.
+        known = {name: data[name] for name in fields if data.get(name) is not None}
         try:
             return cls.config_class(**known)
         except TypeError as exc:
@@ -220,6 +221,12 @@ class Partner:
     @classmethod
     def rate_limit(cls, config: Any) -> RateLimit:
         raise NotImplementedError
+
+    @classmethod
+    def max_in_flight(cls, config: Any) -> int:
+        """The most requests the connection keeps open at once, across all its runs and
+        workers: its "maximum concurrent requests" setting."""
+        return int(config.max_concurrent_requests)
 
     @classmethod
     def clean_sync_options(

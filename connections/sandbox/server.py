@@ -41,6 +41,9 @@ def dispatch(
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a client opening dozens of connections at once (a
+    # run with 64 requests in flight) would get resets instead of a queue.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         self.state = state

@@ -90,7 +90,7 @@ def of_batch(
         counts.update(added=len(accepted), skipped=len(batch.skipped))
     else:
         counts.update(removed=len(accepted))
-    event = {**counts, "ms": round((time.monotonic() - batch.at) * 1000)}
+    event = {**counts, "batches": 1, "ms": round((time.monotonic() - batch.at) * 1000)}
     for name, value in uncounted.items():
         counts[name] = counts.get(name, 0) + value
     sent: list[ledger.LedgerRow] = []
@@ -112,6 +112,37 @@ def of_batch(
         sent=sent,
         removed=removed,
         errors=errors,
+        event=event,
+    )
+
+
+def merged(checkpoints: Sequence[Checkpoint]) -> Checkpoint:
+    """One checkpoint for consecutive batches, oldest first (a group commit): counts summed,
+    the newest cursors, every row; one timeline line saying how many batches it holds."""
+    if len(checkpoints) == 1:
+        return checkpoints[0]
+    counts: dict[str, float] = {}
+    event: dict[str, Any] = {}
+    for part in checkpoints:
+        for name, value in part.counts.items():
+            counts[name] = counts.get(name, 0) + value
+        for name, value in part.event.items():
+            event[name] = event.get(name, 0) + value
+    adds = [part.add_cursor for part in checkpoints if part.add_cursor is not None]
+    removes = [part.remove_cursor for part in checkpoints if part.remove_cursor is not None]
+    # The batches were answered in parallel: the group took as long as its slowest.
+    event["ms"] = max(part.event.get("ms", 0) for part in checkpoints)
+    first = checkpoints[0]
+    return Checkpoint(
+        run_id=first.run_id,
+        interruptions=first.interruptions,
+        sync_id=first.sync_id,
+        counts=counts,
+        add_cursor=adds[-1] if adds else None,
+        remove_cursor=removes[-1] if removes else None,
+        sent=[row for part in checkpoints for row in part.sent],
+        removed=[row for part in checkpoints for row in part.removed],
+        errors=[row for part in checkpoints for row in part.errors],
         event=event,
     )
 

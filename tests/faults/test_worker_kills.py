@@ -1,5 +1,6 @@
 """A worker SIGKILLed mid-run, three times: the run resumes from its checkpoints and sends
-nothing twice beyond the batches in flight (SENDS_IN_FLIGHT); killed a fourth time, it fails.
+nothing twice beyond the resume bound (the members answered since its last checkpoint and those
+in flight); killed a fourth time, it fails.
 
 Real OS processes (`manage.py rqworker`, `manage.py shell`) share a scratch database with the
 test (tests/worker_process.py) and use the real Redis of the rq_redis fixture; the partner
@@ -14,14 +15,19 @@ from typing import Any
 import pytest
 
 from connections.sandbox import DEMO_BRAZE_KEY
-from syncs.engine.run import SENDS_IN_FLIGHT
 from syncs.models import SyncRunEvent
+from tests.faults.conftest import CHECKPOINT_MEMBERS
 from tests.faults.simulator import BATCH, in_destination, sandbox_post, track_answers
 from tests.worker_process import kill_group, query, shell, start_worker
 
 Kind = SyncRunEvent.Kind
-# Members a killed worker may have sent that its ledger lacks.
-IN_FLIGHT = SENDS_IN_FLIGHT * BATCH
+# The connection's maximum concurrent requests in these tests.
+IN_FLIGHT_REQUESTS = 4
+# The resume bound: members a killed worker may have sent that its ledger lacks (answered since
+# its last checkpoint, under a group plus the batch that filled it; and those in flight).
+RESEND_BOUND = CHECKPOINT_MEMBERS + BATCH + IN_FLIGHT_REQUESTS * BATCH
+# The requests those members took (each kill may also cut one request per slot short).
+RESEND_REQUESTS = RESEND_BOUND // BATCH
 
 
 SETUP_RUN = """
@@ -35,7 +41,7 @@ from syncs.services import create_sync, start_run
 name = os.environ["NAME"]
 config = PARTNERS["braze"].parse_config(
     {"instance": "custom", "custom_endpoint": os.environ["SANDBOX_URL"],
-     "update_existing_only": False}
+     "update_existing_only": False, "max_concurrent_requests": int(os.environ["IN_FLIGHT"])}
 )
 connection = create_connection(
     kind="braze", name=name, config=config, secret=os.environ["BRAZE_KEY"], actor=None
@@ -94,6 +100,7 @@ def set_up_run(env: dict[str, str], sandbox: Any, members: int, prior: int = 0) 
         MEMBERS=str(members),
         BRAZE_KEY=DEMO_BRAZE_KEY,
         PRIOR_INTERRUPTIONS=str(prior),
+        IN_FLIGHT=str(IN_FLIGHT_REQUESTS),
     )
     return {**ids, "name": name}
 
@@ -153,10 +160,10 @@ def test_a_run_whose_worker_is_killed_three_times_resumes_and_sends_nothing_twic
         assert dead["added"] >= target
         assert dead["added"] % BATCH == 0
         assert len(dead["ledger"]) == dead["added"]
-        # What the partner holds is the ledger, plus at most the batches that were in flight.
+        # What the partner holds is the ledger, plus at most the resume bound.
         held = in_destination(sandbox, setup["name"])
         assert set(dead["ledger"]) <= held
-        assert len(held - set(dead["ledger"])) <= IN_FLIGHT
+        assert len(held - set(dead["ledger"])) <= RESEND_BOUND
         assert shell(worker_env, REAP, RUN_ID=str(run_id)) == 1
     finish_with_a_worker(worker_env)
 
@@ -171,16 +178,17 @@ def test_a_run_whose_worker_is_killed_three_times_resumes_and_sends_nothing_twic
     assert run["events"][-1] == Kind.FINISHED
     # The destination is the cohort: nothing skipped...
     assert in_destination(sandbox, setup["name"]) == set(setup["members"]) == set(run["ledger"])
-    # ...and nothing sent twice beyond the batches in flight at each kill.
-    assert cohort_size <= member_writes.count <= cohort_size + 3 * IN_FLIGHT
+    # ...and nothing sent twice beyond the resume bound at each kill.
+    assert cohort_size <= member_writes.count <= cohort_size + 3 * RESEND_BOUND
     answers = track_answers(sandbox)
     # A request the kill cut off mid-body reaches the partner truncated and is refused (400,
     # answered to a dead socket), applying nothing: at most the batches in flight at each kill.
     assert set(answers) <= {201, 400}
-    assert answers.get(400, 0) <= 3 * SENDS_IN_FLIGHT
-    assert answers[201] <= cohort_size // BATCH + 3 * SENDS_IN_FLIGHT
-    # The run's own request count misses at most the requests the kills cut short.
-    assert answers[201] - 3 * SENDS_IN_FLIGHT <= run["requests"] <= answers[201]
+    assert answers.get(400, 0) <= 3 * IN_FLIGHT_REQUESTS
+    assert answers[201] <= cohort_size // BATCH + 3 * RESEND_REQUESTS
+    # The run's own request count misses at most the requests answered since each kill's last
+    # checkpoint (counted with it) and those the kills cut short.
+    assert answers[201] - 3 * RESEND_REQUESTS <= run["requests"] <= answers[201]
 
 
 def test_a_run_whose_worker_dies_a_fourth_time_fails_and_the_next_run_completes_it(
@@ -203,7 +211,7 @@ def test_a_run_whose_worker_dies_a_fourth_time_fails_and_the_next_run_completes_
     assert failed["events"][-2:] == [Kind.INTERRUPTED, Kind.FINISHED]
     held = in_destination(sandbox, setup["name"])
     assert set(failed["ledger"]) <= held
-    assert len(held - set(failed["ledger"])) <= IN_FLIGHT  # the batches in flight at the kill
+    assert len(held - set(failed["ledger"])) <= RESEND_BOUND  # the resume bound at the kill
 
     # The next run sends what the ledger lacks, the batches in flight included.
     again = shell(worker_env, START_RUN, SYNC_ID=str(setup["sync"]))
@@ -214,4 +222,4 @@ def test_a_run_whose_worker_dies_a_fourth_time_fails_and_the_next_run_completes_
     assert completed["added"] == 1500 - failed["added"]
     assert in_destination(sandbox, setup["name"]) == set(setup["members"])
     assert set(completed["ledger"]) == set(setup["members"])
-    assert member_writes.count <= 1500 + IN_FLIGHT
+    assert member_writes.count <= 1500 + RESEND_BOUND

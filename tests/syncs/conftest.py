@@ -11,3 +11,10 @@ from tests.factories import make_simulator_connection
 def connection(db: None, sandbox: SandboxServer) -> Connection:
     """A Braze connection, "Braze sandbox", to the simulator; it creates profiles on first write."""
     return make_simulator_connection(sandbox)
+
+
+@pytest.fixture
+def checkpoint_every_batch(settings) -> None:
+    """Each answered batch is its own checkpoint (no group commits): for the tests that act
+    between two checkpoints of a small run."""
+    settings.COHORTSYNC_CHECKPOINT_MEMBERS = 1

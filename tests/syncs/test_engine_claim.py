@@ -23,6 +23,7 @@ def sync(connection):
     return make_sync(cohort=cohort, connection=connection)
 
 
+@pytest.mark.usefixtures("checkpoint_every_batch")
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(sync):
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     with reaper_takes_the_run_after_its_first_checkpoint(run.pk) as written:

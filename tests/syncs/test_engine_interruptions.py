@@ -41,6 +41,7 @@ def interruptions(run):
     )
 
 
+@pytest.mark.usefixtures("checkpoint_every_batch")
 def test_a_stop_request_hands_the_run_back_at_a_checkpoint_and_the_next_run_finishes_it(
     cohort, connection, monkeypatch
 ):

@@ -82,6 +82,7 @@ def test_a_member_who_comes_back_after_the_plan_is_not_removed(cohort, sync):
     assert ledger(sync) == {"u2", "u3", "u4", "u5"}
 
 
+@pytest.mark.usefixtures("checkpoint_every_batch")
 def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
     # Eight batches: the reaper takes the run between two of their checkpoints.
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(600)])

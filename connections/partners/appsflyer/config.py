@@ -13,6 +13,10 @@ DEFAULT_API_HOST = "https://hq1.appsflyer.com"
 PLATFORMS = {"android": "Android", "ios": "iOS"}
 ANDROID_APP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$")
 IOS_APP_ID = re.compile(r"^id\d{5,15}$")
+# Requests open at once, by default: each carries up to 10,000 devices and AppsFlyer publishes
+# no limit, so a few in flight, not dozens.
+DEFAULT_IN_FLIGHT = 4
+MAX_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class AppsFlyerConfig(PartnerConfig):
     # answers 429 often.
     rate_limit_requests: int = 100
     rate_limit_seconds: int = 1
+    max_concurrent_requests: int = DEFAULT_IN_FLIGHT
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
@@ -51,6 +56,11 @@ class AppsFlyerConfig(PartnerConfig):
                 "The rate limit must be 1 to 100,000 requests per 1 to 3,600 s.",
                 "rate_limit_requests",
             )
+        if not 1 <= self.max_concurrent_requests <= MAX_IN_FLIGHT:
+            raise ConfigError(
+                f"Maximum concurrent requests must be 1 to {MAX_IN_FLIGHT}.",
+                "max_concurrent_requests",
+            )
 
     def endpoints(self) -> dict[str, str]:
         return {"api_host": self.api_host}
@@ -72,6 +82,7 @@ class AppsFlyerConfigForm(forms.Form):
         help_text="AppsFlyer publishes no maximum; a run that meets its limit lowers this itself.",
     )
     rate_limit_requests = forms.IntegerField(
+        required=False,
         min_value=1,
         max_value=100_000,
         initial=100,
@@ -83,5 +94,15 @@ class AppsFlyerConfigForm(forms.Form):
         ),
     )
     rate_limit_seconds = forms.IntegerField(
-        min_value=1, max_value=3600, initial=1, label="Rate limit: per seconds"
+        required=False, min_value=1, max_value=3600, initial=1, label="Rate limit: per seconds"
+    )
+    max_concurrent_requests = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_IN_FLIGHT,
+        initial=DEFAULT_IN_FLIGHT,
+        help_text=(
+            "Requests open at once, shared by every run of this connection. Each carries up to "
+            "a batch of devices and AppsFlyer publishes no limit, so a few are enough."
+        ),
     )
