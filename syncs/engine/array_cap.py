@@ -12,6 +12,10 @@ stays, and the run says why.
 What it costs: one query when a run of a sync writing a shared array starts; none after when no
 more cohorts share the array than its cap (no member can overflow it then); otherwise one query
 per batch of adds.
+
+What it cannot see: values other tools write to the same attribute, and the adds of another
+sync's run that are in flight (sent, not yet checkpointed) at the same moment; two such runs
+racing for a member's last free place can both take it.
 """
 
 from collections.abc import Mapping, Sequence
