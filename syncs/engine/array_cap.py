@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from connections.partners.base import Partner, Recipient, SharedArray
 from syncs.engine.diff import PlannedMember
@@ -68,9 +68,12 @@ class ArrayCapGuard:
     """The check a run of one sync makes before each batch of adds."""
 
     shared: SharedArray
-    # The other syncs writing to the array whose cohort has another name: an add of a name the
-    # array holds already moves it to the end and takes no room.
+    # The other syncs writing to the array whose cohort has another name.
     other_sync_ids: tuple[int, ...]
+    # This sync and those of cohorts with its name: a profile they sent it to holds the value
+    # already, and adding a value the array holds moves it to the end, taking no room (a full
+    # resync sends such members again).
+    own_sync_ids: tuple[int, ...]
 
     @classmethod
     def of(
@@ -88,10 +91,14 @@ class ArrayCapGuard:
             exclude_sync_id=sync.pk,
         )
         own = sync.cohort.name
-        others = [other for other in others if other.cohort_name != own]
-        if len({other.cohort_name for other in others}) < shared.cap:
+        names = {other.cohort_name for other in others} - {own}
+        if len(names) < shared.cap:
             return None  # even a member of every one of them fits, with this cohort too
-        return cls(shared=shared, other_sync_ids=tuple(other.sync_id for other in others))
+        return cls(
+            shared=shared,
+            other_sync_ids=tuple(other.sync_id for other in others if other.cohort_name != own),
+            own_sync_ids=(sync.pk, *(o.sync_id for o in others if o.cohort_name == own)),
+        )
 
     def overflowing(self, sending: Sequence[tuple[PlannedMember, Recipient]]) -> dict[int, str]:
         """The refs of the members (with the profile they are sent to) whose add would overflow
@@ -110,19 +117,23 @@ class ArrayCapGuard:
             key = (recipient.identifier_type, recipient.alias_label, recipient.identifier)
             by_profile.setdefault(key, []).append(recipient.ref)
         values = {member.value for member, _ in sending} | {key[2] for key in by_profile}
+        ours = Q(sync_id__in=self.own_sync_ids)
         full = (
             SyncedMember.objects.filter(
-                sync_id__in=self.other_sync_ids,
+                sync_id__in=self.other_sync_ids + self.own_sync_ids,
                 value__in=values,
                 dest_value__in={key[2] for key in by_profile},
             )
             .values_list("dest_type", "dest_label", "dest_value")
-            .annotate(held=Count("sync__cohort__name", distinct=True))
-            .filter(held__gte=self.shared.cap)
+            .annotate(
+                held=Count("sync__cohort__name", distinct=True, filter=~ours),
+                has_ours=Count("pk", filter=ours),
+            )
+            .filter(held__gte=self.shared.cap, has_ours=0)
         )
         reason = overflow_reason(self.shared)
         return {
             ref: reason
-            for dest_type, dest_label, dest_value, _held in full
+            for dest_type, dest_label, dest_value, _held, _ours in full
             for ref in by_profile.get((dest_type, dest_label, dest_value), [])
         }

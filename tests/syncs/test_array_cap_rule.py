@@ -326,10 +326,21 @@ def test_past_the_cap_a_batch_costs_one_query_and_counts_by_the_profile_sent_to(
         config=connection.get_config(),
         options=forced.options,
     )
+    # Full too, but this sync sent it its value already (a full resync sends it again): adding
+    # a value the array holds moves it, and drops nothing.
+    for sync in [*syncs, forced]:
+        SyncedMember.objects.create(
+            sync=sync,
+            id_type="external_id",
+            value="resent",
+            dest_type="external_id",
+            dest_value="resent",
+        )
     sending = [
         (planned("full", 1), Recipient(1, "external_id", "full")),
         (planned("roomy", 2), Recipient(2, "braze_id", "b-roomy")),
         (planned("new", 3), Recipient(3, "external_id", "new")),
+        (planned("resent", 4), Recipient(4, "external_id", "resent")),
     ]
     with django_assert_num_queries(1):
         refused = guard.overflowing(sending)
