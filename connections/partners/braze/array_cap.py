@@ -17,7 +17,7 @@ MAX_ARRAY_CAP = 500
 ARRAY_MODES = ("array", "both")
 # Where an admin reads the workspace's own bound.
 WHERE_TO_READ_THE_CAP = (
-    "Braze keeps 25 values per array attribute unless it was raised for the workspace (up to "
-    "500). Read the workspace's own value in Braze's dashboard under Data Settings > Custom "
-    "Attributes, on the array attribute's row (its maximum array length)."
+    "Braze's developer guide says 25 unless raised (older pages: up to 100); its newer data "
+    "types page says up to 500. Read the workspace's own value in Braze's dashboard under Data "
+    "Settings > Custom Attributes, where an array attribute's maximum length is set."
 )
