@@ -13,6 +13,7 @@ from cohorts.models import Cohort
 from connections.models import Connection
 from core import audit
 from syncs import cadence as cadences
+from syncs.array_cap import refuse_array_overflow
 from syncs.engine.events import Kind, record_event
 from syncs.models import Sync, SyncRun, SyncRunEvent
 from syncs.queue import enqueue_run
@@ -56,6 +57,7 @@ def create_sync(
     options = _validated_options(connection, options, current=None)
     first_run = cadences.next_run_at(parsed, after=timezone.now())
     with transaction.atomic():
+        refuse_array_overflow(connection=connection, cohort=cohort, options=options)
         sync = Sync.objects.create(
             next_run_at=first_run,
             name=name,
@@ -125,6 +127,14 @@ def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **chan
     if not changed:
         return sync
     with transaction.atomic():
+        if "options" in changed:
+            refuse_array_overflow(
+                connection=sync.connection,
+                cohort=sync.cohort,
+                options=options,
+                current=sync.options,
+                sync_id=sync.pk,
+            )
         locked = Sync.objects.select_for_update().get(pk=sync.pk)
         for field, value in new.items():
             setattr(locked, field, value)

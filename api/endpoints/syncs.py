@@ -48,7 +48,9 @@ def list_syncs(request: HttpRequest, page: Query[PageQuery]) -> dict[str, Any]:
 def create_sync(request: HttpRequest, payload: SyncCreateIn) -> Status[Sync]:
     """Create a sync of a cohort to a destination connection. `cadence` is one of
     `{"kind": "once"}`, `{"kind": "realtime"}`, `{"kind": "hourly", "minute": 17}` or
-    `{"kind": "daily", "time_of_day": "09:00", "timezone": "Europe/Paris"}`."""
+    `{"kind": "daily", "time_of_day": "09:00", "timezone": "Europe/Paris"}`. A sync that would
+    make more cohorts share its connection's array attribute than the connection's array cap is
+    refused on `options` (boolean membership is the way out)."""
     user = actor(request)
     cohort = Cohort.objects.filter(pk=payload.cohort_id).first()
     connection = Connection.objects.filter(pk=payload.connection_id).first()

@@ -263,6 +263,12 @@ class Partner:
         """The capped array attribute a sync with `options` writes to, if it writes to one."""
         return None
 
+    @classmethod
+    def data_points_per_object(cls, config: Any, options: Mapping[str, Any] | None) -> int | None:
+        """What the partner bills for each member a sync with `options` adds or removes, in its
+        data points (Braze: one per custom attribute updated); None when it bills none."""
+        return None
+
     def check(self) -> str:
         """A cheap authenticated call: returns what it proved, raises PartnerError otherwise."""
         raise NotImplementedError

@@ -8,7 +8,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from connections.partners.appsflyer.simulator import new_import_key
-from connections.sandbox.state import PARTNERS, PLATFORMS, JsonDict, SandboxState
+from connections.sandbox.state import (
+    ARRAY_OVERFLOWS,
+    PARTNERS,
+    PLATFORMS,
+    JsonDict,
+    SandboxState,
+)
 
 Response = tuple[int, dict[str, str], JsonDict]
 
@@ -148,15 +154,27 @@ def _reject_braze_objects(state: SandboxState, payload: JsonDict) -> JsonDict:
 
 
 def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
-    known = {"braze_object_cap", "braze_rate_limit", "braze_rate_window", "appsflyer_max_devices"}
+    known = {
+        "braze_object_cap",
+        "braze_rate_limit",
+        "braze_rate_window",
+        "appsflyer_max_devices",
+        "braze_array_cap",
+        "braze_array_overflow",
+    }
     unknown = sorted(set(payload) - known)
     if unknown:
         raise BadRequest(f"Unknown config keys: {', '.join(unknown)}")
+    overflow = payload.get("braze_array_overflow")
+    if overflow is not None and overflow not in ARRAY_OVERFLOWS:
+        raise BadRequest(f"'braze_array_overflow' must be one of {', '.join(ARRAY_OVERFLOWS)}")
     return state.configure(
         braze_object_cap=_positive_number(payload, "braze_object_cap", integer=True),
         braze_rate_limit=_positive_number(payload, "braze_rate_limit", integer=True),
         braze_rate_window=_positive_number(payload, "braze_rate_window", integer=False),
         appsflyer_max_devices=_positive_number(payload, "appsflyer_max_devices", integer=True),
+        braze_array_cap=_positive_number(payload, "braze_array_cap", integer=True),
+        braze_array_overflow=overflow,
     )
 
 

@@ -26,6 +26,10 @@ DEFAULT_BRAZE_OBJECT_CAP = 75
 DEFAULT_BRAZE_RATE_LIMIT = 3000
 DEFAULT_BRAZE_RATE_WINDOW = 3.0
 DEFAULT_APPSFLYER_MAX_DEVICES = 10000
+# Braze's documented default for an array attribute (docs/partners/braze.md §9), and what an
+# add past it does: drop the oldest values (as Braze documents), or refuse the object.
+DEFAULT_BRAZE_ARRAY_CAP = 25
+ARRAY_OVERFLOWS = ("truncate", "refuse")
 
 JsonDict = dict[str, Any]
 # One AppsFlyer audience member: the device object's non-empty fields, frozen to sit in a set.
@@ -116,6 +120,8 @@ class SandboxState:
             self.fault_statuses: dict[str, deque[int]] = {p: deque() for p in PARTNERS}
             self.latency_ms: dict[str, int] = {p: 0 for p in PARTNERS}
             self.braze_object_cap = DEFAULT_BRAZE_OBJECT_CAP
+            self.braze_array_cap = DEFAULT_BRAZE_ARRAY_CAP
+            self.braze_array_overflow = ARRAY_OVERFLOWS[0]
             self.braze_bucket = TokenBucket(DEFAULT_BRAZE_RATE_LIMIT, DEFAULT_BRAZE_RATE_WINDOW)
             self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
             self.request_counts: dict[str, dict[str, int]] = {}
@@ -189,6 +195,8 @@ class SandboxState:
         with self.lock:
             return {
                 "braze_object_cap": self.braze_object_cap,
+                "braze_array_cap": self.braze_array_cap,
+                "braze_array_overflow": self.braze_array_overflow,
                 "braze_rate_limit": self.braze_bucket.capacity,
                 "braze_rate_window": self.braze_bucket.window,
                 "appsflyer_max_devices": self.appsflyer_max_devices,
@@ -200,10 +208,16 @@ class SandboxState:
         braze_rate_limit: int | None = None,
         braze_rate_window: float | None = None,
         appsflyer_max_devices: int | None = None,
+        braze_array_cap: int | None = None,
+        braze_array_overflow: str | None = None,
     ) -> JsonDict:
         with self.lock:
             if braze_object_cap is not None:
                 self.braze_object_cap = braze_object_cap
+            if braze_array_cap is not None:
+                self.braze_array_cap = braze_array_cap
+            if braze_array_overflow is not None:
+                self.braze_array_overflow = braze_array_overflow
             if braze_rate_limit is not None or braze_rate_window is not None:
                 # A new limit starts from a full bucket, so tests get predictable counts.
                 self.braze_bucket = TokenBucket(

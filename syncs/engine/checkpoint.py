@@ -55,7 +55,8 @@ class Checkpoint:
 @dataclass
 class InFlight:
     """A batch sent and not yet checkpointed: its members or ledger rows, what was sent of
-    them, the members skipped for want of an identifier, and the attempt under way."""
+    them, the members skipped for want of an identifier, the attempt under way, and the members
+    failed before sending with the reason (refs: an add past an array's cap)."""
 
     op: str  # "add" or "remove"
     rows: Sequence[PlannedMember] | Sequence[SyncedMember]
@@ -63,6 +64,7 @@ class InFlight:
     skipped: list[PlannedMember]
     started: "Future[Attempt] | None"
     at: float = field(default_factory=time.monotonic)
+    refused: Sequence[tuple[int, str]] = ()
 
 
 def of_batch(
@@ -85,7 +87,11 @@ def of_batch(
     if batch.skipped:
         unusable = skipped_reason(mapping)
         errors += [error_row(run.pk, "add", _identity(m), unusable, None) for m in batch.skipped]
-    counts: dict[str, float] = {"failed": len(result.failed)}
+    errors += [
+        error_row(run.pk, batch.op, _identity(by_ref[ref]), reason, None)
+        for ref, reason in batch.refused
+    ]
+    counts: dict[str, float] = {"failed": len(result.failed) + len(batch.refused)}
     if adds:
         counts.update(added=len(accepted), skipped=len(batch.skipped))
     else:

@@ -33,6 +33,7 @@ from connections.partners.base import BatchResult, Partner, Recipient
 from connections.partners.http import PartnerError
 from core import stopping
 from syncs.engine import checkpoint, diff
+from syncs.engine.array_cap import ArrayCapGuard
 from syncs.engine.checkpoint import InFlight
 from syncs.engine.diff import PlannedMember
 from syncs.engine.events import Kind, record_event
@@ -140,6 +141,7 @@ class RunSender:
         self.mapping: list[str] = self.sync.identifier_mapping or [
             self.partner.default_identifier(config)
         ]
+        self.array_cap: ArrayCapGuard | None = None
 
     def execute(self) -> None:
         try:
@@ -149,10 +151,13 @@ class RunSender:
 
     def _execute(self) -> None:
         self._prepare_destination()
-        applied = self.partner.applies_every_add(self.partner.config)
-        if applied != self.run.adds_applied:
-            SyncRun.objects.filter(pk=self.run.pk).update(adds_applied=applied)
-            self.run.adds_applied = applied
+        self._note_what_the_partner_does()
+        self.array_cap = ArrayCapGuard.of(
+            sync=self.sync,
+            partner=type(self.partner),
+            config=self.partner.config,
+            options=self.sync.options,
+        )
         # A run resumed after its worker died keeps the plan it made; a new one makes its own.
         if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
             self._plan()
@@ -169,6 +174,20 @@ class RunSender:
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")
+
+    def _note_what_the_partner_does(self) -> None:
+        """Keep on the run whether its adds are applied and what each member costs in the
+        partner's data points, as its pages say them."""
+        config, options = self.partner.config, self.sync.options
+        facts = {
+            "adds_applied": self.partner.applies_every_add(config),
+            "data_points_per_member": self.partner.data_points_per_object(config, options),
+        }
+        changed = {name: value for name, value in facts.items() if getattr(self.run, name) != value}
+        if changed:
+            SyncRun.objects.filter(pk=self.run.pk).update(**changed)
+            for name, value in changed.items():
+                setattr(self.run, name, value)
 
     def _planned_adds(self) -> Iterator[list[PlannedMember]]:
         after = self.run.add_cursor
@@ -229,16 +248,22 @@ class RunSender:
         plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
 
     def _send_adds(self, members: Sequence[PlannedMember]) -> None:
-        recipients, skipped = [], []
+        sending, skipped = [], []
         for member in members:
             recipient = diff.recipient_for(member, self.mapping)
             if recipient is None:
                 skipped.append(member)
             else:
-                recipients.append(recipient)
+                sending.append((member, recipient))
+        # Invariant 9: a member whose array is full already fails here, unsent.
+        refused = self.array_cap.overflowing(sending) if self.array_cap else {}
+        recipients = [recipient for _, recipient in sending if recipient.ref not in refused]
         # A batch of members with no usable identifier sends nothing.
         started = self.sender.start(add=recipients, remove=[]) if recipients else None
-        self._queue(InFlight("add", members, recipients, skipped, started))
+        batch = InFlight(
+            "add", members, recipients, skipped, started, refused=list(refused.items())
+        )
+        self._queue(batch)
 
     def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
         recipients = [

@@ -110,6 +110,9 @@ class SyncRun(models.Model):
     # False when the partner may ignore an add it accepts (Braze, update existing only: unknown
     # profiles are skipped, yet answered 201): this run's adds are then "sent", not "added".
     adds_applied = models.BooleanField(default=True)
+    # What the partner bills, in its data points, for each member the run adds or removes
+    # (Braze: one per custom attribute written); null for a partner that bills none.
+    data_points_per_member = models.PositiveSmallIntegerField(null=True, blank=True)
     # The plan's bounds (highest member / ledger id it covers) and the checkpointed progress:
     # a resumed run goes on after the cursors, within the same bounds, so nothing is counted twice.
     add_until = models.BigIntegerField(default=0)
@@ -151,6 +154,14 @@ class SyncRun(models.Model):
         """What its adds are called on pages: "added", or "sent" when the partner may have
         ignored some (see adds_applied)."""
         return "added" if self.adds_applied else "sent"
+
+    @property
+    def data_points(self) -> int | None:
+        """The data points what the partner accepted costs: its adds and removals, each at the
+        run's rate. None for a partner that bills none."""
+        if self.data_points_per_member is None:
+            return None
+        return (self.added + self.removed) * self.data_points_per_member
 
     @property
     def processed(self) -> int:

@@ -105,6 +105,19 @@ def connection_pace(connection: Connection) -> Pace:
 
 
 @dataclass(frozen=True)
+class DataPoints:
+    """What members written cost at a partner that bills data points (Braze: one per custom
+    attribute an object updates, adds and removals alike)."""
+
+    members: int
+    per_member: int
+
+    @property
+    def total(self) -> int:
+        return self.members * self.per_member
+
+
+@dataclass(frozen=True)
 class SyncPreview:
     """The next run's plan: what it adds, skips and removes, and what that costs."""
 
@@ -118,6 +131,8 @@ class SyncPreview:
     in_destination: int = 0
     threshold_pct: int = 50
     notes: list[str] = field(default_factory=list)
+    # The partner's per-member price in data points; None when it bills none.
+    data_points_per_member: int | None = None
 
     @property
     def skipped(self) -> int:
@@ -140,6 +155,13 @@ class SyncPreview:
     @property
     def duration(self) -> str:
         return "under 0.1 s" if self.seconds < 0.05 else format_duration(self.seconds)
+
+    @property
+    def data_points(self) -> DataPoints | None:
+        """The members this run writes (adds and removals), in the partner's data points."""
+        if self.data_points_per_member is None:
+            return None
+        return DataPoints(self.adds + self.removes, self.data_points_per_member)
 
     @property
     def held(self) -> bool:
@@ -181,10 +203,16 @@ def _add_counts(members: QuerySet[CohortMember], mapping: list[str], batch: int)
 
 
 def preview_new_sync(
-    *, cohort_id: int, connection: Connection, mapping: list[str], threshold_pct: int = 50
+    *,
+    cohort_id: int,
+    connection: Connection,
+    mapping: list[str],
+    threshold_pct: int = 50,
+    options: dict[str, Any] | None = None,
 ) -> SyncPreview:
     """A new sync's first run sends the whole cohort and removes nothing: one query."""
     pace = connection_pace(connection)
+    config = connection.get_config()
     counts = _add_counts(CohortMember.objects.filter(cohort_id=cohort_id), mapping, pace.batch_size)
     return SyncPreview(
         pace=pace,
@@ -193,6 +221,7 @@ def preview_new_sync(
         add_requests=counts["requests"],
         threshold_pct=threshold_pct,
         notes=_how_adds_apply(connection),
+        data_points_per_member=connection.partner.data_points_per_object(config, options or {}),
     )
 
 
@@ -252,4 +281,26 @@ def preview_sync_change(
         in_destination=ledger["in_destination"],
         threshold_pct=threshold_pct,
         notes=notes,
+        data_points_per_member=sync.connection.partner.data_points_per_object(
+            sync.connection.get_config(), sync.options if options is None else options
+        ),
     )
+
+
+def resync_data_points(sync: Sync) -> DataPoints | None:
+    """What a full resync of `sync` costs in its partner's data points: every member with a
+    usable identifier written again, and the members who left removed. Two queries (none for a
+    partner that bills none)."""
+    per_member = sync.connection.partner.data_points_per_object(
+        sync.connection.get_config(), sync.options
+    )
+    if per_member is None:
+        return None
+    mapping = sync.identifier_mapping or [
+        sync.connection.partner.default_identifier(sync.connection.get_config())
+    ]
+    adds = identifier_coverage(sync.cohort_id, mapping).usable or 0
+    removes = (
+        diff.ledger_to_remove(sync).count() if sync.leaving_members == Sync.Leaving.REMOVE else 0
+    )
+    return DataPoints(adds + removes, per_member)

@@ -21,6 +21,7 @@ from syncs.lifecycle import (
     resume_sync,
 )
 from syncs.models import Sync
+from syncs.pages.preview import resync_data_points
 from syncs.views.syncs import MANAGE, run_of_sync
 
 
@@ -95,9 +96,14 @@ def run_reject(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
 
 @role_required(MANAGE)
 def sync_resync(request: HttpRequest, pk: int) -> HttpResponse:
-    sync = get_object_or_404(Sync.objects.select_related("cohort"), pk=pk)
+    sync = get_object_or_404(Sync.objects.select_related("cohort", "connection"), pk=pk)
     if request.method != "POST":
-        return render(request, "syncs/syncs/confirm_resync.html", {"sync": sync})
+        try:
+            cost = resync_data_points(sync)
+        except ValueError:
+            cost = None  # the connection's settings are not valid: the run will say so
+        context = {"sync": sync, "data_points": cost}
+        return render(request, "syncs/syncs/confirm_resync.html", context)
     try:
         run = full_resync(sync=sync, actor=request_actor(request), ip=client_ip(request))
     except ValidationError as exc:

@@ -171,6 +171,7 @@ def _preview_context(state: Walk, sync: Sync | None) -> dict[str, Any]:
             connection=connection,
             mapping=mapping,
             threshold_pct=answers["mass_removal_threshold_pct"],
+            options=options,
         )
     else:
         preview = preview_sync_change(
@@ -193,6 +194,7 @@ def _preview_context(state: Walk, sync: Sync | None) -> dict[str, Any]:
             cohort=cohort,
             options=options,
             exclude_sync_id=sync.pk if sync else None,
+            current=sync.options if sync else None,
         ),
     }
 

@@ -24,6 +24,7 @@ def test_braze_defaults_follow_the_partner_contract():
     assert config.update_existing_only is True
     assert config.objects_per_request == 75
     assert (config.rate_limit_requests, config.rate_limit_seconds) == (3000, 3)
+    assert config.array_cap == 25
 
 
 @pytest.mark.parametrize(
@@ -73,6 +74,10 @@ def test_plain_http_is_refused_unless_insecure_endpoints_are_allowed(settings):
         ({"instance": "US-01", "default_identifier": "user_alias"}, "alias_label"),
         ({"instance": "US-01", "objects_per_request": 100}, "objects_per_request"),
         ({"instance": "US-01", "rate_limit_requests": 0}, "rate_limit_requests"),
+        ({"instance": "US-01", "array_cap": 0}, "array_cap"),
+        ({"instance": "US-01", "array_cap": 501}, "array_cap"),
+        ({"instance": "US-01", "array_cap": "25"}, "array_cap"),
+        ({"instance": "US-01", "array_cap": True}, "array_cap"),
     ],
 )
 def test_invalid_braze_config_names_the_field_at_fault(data, field):
@@ -99,3 +104,31 @@ def test_one_appsflyer_connection_per_app_is_keyed_by_app_id():
 def test_missing_required_config_is_a_clear_error():
     with pytest.raises(ConfigError, match="Incomplete AppsFlyer config"):
         appsflyer.parse_config({"platform": "android"})
+
+
+def test_the_braze_array_cap_is_the_workspaces_and_its_shared_array_uses_it():
+    config = braze.parse_config({"instance": "US-01", "array_cap": 500})
+    assert braze.shared_array(config, {}).cap == 500
+    assert braze.shared_array(config, {"membership_mode": "boolean"}) is None
+    # Connections saved before the setting existed read the documented default.
+    assert braze.shared_array(braze.parse_config({"instance": "US-01"}), None).cap == 25
+
+
+def test_the_array_cap_field_says_where_braze_shows_the_workspaces_own_and_defaults_when_blank():
+    form = braze.config_form(
+        data={
+            "instance": "US-01",
+            "membership_mode": "array",
+            "array_attribute": "cohortsync_cohorts",
+            "array_cap": "",
+            "default_identifier": "external_id",
+            "objects_per_request": "75",
+            "rate_limit_requests": "3000",
+            "rate_limit_seconds": "3",
+        }
+    )
+    assert form.is_valid(), form.errors
+    assert braze.parse_config(form.cleaned_data).array_cap == 25
+    assert "Data Settings > Custom Attributes" in str(form.fields["array_cap"].help_text)
+    too_big = braze.config_form(data={**form.data, "array_cap": "501"})
+    assert not too_big.is_valid() and "array_cap" in too_big.errors

@@ -57,6 +57,14 @@ def test_a_partner_declares_its_pace(partner):
     assert partner(config, "").max_batch_size() > 0
 
 
+def test_a_partner_says_what_a_member_written_costs_in_data_points(partner):
+    config = partner.parse_config(partner.simulator_config("http://127.0.0.1:9"))
+    cost = partner.data_points_per_object(config, {})
+    assert cost is None or (isinstance(cost, int) and cost > 0)
+    shared = partner.shared_array(config, {})
+    assert shared is None or (shared.attribute and shared.cap > 0)
+
+
 def test_a_partner_has_simulator_endpoints(partner):
     assert callable(partner.simulator.owns) and callable(partner.simulator.handle)
 

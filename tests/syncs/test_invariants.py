@@ -173,10 +173,13 @@ def test_after_every_run_the_ledger_is_what_the_partner_holds_and_counts_add_up(
     partner.reset()
     n = next(_examples)
     cohort = make_cohort(name=f"Invariant {n}")
+    # A connection per example: earlier examples' syncs stay, and one connection takes no more
+    # cohorts into its array than its cap (invariant 9).
+    connection = make_simulator_connection(partner.sandbox, name=f"{braze.name} {n}")
     sync = make_sync(
         name=f"invariant {n}",
         cohort=cohort,
-        connection=braze,
+        connection=connection,
         mass_removal_threshold_pct=100,  # never held: every run sends
     )
     member = [f"e{n}-m{i:03}" for i in range(POOL)]

@@ -1,5 +1,9 @@
-"""The Braze 25-values warning: only for array writes past the cap, with the members it hits,
-and in the sync form's preview; and the per-sync membership mode reaching Braze itself."""
+"""What the sync form's preview says about a connection's array cap (Braze keeps 25 values by
+default): nothing up to the cap; past it, that the sync is refused (or, for a sync that shared
+the array already, that its runs fail the members whose array is full), with the members it
+hits. And the per-sync membership mode reaching Braze itself.
+
+The refusal itself (services, API, wizard, engine): tests/syncs/test_array_cap_rule.py."""
 
 import pytest
 import requests
@@ -24,13 +28,15 @@ def make_cohorts(count, *, members=()):
     return [make_cohort(name=f"Cohort {n:02d}", members=members) for n in range(count)]
 
 
-def sync_each(cohorts, connection, **options):
+def sync_each(cohorts, connection, *, orm=False, **options):
+    """A sync of each cohort; `orm`: saved as syncs made before the array cap rule were."""
     for cohort in cohorts:
         make_sync(
             name=f"{cohort.name} → Braze",
             cohort=cohort,
             connection=connection,
-            options=options or None,
+            options=options or ({} if orm else None),
+            orm=orm,
         )
 
 
@@ -49,20 +55,37 @@ def test_25_cohorts_sharing_the_attribute_raise_no_warning(braze, new_cohort):
     assert array_cap_warning(connection=braze, cohort=new_cohort, options={}) is None
 
 
-def test_the_26th_cohort_warns_with_the_members_past_the_cap(
+def test_the_26th_cohort_is_refused_with_the_members_past_the_cap(
     braze, new_cohort, django_assert_max_num_queries
 ):
     cohorts = make_cohorts(25, members=["many-1", "many-2"])
     apply_changes(cohorts[0].pk, add=[ext("few-1")])  # few-1 is in 2 cohorts only
     sync_each(cohorts, braze)
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(2):
         warning = array_cap_warning(connection=braze, cohort=new_cohort, options={})
     assert warning is not None
-    assert (warning.attribute, warning.cohorts, warning.members_over) == (
+    assert (warning.attribute, warning.cohorts, warning.members_over, warning.refused) == (
         "cohortsync_cohorts",
         26,
         2,
+        True,
     )
+
+
+def test_the_connections_cap_is_the_one_counted(new_cohort):
+    braze = make_connection(name="Braze raised", array_cap=100)
+    sync_each(make_cohorts(30), braze)
+    assert array_cap_warning(connection=braze, cohort=new_cohort, options={}) is None
+    lowered = make_connection(name="Braze lowered", array_cap=3)
+    sync_each(make_cohorts(3), lowered)
+    warning = array_cap_warning(connection=lowered, cohort=new_cohort, options={})
+    assert (warning.cap, warning.cohorts) == (3, 4)
+
+
+def test_a_second_sync_of_a_cohort_adds_no_value_to_the_array(braze):
+    cohorts = make_cohorts(25)
+    sync_each(cohorts, braze)
+    assert array_cap_warning(connection=braze, cohort=cohorts[0], options={}) is None
 
 
 def test_the_warning_counts_possible_overflow_even_when_no_member_is_past_it_yet(braze, new_cohort):
@@ -103,16 +126,19 @@ def test_a_boolean_connection_warns_only_for_syncs_that_override_it_to_array(new
     assert warning.cohorts == 26
 
 
-def test_an_edited_sync_is_not_counted_twice(braze):
+def test_an_edited_sync_is_not_counted_twice_and_one_that_shared_the_array_is_not_refused(braze):
     cohorts = make_cohorts(26)
-    sync_each(cohorts, braze)
+    sync_each(cohorts[:25], braze)
+    sync_each(cohorts[25:], braze, orm=True)  # made before the rule
     last = Sync.objects.get(cohort=cohorts[-1])
-    assert (
-        array_cap_warning(
-            connection=braze, cohort=cohorts[-1], options={}, exclude_sync_id=last.pk
-        ).cohorts
-        == 26
+    warning = array_cap_warning(
+        connection=braze,
+        cohort=cohorts[-1],
+        options={},
+        exclude_sync_id=last.pk,
+        current=last.options,
     )
+    assert (warning.cohorts, warning.refused) == (26, False)
     assert (
         array_cap_warning(
             connection=braze,
@@ -145,16 +171,43 @@ def preview_page(client, cohort, connection, **changes):
     return client.get(reverse("syncs:sync_create"), data).content.decode()
 
 
-def test_the_preview_warns_and_says_what_to_do(marketer_client, braze, new_cohort):
+def test_the_preview_says_the_sync_is_refused_and_what_to_do(marketer_client, braze, new_cohort):
     sync_each(make_cohorts(25, members=["many-1"]), braze)
     html = preview_page(marketer_client, new_cohort, braze)
     assert 'id="array-cap-warning"' in html
-    assert "26 cohorts write their names into <code>cohortsync_cohorts</code>" in html
+    assert "This sync cannot be saved as it is." in html
+    assert (
+        "Braze prod keeps at most 25 values in the array attribute <code>cohortsync_cohorts</code>"
+        " (the connection's array cap), and with this sync 26 cohorts would write" in html
+    )
     assert "Today 1 member is in more than 25 of these cohorts." in html
-    assert "A boolean attribute per cohort" in html and "raise the array cap" in html
+    assert "A boolean attribute per cohort" in html and "raise the connection's array cap" in html
     assert 'id="array-cap-warning"' not in preview_page(
         marketer_client, new_cohort, braze, membership_mode="boolean"
     )
+
+
+def test_editing_a_sync_made_before_the_rule_says_its_runs_fail_the_full_members(
+    marketer_client, braze
+):
+    cohorts = make_cohorts(26, members=["many-1"])
+    sync_each(cohorts[:25], braze)
+    sync_each(cohorts[25:], braze, orm=True)
+    sync = Sync.objects.get(cohort=cohorts[-1])
+    html = marketer_client.get(
+        reverse("syncs:sync_edit", args=[sync.pk]),
+        {
+            "step": "preview",
+            "primary_identifier": "external_id",
+            "cadence": "once",
+            "leaving_members": "remove",
+            "mass_removal_threshold_pct": "50",
+        },
+    ).content.decode()
+    assert "This sync cannot be saved" not in html
+    assert "26 cohorts write their names into <code>cohortsync_cohorts</code>" in html
+    assert "Runs of this sync fail the members whose array is full already" in html
+    assert "Today 1 member is in more than 25 of these cohorts." in html
 
 
 def test_the_preview_has_no_warning_below_the_cap(marketer_client, braze, new_cohort):

@@ -6,6 +6,12 @@ from typing import Any
 from django import forms
 
 from connections.partners.base import ConfigError, PartnerConfig
+from connections.partners.braze.array_cap import (
+    ARRAY_MODES,
+    DEFAULT_ARRAY_CAP,
+    MAX_ARRAY_CAP,
+    WHERE_TO_READ_THE_CAP,
+)
 from connections.partners.http import normalise_endpoint
 
 # REST hosts per instance, from Braze's endpoint table (docs/partners/braze.md §1).
@@ -43,6 +49,7 @@ class BrazeConfig(PartnerConfig):
     custom_endpoint: str = ""
     membership_mode: str = "array"
     array_attribute: str = "cohortsync_cohorts"
+    array_cap: int = DEFAULT_ARRAY_CAP
     default_identifier: str = "external_id"
     alias_label: str = ""
     update_existing_only: bool = True
@@ -66,12 +73,18 @@ class BrazeConfig(PartnerConfig):
             raise ConfigError(
                 f"Unknown membership mode {self.membership_mode!r}.", "membership_mode"
             )
-        if self.membership_mode in ("array", "both") and not _is_attribute_name(
-            self.array_attribute
-        ):
+        if self.membership_mode in ARRAY_MODES and not _is_attribute_name(self.array_attribute):
             raise ConfigError(
                 "The array attribute name must be 1 to 255 characters, without a leading $.",
                 "array_attribute",
+            )
+        if (
+            not isinstance(self.array_cap, int)
+            or isinstance(self.array_cap, bool)
+            or not 1 <= self.array_cap <= MAX_ARRAY_CAP
+        ):
+            raise ConfigError(
+                f"The array cap must be a whole number from 1 to {MAX_ARRAY_CAP:,}.", "array_cap"
             )
         if self.default_identifier not in IDENTIFIERS:
             raise ConfigError(
@@ -125,6 +138,18 @@ class BrazeConfigForm(forms.Form):
     )
     membership_mode = forms.ChoiceField(choices=list(MEMBERSHIP_MODES.items()), initial="array")
     array_attribute = forms.CharField(max_length=255, initial="cohortsync_cohorts", required=False)
+    array_cap = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ARRAY_CAP,
+        initial=DEFAULT_ARRAY_CAP,
+        label="Array cap",
+        help_text=(
+            "The most values Braze keeps in the array attribute; past it Braze drops the oldest. "
+            f"{WHERE_TO_READ_THE_CAP} Left blank: {DEFAULT_ARRAY_CAP}. A sync that would make "
+            "more cohorts share the attribute than this is refused."
+        ),
+    )
     default_identifier = forms.ChoiceField(choices=list(IDENTIFIERS.items()))
     alias_label = forms.CharField(
         max_length=100, required=False, help_text="Required when the identifier is a user alias"
@@ -161,3 +186,7 @@ class BrazeConfigForm(forms.Form):
             "that takes 50 to 100 in flight, so 64 uses most of it."
         ),
     )
+
+    def clean_array_cap(self) -> int:
+        value = self.cleaned_data.get("array_cap")
+        return DEFAULT_ARRAY_CAP if value is None else int(value)

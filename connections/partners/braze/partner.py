@@ -17,7 +17,7 @@ from connections.partners.base import (
     SyncOptionsForm,
 )
 from connections.partners.braze import simulator as braze_simulator
-from connections.partners.braze.array_cap import ARRAY_MODES, BRAZE_ARRAY_CAP
+from connections.partners.braze.array_cap import ARRAY_MODES
 from connections.partners.braze.config import (
     EMPTY_BATCH_MESSAGE,
     IDENTIFIERS,
@@ -97,7 +97,13 @@ class Braze(Partner):
     ) -> SharedArray | None:
         if cls.membership_mode(config, options) not in ARRAY_MODES:
             return None
-        return SharedArray(config.array_attribute, BRAZE_ARRAY_CAP)
+        return SharedArray(config.array_attribute, config.array_cap)
+
+    @classmethod
+    def data_points_per_object(cls, config: BrazeConfig, options: Mapping[str, Any] | None) -> int:
+        # Braze bills each custom attribute an object updates (docs/partners/braze.md §13): the
+        # array's add or remove is one, the boolean one, both two; adds and removes alike.
+        return 2 if cls.membership_mode(config, options) == "both" else 1
 
     def check(self) -> str:
         url = f"{self.config.rest_endpoint}/users/track"

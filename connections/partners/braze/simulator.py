@@ -1,4 +1,4 @@
-"""Braze REST simulator: `POST /users/track` (docs/partners/braze.md §1 to §8 and §11)."""
+"""Braze REST simulator: `POST /users/track` (docs/partners/braze.md §1 to §9 and §11)."""
 
 from __future__ import annotations
 
@@ -177,16 +177,38 @@ def _apply_attributes(state: SandboxState, obj: Any, index: int) -> str | None:
             return error
 
     profile = state.braze_profiles.get(identity.key)
-    if profile is None:
-        if update_only:
-            # Braze accepts and counts these but applies them to nobody.
-            state.braze_skipped.append(
-                {"identifier": identity.key, "index": index, "reason": "profile does not exist"}
-            )
-            return None
-        profile = state.braze_profiles[identity.key] = {}
+    if profile is None and update_only:
+        # Braze accepts and counts these but applies them to nobody.
+        state.braze_skipped.append(
+            {"identifier": identity.key, "index": index, "reason": "profile does not exist"}
+        )
+        return None
+    # Applied to a copy first (each value is replaced, never changed in place), so an object
+    # refused for its arrays leaves the profile as it was.
+    updated = dict(profile or {})
     for key, value in updates.items():
-        _apply_value(profile, key, value)
+        _apply_value(updated, key, value)
+    error = _hold_arrays_to_the_cap(state, updated, updates)
+    if error is not None:
+        return error
+    state.braze_profiles[identity.key] = updated
+    return None
+
+
+def _hold_arrays_to_the_cap(
+    state: SandboxState, profile: JsonDict, updates: JsonDict
+) -> str | None:
+    """Braze keeps at most the cap's number of values in an array (docs/partners/braze.md §9):
+    past it the oldest are dropped, or, with the `braze_array_overflow` knob at "refuse", the
+    object is refused (its error text returned)."""
+    cap = state.braze_array_cap
+    for key in updates:
+        values = profile.get(key)
+        if not isinstance(values, list) or len(values) <= cap:
+            continue
+        if state.braze_array_overflow == "refuse":
+            return f"'{key}' would hold more than the array maximum of {cap} values"
+        profile[key] = values[len(values) - cap :]
     return None
 
 
