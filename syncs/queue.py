@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import django_rq
 import redis
 from django.conf import settings
-from rq import Queue
+from rq import Queue, Retry
 from rq.scripts import _build_hset_args, get_unique_enqueue_script
 
 RUNS_QUEUE = "runs"
@@ -18,6 +18,10 @@ RUN_JOB = "syncs.jobs.run_sync_job"
 RUN_JOB_TIMEOUT = 6 * 3600
 RUN_RESULT_TTL = 3600
 RUN_FAILURE_TTL = 7 * 86400
+VERIFY_JOB = "syncs.jobs.verify_run_job"
+# Seconds before the second and third attempt of a verification the partner turned away (429,
+# 5xx): Braze's export budget is counted per minute.
+VERIFY_RETRY_BACKOFF_SECONDS = [60, 120]
 
 
 @functools.cache
@@ -45,6 +49,24 @@ def enqueue_run(run_id: int, *, attempt: int = 0) -> None:
         job_id=run_job_id(run_id, attempt),
         unique=True,
         job_timeout=RUN_JOB_TIMEOUT,
+        result_ttl=RUN_RESULT_TTL,
+        failure_ttl=RUN_FAILURE_TTL,
+    )
+
+
+def verification_job_id(run_id: int) -> str:
+    return f"verify-run-{run_id}"
+
+
+def enqueue_verification(run_id: int) -> None:
+    """The read-back of a finished run's sample, on the `default` queue: a short job."""
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queue.enqueue(
+        VERIFY_JOB,
+        run_id,
+        job_id=verification_job_id(run_id),
+        retry=Retry(max=len(VERIFY_RETRY_BACKOFF_SECONDS), interval=VERIFY_RETRY_BACKOFF_SECONDS),
+        job_timeout=300,
         result_ttl=RUN_RESULT_TTL,
         failure_ttl=RUN_FAILURE_TTL,
     )

@@ -147,8 +147,23 @@ def _reject_braze_objects(state: SandboxState, payload: JsonDict) -> JsonDict:
     return {"status": "ok", "rejected": len(state.braze_rejections)}
 
 
+def _percent(payload: JsonDict, name: str) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise BadRequest(f"'{name}' must be a number from 0 to 100")
+    return float(value)
+
+
 def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
-    known = {"braze_object_cap", "braze_rate_limit", "braze_rate_window", "appsflyer_max_devices"}
+    known = {
+        "braze_object_cap",
+        "braze_rate_limit",
+        "braze_rate_window",
+        "appsflyer_max_devices",
+        "braze_drop_adds_pct",
+    }
     unknown = sorted(set(payload) - known)
     if unknown:
         raise BadRequest(f"Unknown config keys: {', '.join(unknown)}")
@@ -157,6 +172,7 @@ def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
         braze_rate_limit=_positive_number(payload, "braze_rate_limit", integer=True),
         braze_rate_window=_positive_number(payload, "braze_rate_window", integer=False),
         appsflyer_max_devices=_positive_number(payload, "appsflyer_max_devices", integer=True),
+        braze_drop_adds_pct=_percent(payload, "braze_drop_adds_pct"),
     )
 
 
@@ -183,6 +199,7 @@ _GET_ROUTES: dict[str, Callable[[SandboxState], JsonDict]] = {
     "/config": lambda state: state.config(),
     "/braze/profiles": lambda state: {"profiles": state.profiles()},
     "/braze/skipped": lambda state: {"skipped": state.skipped_updates()},
+    "/braze/dropped": lambda state: {"dropped": state.dropped_adds()},
 }
 _GET_PREFIXES: list[tuple[str, Callable[[SandboxState, str], Response]]] = [
     ("/braze/profiles/", _profile),

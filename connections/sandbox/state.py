@@ -21,10 +21,14 @@ DEMO_APPSFLYER_TOKEN = "sandbox-appsflyer-v2-token"  # noqa: S105 - public demo 
 PARTNERS = ("braze", "appsflyer")
 PLATFORMS = ("android", "ios")
 
-DEFAULT_BRAZE_PERMISSIONS = frozenset({"users.track"})
+# The demo key may also read profiles back (verification, /users/export/ids).
+DEFAULT_BRAZE_PERMISSIONS = frozenset({"users.track", "users.export.ids"})
 DEFAULT_BRAZE_OBJECT_CAP = 75
 DEFAULT_BRAZE_RATE_LIMIT = 3000
 DEFAULT_BRAZE_RATE_WINDOW = 3.0
+# /users/export/ids has a budget of its own: 250 requests a minute (docs/partners/braze.md §10.4).
+DEFAULT_BRAZE_EXPORT_RATE_LIMIT = 250
+DEFAULT_BRAZE_EXPORT_RATE_WINDOW = 60.0
 DEFAULT_APPSFLYER_MAX_DEVICES = 10000
 
 JsonDict = dict[str, Any]
@@ -117,6 +121,13 @@ class SandboxState:
             self.latency_ms: dict[str, int] = {p: 0 for p in PARTNERS}
             self.braze_object_cap = DEFAULT_BRAZE_OBJECT_CAP
             self.braze_bucket = TokenBucket(DEFAULT_BRAZE_RATE_LIMIT, DEFAULT_BRAZE_RATE_WINDOW)
+            self.braze_export_bucket = TokenBucket(
+                DEFAULT_BRAZE_EXPORT_RATE_LIMIT, DEFAULT_BRAZE_EXPORT_RATE_WINDOW
+            )
+            # The share (0-100) of membership adds silently dropped, yet answered 201: a stand-in
+            # for whatever makes a partner lose writes, which only verification can see.
+            self.braze_drop_adds_pct = 0.0
+            self.braze_dropped: list[JsonDict] = []
             self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
             self.request_counts: dict[str, dict[str, int]] = {}
             self.connections_opened = 0
@@ -185,6 +196,10 @@ class SandboxState:
         with self.lock:
             return self.braze_bucket.take(consume)
 
+    def take_braze_export_token(self) -> RateVerdict:
+        with self.lock:
+            return self.braze_export_bucket.take()
+
     def config(self) -> JsonDict:
         with self.lock:
             return {
@@ -192,6 +207,7 @@ class SandboxState:
                 "braze_rate_limit": self.braze_bucket.capacity,
                 "braze_rate_window": self.braze_bucket.window,
                 "appsflyer_max_devices": self.appsflyer_max_devices,
+                "braze_drop_adds_pct": self.braze_drop_adds_pct,
             }
 
     def configure(
@@ -200,6 +216,7 @@ class SandboxState:
         braze_rate_limit: int | None = None,
         braze_rate_window: float | None = None,
         appsflyer_max_devices: int | None = None,
+        braze_drop_adds_pct: float | None = None,
     ) -> JsonDict:
         with self.lock:
             if braze_object_cap is not None:
@@ -212,6 +229,8 @@ class SandboxState:
                 )
             if appsflyer_max_devices is not None:
                 self.appsflyer_max_devices = appsflyer_max_devices
+            if braze_drop_adds_pct is not None:
+                self.braze_drop_adds_pct = float(braze_drop_adds_pct)
             return self.config()
 
     # Partner data reads
@@ -228,6 +247,10 @@ class SandboxState:
     def skipped_updates(self) -> list[JsonDict]:
         with self.lock:
             return [dict(item) for item in self.braze_skipped]
+
+    def dropped_adds(self) -> list[JsonDict]:
+        with self.lock:
+            return [dict(item) for item in self.braze_dropped]
 
     def audience(self, import_key: str) -> JsonDict | None:
         with self.lock:
