@@ -6,12 +6,17 @@ Jobs are named by their dotted path, so what enqueues a run never imports what r
 
 import functools
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import django_rq
 import redis
 from django.conf import settings
+from django.utils import timezone
 from rq import Queue, Retry
 from rq.scripts import _build_hset_args, get_unique_enqueue_script
+
+from core.requeue import requeue_lost
+from syncs.models import SyncRun
 
 RUNS_QUEUE = "runs"
 RUN_JOB = "syncs.jobs.run_sync_job"
@@ -22,6 +27,8 @@ VERIFY_JOB = "syncs.jobs.verify_run_job"
 # Seconds before the second and third attempt of a verification the partner turned away (429,
 # 5xx): Braze's export budget is counted per minute.
 VERIFY_RETRY_BACKOFF_SECONDS = [60, 120]
+# The moment between a verification marked pending and its job in Redis.
+VERIFY_GRACE = timedelta(minutes=1)
 
 
 @functools.cache
@@ -70,6 +77,16 @@ def enqueue_verification(run_id: int) -> None:
         result_ttl=RUN_RESULT_TTL,
         failure_ttl=RUN_FAILURE_TTL,
     )
+
+
+def requeue_waiting_verifications(*, now: datetime | None = None) -> int:
+    """Queue again the pending verifications whose job Redis does not have (it was unreachable
+    when their run ended, or restarted empty); how many."""
+    waiting = SyncRun.objects.filter(
+        verification=SyncRun.Verification.PENDING,
+        finished_at__lt=(now or timezone.now()) - VERIFY_GRACE,
+    ).values_list("pk", flat=True)
+    return requeue_lost(waiting, job_id=verification_job_id, enqueue=enqueue_verification)
 
 
 def enqueue_new_runs(run_ids: Sequence[int]) -> list[int]:

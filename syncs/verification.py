@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 Verification = SyncRun.Verification
 # A run that reached the partner: what it sent is worth reading back.
 VERIFIED_STATUSES = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIALLY_FAILED)
-NOT_QUEUED = "The job queue (Redis) was unreachable when the run ended: nothing was read back."
+INTERNAL_ERROR = "cohortsync hit an internal error while reading the sample back."
 
 
 def on_run_finished(sender: Any, run_id: int, status: str, **kwargs: Any) -> None:
@@ -51,8 +51,8 @@ def request_verification(run_id: int) -> bool:
     try:
         enqueue_verification(run_id)
     except redis.RedisError as exc:
+        # It stays pending, as a row: requeue_waiting_work queues it once Redis is back.
         logger.error("Could not queue verification of run %s: %s", run_id, type(exc).__name__)
-        _finish(run_id, sampled=None, verified=None, error=NOT_QUEUED)
     return True
 
 
@@ -90,6 +90,10 @@ def verify_run(run_id: int, *, last_attempt: bool = True) -> str:
     try:
         secret = crypto.decrypt(connection.encrypted_secret)
         partner = connection.partner(connection.get_config(), secret)
+    except (ValueError, crypto.CredentialError) as exc:
+        _finish(run_id, sampled=None, verified=None, error=f"The connection cannot be used: {exc}")
+        return "failed"
+    try:
         verified = partner.verify_members(
             cohort_label=sync.cohort.name, recipients=recipients, options=sync.options
         )
@@ -98,9 +102,14 @@ def verify_run(run_id: int, *, last_attempt: bool = True) -> str:
             raise
         _finish(run_id, sampled=None, verified=None, error=exc.message)
         return "failed"
-    except (ValueError, crypto.CredentialError) as exc:
-        _finish(run_id, sampled=None, verified=None, error=f"The connection cannot be used: {exc}")
+    except ValueError as exc:  # a ledger row the partner cannot address (an alias, no label)
+        _finish(run_id, sampled=None, verified=None, error=str(exc))
         return "failed"
+    except Exception:
+        # Never "Verifying…" for ever: the last attempt says it failed, then RQ keeps the trace.
+        if last_attempt:
+            _finish(run_id, sampled=None, verified=None, error=INTERNAL_ERROR)
+        raise
     refs = {recipient.ref for recipient in recipients}
     _finish(run_id, sampled=len(recipients), verified=len(verified & refs), error="")
     return f"verified {len(verified & refs)} of {len(recipients)}"

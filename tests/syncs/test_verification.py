@@ -3,24 +3,30 @@ partner (Braze /users/export/ids, the simulator over real HTTP) and the run page
 "verified N of M sampled"; a low share alerts, a failed read-back says so and never "0 verified",
 and partners that cannot read back (AppsFlyer) are never offered it."""
 
+from datetime import timedelta
+
 import pytest
 import requests
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 
 from alerts.models import AlertDelivery
 from alerts.receivers import alert_on_verification
 from cohorts.membership import Identity, apply_changes
+from connections.partners.braze import Braze
 from connections.sandbox import DEMO_BRAZE_KEY
 from syncs import queue
 from syncs.models import Sync, SyncRun
 from syncs.services import create_sync, start_run, update_sync
+from syncs.verification import INTERNAL_ERROR
 from tests.alerts.helpers import configure
 from tests.api.helpers import api_client_for
 from tests.factories import make_cohort, make_connection, make_run, make_simulator_connection
 from tests.factories import make_sync as make_any_sync
 from tests.jobs import run_jobs
+from tests.queues import queues_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
 
@@ -219,6 +225,47 @@ def test_a_partner_busy_once_is_retried_and_verifies(sandbox, run_and_verify, mo
 
     monkeypatch.setattr("syncs.verification.enqueue_verification", enqueue_after_fault)
     run = run_and_verify(sync)
+    assert (run.verification, run.verify_sampled, run.verify_verified) == ("done", 5, 5)
+
+
+def test_an_internal_error_on_every_attempt_ends_as_a_failed_verification(
+    sandbox, run_and_verify, monkeypatch
+):
+    monkeypatch.setattr(queue, "VERIFY_RETRY_BACKOFF_SECONDS", [0, 0])
+    sync = make_sync(make_simulator_connection(sandbox), make_cohort(members=members(5)))
+    attempts = []
+
+    def broken(self, **kwargs):
+        attempts.append(1)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Braze, "verify_members", broken)
+    run = run_and_verify(sync)
+    assert len(attempts) == 3
+    assert run.verification == Verification.FAILED
+    assert run.verify_error == INTERNAL_ERROR
+
+
+def test_a_verification_asked_for_without_redis_waits_and_runs_once_redis_is_back(
+    sandbox, settings, django_capture_on_commit_callbacks
+):
+    sync = make_sync(make_simulator_connection(sandbox), make_cohort(members=members(5)))
+    run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    with django_capture_on_commit_callbacks() as after_commit:
+        run_jobs("runs")
+    reachable = settings.RQ_QUEUES
+    settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0", timeout=5)
+    for callback in after_commit:
+        callback()  # the run's outcome commits while Redis is unreachable
+    run.refresh_from_db()
+    assert run.verification == Verification.PENDING
+
+    settings.RQ_QUEUES = reachable
+    later = timezone.now() + timedelta(minutes=2)
+    assert queue.requeue_waiting_verifications(now=later) == 1
+    assert queue.requeue_waiting_verifications(now=later) == 0  # its job is there now
+    run_jobs("default")
+    run.refresh_from_db()
     assert (run.verification, run.verify_sampled, run.verify_verified) == ("done", 5, 5)
 
 
