@@ -391,6 +391,8 @@ def test_the_wizard_offers_verification_for_braze_only_and_saves_it(marketer_cli
     assert response.status_code == 302
     sync = Sync.objects.get()
     assert (sync.verify, sync.verify_sample_size) == (True, 40)
+    detail = marketer_client.get(response["Location"]).content.decode()
+    assert "a random sample of up to 40 of them is read back from Braze prod" in detail
 
     too_big = {**chosen, "verify_sample_size": "1001", "name": "Too big"}
     refused = marketer_client.get(create, {**too_big, "step": "preview"})
