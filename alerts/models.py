@@ -93,6 +93,7 @@ class AlertDelivery(models.Model):
     class Event(models.TextChoices):
         RUN_FAILED = "run_failed", "Run failed"
         RUN_HELD = "run_held", "Run held for approval"
+        VERIFICATION_LOW = "verification_low", "Verification below threshold"
         SYNC_RECOVERED = "sync_recovered", "Sync recovered"
         CONNECTION_NEEDS_ATTENTION = "connection_needs_attention", "Connection needs attention"
         CONNECTION_RECOVERED = "connection_recovered", "Connection recovered"

@@ -7,6 +7,8 @@ and queues deliveries; a worker sends them. It never raises into its sender.
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from alerts import noise, texts
 from alerts.models import AlertState
 from alerts.services import raise_alert
@@ -60,6 +62,40 @@ def alert_on_run(run_id: int, status: str) -> None:
     change = noise.record_state(AlertState.SubjectType.SYNC, run.sync_id, observed)
     if change is not None:
         raise_alert(texts.run_alert(run, change))
+
+
+def on_run_verified(sender: Any, run_id: int, **kwargs: Any) -> None:
+    try:
+        alert_on_verification(run_id)
+    except Exception:
+        logger.exception("Could not raise the verification alert for run %s", run_id)
+
+
+def _below_threshold(run: SyncRun | None) -> bool:
+    share = run.verified_pct if run is not None else None
+    return share is not None and share < settings.COHORTSYNC_VERIFY_ALERT_PCT
+
+
+def alert_on_verification(run_id: int) -> None:
+    """One alert when a sync's verified share falls below the threshold, not one per run: the
+    sync's verification before this one must have been above it (or this is its first)."""
+    run = (
+        SyncRun.objects.select_related("sync__connection", "sync__cohort").filter(pk=run_id).first()
+    )
+    if run is None or not _below_threshold(run):
+        return
+    previous = (
+        SyncRun.objects.filter(
+            sync_id=run.sync_id, verification=SyncRun.Verification.DONE, verify_sampled__gt=0
+        )
+        .exclude(pk=run.pk)
+        .filter(queued_at__lt=run.queued_at)
+        .order_by("-queued_at", "-id")
+        .first()
+    )
+    if _below_threshold(previous):
+        return
+    raise_alert(texts.verification_alert(run, settings.COHORTSYNC_VERIFY_ALERT_PCT))
 
 
 def alert_on_connection(connection_id: int, state: str) -> None:

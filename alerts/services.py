@@ -31,6 +31,8 @@ MAX_RECIPIENTS = 20
 EVENT_TOGGLES = {
     Event.RUN_FAILED: "on_run_failed",
     Event.RUN_HELD: "on_run_held",
+    # A run whose sample is missing at the partner did not do what its counts say.
+    Event.VERIFICATION_LOW: "on_run_failed",
     Event.CONNECTION_NEEDS_ATTENTION: "on_connection_needs_attention",
     Event.SYNC_RECOVERED: "on_recovery",
     Event.CONNECTION_RECOVERED: "on_recovery",

@@ -85,6 +85,31 @@ def run_alert(run: SyncRun, change: StateChange) -> Alert:
     )
 
 
+def verification_alert(run: SyncRun, threshold_pct: float) -> Alert:
+    sync: Sync = run.sync
+    name = slack_escape(sync.name)
+    route = f"“{slack_escape(sync.cohort.name)}” → {slack_escape(sync.connection.name)}"
+    share = run.verified_pct or 0.0
+    lines = [
+        f"Run {run.pk} of sync “{name}” ({route}) {run.get_status_display().lower()}, but "
+        f"reading a sample back found only {run.verify_verified or 0:,} of "
+        f"{run.verify_sampled or 0:,} sampled members carrying the membership ({share:.0f} %, "
+        f"below the {threshold_pct:g} % threshold).",
+        "The partner accepted members it has not applied, or they changed there since.",
+        _counts(run),
+    ]
+    return Alert(
+        event=Event.VERIFICATION_LOW,
+        subject_type=AlertState.SubjectType.SYNC,
+        subject_id=sync.pk,
+        subject_label=sync.name,
+        title=f"Sync {name}: verified {run.verify_verified or 0:,} of {run.verify_sampled or 0:,} "
+        "sampled",
+        text="\n".join(lines),
+        url=full_url(reverse("syncs:run_detail", args=[sync.pk, run.pk])),
+    )
+
+
 def connection_alert(connection: Connection, change: StateChange) -> Alert:
     waiting = connection.syncs.filter(status=Sync.Status.NEEDS_ATTENTION).count()
     escaped_name = slack_escape(connection.name)

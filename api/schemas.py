@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from ninja import Schema
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 # The largest id a BIGINT primary key holds; a larger one can only be "not found".
 MAX_ID = 2**63 - 1
@@ -108,6 +108,9 @@ class SyncOut(Schema):
     leaving_members: str
     mass_removal_threshold_pct: int
     options: dict[str, Any]
+    # Whether each run that sends adds has a random sample of them read back from the partner.
+    verify: bool
+    verify_sample_size: int
     next_run_at: datetime | None
     last_run_status: str
     last_run_at: datetime | None
@@ -137,6 +140,14 @@ class RunOut(Schema):
     throttled_seconds: float
     interruptions: int
     error_summary: str
+    # The read-back of a random sample of this run's adds: "" (the sync does not verify, or the
+    # run sent none), "pending", "done" (verify_verified of verify_sampled carry the
+    # membership) or "failed" (verify_error says why; the counts are then null, never 0).
+    verification: str
+    verify_sampled: int | None
+    verify_verified: int | None
+    verified_at: datetime | None
+    verify_error: str
 
 
 class ErrorGroupOut(Schema):
@@ -208,6 +219,8 @@ class SyncCreateIn(Input):
     leaving_members: str = "remove"
     mass_removal_threshold_pct: WholeNumber = 50
     options: dict[str, Any] | None = None
+    verify: StrictBool = False
+    verify_sample_size: WholeNumber = Field(100, description="Members read back, 1 to 1,000.")
 
 
 class SyncUpdateIn(Input):
@@ -219,6 +232,8 @@ class SyncUpdateIn(Input):
     leaving_members: str | None = None
     mass_removal_threshold_pct: WholeNumber | None = None
     options: dict[str, Any] | None = None
+    verify: StrictBool | None = None
+    verify_sample_size: WholeNumber | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> "SyncUpdateIn":

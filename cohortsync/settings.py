@@ -332,6 +332,11 @@ COHORTSYNC_CHECKPOINT_MEMBERS = int(env_str("COHORTSYNC_CHECKPOINT_MEMBERS", "20
 COHORTSYNC_CHECKPOINT_SECONDS = float(env_str("COHORTSYNC_CHECKPOINT_SECONDS", "0.25"))
 # The home page lists a recurring sync whose cohort has not changed for this many days.
 COHORTSYNC_STALE_COHORT_DAYS = int(env_str("COHORTSYNC_STALE_COHORT_DAYS", "7"))
+# A sync's verification (syncs/verification.py) raises an alert when less than this share (%)
+# of the sampled members a run sent carry the membership at the partner.
+COHORTSYNC_VERIFY_ALERT_PCT = float(env_str("COHORTSYNC_VERIFY_ALERT_PCT", "95"))
+if not 0 <= COHORTSYNC_VERIFY_ALERT_PCT <= 100:
+    raise ImproperlyConfigured("COHORTSYNC_VERIFY_ALERT_PCT must be from 0 to 100.")
 # Days each log that grows with traffic is kept; a daily job deletes older rows (0: keep for
 # ever). What each covers: cohortsync/retention.py.
 COHORTSYNC_RETENTION_DAYS_IMPORT_REQUESTS = int(

@@ -8,7 +8,7 @@ class SyncsConfig(AppConfig):
     def ready(self) -> None:
         # Django's way: receivers that touch models load once the registry is ready.
         from cohorts.signals import cohort_changed
-        from syncs import connection_removal
+        from syncs import connection_removal, verification
         from syncs.scheduling import realtime
         from syncs.signals import run_finished
 
@@ -17,3 +17,4 @@ class SyncsConfig(AppConfig):
         run_finished.connect(
             connection_removal.on_run_finished, dispatch_uid="syncs.connection_removal"
         )
+        run_finished.connect(verification.on_run_finished, dispatch_uid="syncs.verification")

@@ -18,6 +18,7 @@ from connections.partners import PARTNERS
 from syncs import cadence as cadences
 from syncs.models import Sync
 from syncs.pages.preview import Coverage
+from syncs.services import DEFAULT_VERIFY_SAMPLE, MAX_VERIFY_SAMPLE
 
 CADENCE_CHOICES = [
     ("once", "Once (run it with Run now)"),
@@ -42,6 +43,11 @@ LEAVING_HELP = {
     "destination too, so the destination matches the cohort.",
     Sync.Leaving.KEEP: "Members who leave the cohort stay in the destination; runs only add.",
 }
+VERIFY_HELP = (
+    "After each run that sends members, read a random sample of them back from the destination "
+    'and show how many carry the membership ("verified 97 of 100 sampled"); an alert goes out '
+    "when the share falls below the threshold. Costs one export request per 50 members sampled."
+)
 THRESHOLD_HELP = (
     "A run that would remove more than this share of the members already in the destination "
     "is held for approval instead of sent."
@@ -124,6 +130,19 @@ class IdentifierStep(forms.Form):
         for name, field in connection.partner.sync_options_form(config=config).fields.items():
             self.fields[name] = field
             self.option_names.append(name)
+        if connection.partner.can_verify:
+            # Only where the partner can read members back: elsewhere there is nothing to offer.
+            self.fields["verify"] = forms.BooleanField(
+                required=False, label="Verify a sample after each run", help_text=VERIFY_HELP
+            )
+            self.fields["verify_sample_size"] = forms.IntegerField(
+                required=False,
+                min_value=1,
+                max_value=MAX_VERIFY_SAMPLE,
+                initial=DEFAULT_VERIFY_SAMPLE,
+                label="Members to sample",
+            )
+            self.option_names += ["verify", "verify_sample_size"]
 
     def _choice_field(self, name: str) -> forms.ChoiceField:
         field = self.fields[name]
@@ -223,6 +242,16 @@ def cadence_of(answers: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "daily",
         "time_of_day": answers["daily_time"].strftime("%H:%M"),
         "timezone": (answers.get("timezone") or "UTC").strip(),
+    }
+
+
+def verification_of(answers: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
+    """The sync's verification among the answers, where its partner offers one (else none)."""
+    if not connection.partner.can_verify:
+        return {}
+    return {
+        "verify": bool(answers.get("verify")),
+        "verify_sample_size": answers.get("verify_sample_size") or DEFAULT_VERIFY_SAMPLE,
     }
 
 

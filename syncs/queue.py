@@ -6,19 +6,29 @@ Jobs are named by their dotted path, so what enqueues a run never imports what r
 
 import functools
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import django_rq
 import redis
 from django.conf import settings
-from rq import Queue
+from django.utils import timezone
+from rq import Queue, Retry
 from rq.scripts import _build_hset_args, get_unique_enqueue_script
+
+from core.requeue import requeue_lost
+from syncs.models import SyncRun
 
 RUNS_QUEUE = "runs"
 RUN_JOB = "syncs.jobs.run_sync_job"
 RUN_JOB_TIMEOUT = 6 * 3600
 RUN_RESULT_TTL = 3600
 RUN_FAILURE_TTL = 7 * 86400
+VERIFY_JOB = "syncs.jobs.verify_run_job"
+# Seconds before the second and third attempt of a verification the partner turned away (429,
+# 5xx): Braze's export budget is counted per minute.
+VERIFY_RETRY_BACKOFF_SECONDS = [60, 120]
+# The moment between a verification marked pending and its job in Redis.
+VERIFY_GRACE = timedelta(minutes=1)
 
 
 @functools.cache
@@ -52,6 +62,34 @@ def enqueue_run(run_id: int, *, attempt: int = 0, delay: float = 0.0) -> None:
         run_queue().enqueue_in(timedelta(seconds=delay), RUN_JOB, run_id, **options)
     else:
         run_queue().enqueue(RUN_JOB, run_id, unique=True, **options)
+
+
+def verification_job_id(run_id: int) -> str:
+    return f"verify-run-{run_id}"
+
+
+def enqueue_verification(run_id: int) -> None:
+    """The read-back of a finished run's sample, on the `default` queue: a short job."""
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queue.enqueue(
+        VERIFY_JOB,
+        run_id,
+        job_id=verification_job_id(run_id),
+        retry=Retry(max=len(VERIFY_RETRY_BACKOFF_SECONDS), interval=VERIFY_RETRY_BACKOFF_SECONDS),
+        job_timeout=300,
+        result_ttl=RUN_RESULT_TTL,
+        failure_ttl=RUN_FAILURE_TTL,
+    )
+
+
+def requeue_waiting_verifications(*, now: datetime | None = None) -> int:
+    """Queue again the pending verifications whose job Redis does not have (it was unreachable
+    when their run ended, or restarted empty); how many."""
+    waiting = SyncRun.objects.filter(
+        verification=SyncRun.Verification.PENDING,
+        finished_at__lt=(now or timezone.now()) - VERIFY_GRACE,
+    ).values_list("pk", flat=True)
+    return requeue_lost(waiting, job_id=verification_job_id, enqueue=enqueue_verification)
 
 
 def enqueue_new_runs(run_ids: Sequence[int]) -> list[int]:

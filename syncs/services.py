@@ -20,6 +20,10 @@ from syncs.queue import enqueue_run
 
 logger = logging.getLogger(__name__)
 
+# Members read back after a run, at most (Braze: 20 export requests of 50).
+MAX_VERIFY_SAMPLE = 1000
+DEFAULT_VERIFY_SAMPLE = 100
+
 QUEUE_UNREACHABLE = (
     "The job queue (Redis) is unreachable: the run waits here and starts once Redis is back."
 )
@@ -42,6 +46,8 @@ def create_sync(
     leaving_members: str = Sync.Leaving.REMOVE,
     mass_removal_threshold_pct: int = 50,
     options: dict[str, object] | None = None,
+    verify: bool = False,
+    verify_sample_size: int = DEFAULT_VERIFY_SAMPLE,
     actor: User | None,
     ip: str | None = None,
 ) -> Sync:
@@ -55,6 +61,7 @@ def create_sync(
         mass_removal_threshold_pct=mass_removal_threshold_pct,
     )
     options = _validated_options(connection, options, current=None)
+    _validate_verification(connection, verify, verify_sample_size)
     first_run = cadences.next_run_at(parsed, after=timezone.now())
     with transaction.atomic():
         refuse_array_overflow(connection=connection, cohort=cohort, options=options)
@@ -68,6 +75,8 @@ def create_sync(
             leaving_members=leaving_members,
             mass_removal_threshold_pct=mass_removal_threshold_pct,
             options=options,
+            verify=verify,
+            verify_sample_size=verify_sample_size,
             created_by=actor,
         )
         audit.record(
@@ -87,6 +96,8 @@ EDITABLE_FIELDS = (
     "leaving_members",
     "mass_removal_threshold_pct",
     "options",
+    "verify",
+    "verify_sample_size",
 )
 
 
@@ -111,6 +122,7 @@ def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **chan
     )
     # What the first run created (an AppsFlyer audience, say) stays unless replaced.
     options = _validated_options(sync.connection, values["options"], current=sync.options)
+    _validate_verification(sync.connection, values["verify"], values["verify_sample_size"])
     new = {
         "name": name,
         "identifier_mapping": mapping,
@@ -118,6 +130,8 @@ def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **chan
         "leaving_members": values["leaving_members"],
         "mass_removal_threshold_pct": values["mass_removal_threshold_pct"],
         "options": options,
+        "verify": values["verify"],
+        "verify_sample_size": values["verify_sample_size"],
     }
     changed = {
         field: {"from": getattr(sync, field), "to": value}
@@ -198,6 +212,28 @@ def _validated_options(
         )
     except ValueError as exc:  # ConfigError, or the connection's own settings not valid
         raise ValidationError({"options": str(exc)}) from None
+
+
+def _validate_verification(connection: Connection, verify: object, sample_size: object) -> None:
+    """Verification only where the partner can read membership back, with a sample it can
+    afford; the wizard and the API share this check."""
+    if not isinstance(verify, bool):
+        raise ValidationError({"verify": "Verify must be true or false."})
+    if (
+        not isinstance(sample_size, int)
+        or isinstance(sample_size, bool)
+        or not 1 <= sample_size <= MAX_VERIFY_SAMPLE
+    ):
+        raise ValidationError(
+            {"verify_sample_size": f"Choose a sample of 1 to {MAX_VERIFY_SAMPLE:,} members."}
+        )
+    if verify and not connection.partner.can_verify:
+        raise ValidationError(
+            {
+                "verify": f"{connection.partner.label} has no API to read members back: "
+                "its syncs cannot verify."
+            }
+        )
 
 
 def start_run(

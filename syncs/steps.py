@@ -39,6 +39,8 @@ STEP_FIELDS = {
         *dict.fromkeys(
             name for partner in PARTNERS.values() for name in partner.sync_options_form.base_fields
         ),
+        "verify",
+        "verify_sample_size",
     ),
     "cadence": (
         "cadence",
@@ -83,6 +85,8 @@ def answers_of_sync(sync: Sync) -> dict[str, str]:
             for name in sync.connection.partner.sync_options_form.base_fields
             if name not in sync.connection.partner.kept_sync_options
         },
+        "verify": "on" if sync.verify else "",
+        "verify_sample_size": str(sync.verify_sample_size),
         "cadence": str(cadence.get("kind", "once")),
         "daily_time": str(cadence.get("time_of_day", "")),
         "timezone": str(cadence.get("timezone", "UTC")),

@@ -69,6 +69,8 @@ def create_sync(request: HttpRequest, payload: SyncCreateIn) -> Status[Sync]:
         leaving_members=payload.leaving_members,
         mass_removal_threshold_pct=payload.mass_removal_threshold_pct,
         options=payload.options,
+        verify=payload.verify,
+        verify_sample_size=payload.verify_sample_size,
         actor=user,
         ip=client_ip(request),
     )

@@ -165,6 +165,9 @@ class Partner:
     batch_size_setting: ClassVar[str] = "batch_size"
     # Option keys the partner writes on a sync itself (prepare_sync); kept across edits.
     kept_sync_options: ClassVar[tuple[str, ...]] = ()
+    # Whether the partner can read membership back (verify_members): only then may a sync
+    # verify a sample of what its runs sent.
+    can_verify: ClassVar[bool] = False
     simulator: ClassVar[SimulatorEndpoints]
 
     def __init__(self, config: Any, secret: str) -> None:
@@ -277,6 +280,18 @@ class Partner:
         """Before a run sends anything: make what the destination needs (an AppsFlyer audience,
         say); the options to keep on the sync, and the requests that took. Most need nothing."""
         return Prepared(dict(options))
+
+    def verify_members(
+        self,
+        *,
+        cohort_label: str,
+        recipients: Sequence[Recipient],
+        options: Mapping[str, Any],
+    ) -> set[int]:
+        """The refs of `recipients` whose profile at the partner carries the membership a sync
+        with `options` writes; one the partner does not know is not verified. Raises
+        PartnerError when the partner could not answer. Only where `can_verify`."""
+        raise NotImplementedError
 
     def max_batch_size(self) -> int:
         """The most recipients (adds and removes together) one `send_batch` call accepts."""

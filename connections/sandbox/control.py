@@ -153,6 +153,15 @@ def _reject_braze_objects(state: SandboxState, payload: JsonDict) -> JsonDict:
     return {"status": "ok", "rejected": len(state.braze_rejections)}
 
 
+def _percent(payload: JsonDict, name: str) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise BadRequest(f"'{name}' must be a number from 0 to 100")
+    return float(value)
+
+
 def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
     known = {
         "braze_object_cap",
@@ -161,6 +170,7 @@ def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
         "appsflyer_max_devices",
         "braze_array_cap",
         "braze_array_overflow",
+        "braze_drop_adds_pct",
     }
     unknown = sorted(set(payload) - known)
     if unknown:
@@ -175,6 +185,7 @@ def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
         appsflyer_max_devices=_positive_number(payload, "appsflyer_max_devices", integer=True),
         braze_array_cap=_positive_number(payload, "braze_array_cap", integer=True),
         braze_array_overflow=overflow,
+        braze_drop_adds_pct=_percent(payload, "braze_drop_adds_pct"),
     )
 
 
@@ -201,6 +212,7 @@ _GET_ROUTES: dict[str, Callable[[SandboxState], JsonDict]] = {
     "/config": lambda state: state.config(),
     "/braze/profiles": lambda state: {"profiles": state.profiles()},
     "/braze/skipped": lambda state: {"skipped": state.skipped_updates()},
+    "/braze/dropped": lambda state: {"dropped": state.dropped_adds()},
 }
 _GET_PREFIXES: list[tuple[str, Callable[[SandboxState, str], Response]]] = [
     ("/braze/profiles/", _profile),

@@ -21,10 +21,14 @@ DEMO_APPSFLYER_TOKEN = "sandbox-appsflyer-v2-token"  # noqa: S105 - public demo 
 PARTNERS = ("braze", "appsflyer")
 PLATFORMS = ("android", "ios")
 
-DEFAULT_BRAZE_PERMISSIONS = frozenset({"users.track"})
+# The demo key may also read profiles back (verification, /users/export/ids).
+DEFAULT_BRAZE_PERMISSIONS = frozenset({"users.track", "users.export.ids"})
 DEFAULT_BRAZE_OBJECT_CAP = 75
 DEFAULT_BRAZE_RATE_LIMIT = 3000
 DEFAULT_BRAZE_RATE_WINDOW = 3.0
+# /users/export/ids has a budget of its own: 250 requests a minute (docs/partners/braze.md §10.4).
+DEFAULT_BRAZE_EXPORT_RATE_LIMIT = 250
+DEFAULT_BRAZE_EXPORT_RATE_WINDOW = 60.0
 DEFAULT_APPSFLYER_MAX_DEVICES = 10000
 # Braze's documented default for an array attribute (docs/partners/braze.md §9), and what an
 # add past it does: drop the oldest values (as Braze documents), or refuse the object.
@@ -123,6 +127,13 @@ class SandboxState:
             self.braze_array_cap = DEFAULT_BRAZE_ARRAY_CAP
             self.braze_array_overflow = ARRAY_OVERFLOWS[0]
             self.braze_bucket = TokenBucket(DEFAULT_BRAZE_RATE_LIMIT, DEFAULT_BRAZE_RATE_WINDOW)
+            self.braze_export_bucket = TokenBucket(
+                DEFAULT_BRAZE_EXPORT_RATE_LIMIT, DEFAULT_BRAZE_EXPORT_RATE_WINDOW
+            )
+            # The share (0-100) of membership adds silently dropped, yet answered 201: a stand-in
+            # for whatever makes a partner lose writes, which only verification can see.
+            self.braze_drop_adds_pct = 0.0
+            self.braze_dropped: list[JsonDict] = []
             self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
             self.request_counts: dict[str, dict[str, int]] = {}
             self.connections_opened = 0
@@ -191,6 +202,10 @@ class SandboxState:
         with self.lock:
             return self.braze_bucket.take(consume)
 
+    def take_braze_export_token(self) -> RateVerdict:
+        with self.lock:
+            return self.braze_export_bucket.take()
+
     def config(self) -> JsonDict:
         with self.lock:
             return {
@@ -200,6 +215,7 @@ class SandboxState:
                 "braze_rate_limit": self.braze_bucket.capacity,
                 "braze_rate_window": self.braze_bucket.window,
                 "appsflyer_max_devices": self.appsflyer_max_devices,
+                "braze_drop_adds_pct": self.braze_drop_adds_pct,
             }
 
     def configure(
@@ -210,6 +226,7 @@ class SandboxState:
         appsflyer_max_devices: int | None = None,
         braze_array_cap: int | None = None,
         braze_array_overflow: str | None = None,
+        braze_drop_adds_pct: float | None = None,
     ) -> JsonDict:
         with self.lock:
             if braze_object_cap is not None:
@@ -226,6 +243,8 @@ class SandboxState:
                 )
             if appsflyer_max_devices is not None:
                 self.appsflyer_max_devices = appsflyer_max_devices
+            if braze_drop_adds_pct is not None:
+                self.braze_drop_adds_pct = float(braze_drop_adds_pct)
             return self.config()
 
     # Partner data reads
@@ -242,6 +261,10 @@ class SandboxState:
     def skipped_updates(self) -> list[JsonDict]:
         with self.lock:
             return [dict(item) for item in self.braze_skipped]
+
+    def dropped_adds(self) -> list[JsonDict]:
+        with self.lock:
+            return [dict(item) for item in self.braze_dropped]
 
     def audience(self, import_key: str) -> JsonDict | None:
         with self.lock:

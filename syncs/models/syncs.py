@@ -36,6 +36,10 @@ class Sync(models.Model):
     mass_removal_threshold_pct = models.PositiveSmallIntegerField(default=50)
     # Per-partner options, e.g. {"membership_mode": "both"} for Braze.
     options = models.JSONField(default=dict, blank=True)
+    # After each run that sent adds, read a random sample of them back from the partner (only
+    # where the partner can, Partner.can_verify) and record how many carry the membership.
+    verify = models.BooleanField(default=False)
+    verify_sample_size = models.PositiveSmallIntegerField(default=100)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # A real-time change arrived while a run was going: run once more when it ends.
     follow_up_requested = models.BooleanField(default=False)
@@ -87,6 +91,11 @@ class SyncRun(models.Model):
         SKIPPED = "skipped", "Skipped"
         CANCELED = "canceled", "Canceled"
 
+    class Verification(models.TextChoices):
+        PENDING = "pending", "Verifying"
+        DONE = "done", "Verified"
+        FAILED = "failed", "Verification failed"
+
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
@@ -120,6 +129,16 @@ class SyncRun(models.Model):
     add_cursor = models.BigIntegerField(default=0)
     remove_cursor = models.BigIntegerField(default=0)
     error_summary = models.TextField(blank=True)
+    # The read-back of a sample of this run's adds (syncs/verification.py): "" when the sync
+    # does not verify or the run sent no adds.
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, blank=True, default=""
+    )
+    verify_sampled = models.PositiveIntegerField(null=True, blank=True)
+    verify_verified = models.PositiveIntegerField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # Why verification itself failed (a partner error, redacted): never shown as 0 verified.
+    verify_error = models.CharField(max_length=255, blank=True)
 
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -162,6 +181,13 @@ class SyncRun(models.Model):
         if self.data_points_per_member is None:
             return None
         return (self.added + self.removed) * self.data_points_per_member
+
+    @property
+    def verified_pct(self) -> float | None:
+        """The share of the sample that carried the membership, once verified."""
+        if self.verification != self.Verification.DONE or not self.verify_sampled:
+            return None
+        return 100.0 * (self.verify_verified or 0) / self.verify_sampled
 
     @property
     def processed(self) -> int:

@@ -25,6 +25,7 @@ from syncs.forms import (
     cadence_of,
     mapping_of,
     options_of,
+    verification_of,
 )
 from syncs.models import Sync
 from syncs.pages.preview import identifier_coverage, preview_new_sync, preview_sync_change
@@ -57,6 +58,7 @@ def sync_create(request: HttpRequest) -> HttpResponse:
                 identifier_mapping=mapping_of(answers),
                 cadence=cadence_of(answers),
                 options=options_of(answers, answers["connection"]),
+                **verification_of(answers, answers["connection"]),
                 leaving_members=answers["leaving_members"],
                 mass_removal_threshold_pct=answers["mass_removal_threshold_pct"],
                 actor=request_actor(request),
@@ -113,6 +115,7 @@ def _changes(sync: Sync, answers: dict[str, Any]) -> dict[str, Any]:
         "leaving_members": answers["leaving_members"],
         "mass_removal_threshold_pct": answers["mass_removal_threshold_pct"],
         "options": options_of(answers, answers["connection"]),
+        **verification_of(answers, answers["connection"]),
     }
 
 
@@ -189,6 +192,7 @@ def _preview_context(state: Walk, sync: Sync | None) -> dict[str, Any]:
         "cadence_text": cadences.describe(cadences.parse_cadence(cadence_of(answers))),
         "leaving_text": Sync.Leaving(answers["leaving_members"]).label,
         "mode_text": _mode_text(connection, options),
+        "verification": verification_of(answers, connection),
         "cap_warning": array_cap_warning(
             connection=connection,
             cohort=cohort,

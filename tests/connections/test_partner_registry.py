@@ -73,3 +73,8 @@ def test_the_readme_and_the_docs_know_every_partner(partner):
     readme = (ROOT / "README.md").read_text()
     assert f"`connections/partners/{partner.kind}/`" in readme
     assert (ROOT / "docs" / "partners" / f"{partner.kind}.md").exists()
+
+
+def test_a_partner_that_offers_verification_can_read_members_back(partner):
+    reads_back = partner.verify_members is not Partner.verify_members
+    assert partner.can_verify == reads_back

@@ -1,9 +1,11 @@
-"""Braze REST simulator: `POST /users/track` (docs/partners/braze.md §1 to §9 and §11)."""
+"""Braze REST simulator: `POST /users/track` and `POST /users/export/ids` (docs/partners/braze.md
+§1 to §9, §10.4 and §11)."""
 
 from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, NamedTuple
@@ -13,6 +15,10 @@ from connections.sandbox.state import JsonDict, SandboxState
 Response = tuple[int, dict[str, str], JsonDict]
 
 USERS_TRACK = "/users/track"
+USERS_EXPORT_IDS = "/users/export/ids"
+# Per export request: external ids and user aliases together (device ids, emails: one).
+EXPORT_MAX_IDS = 50
+EXPORT_FIELDS = frozenset({"external_id", "user_aliases", "braze_id", "custom_attributes"})
 MAX_STRING = 255
 INPUT_ARRAYS = ("attributes", "events", "purchases")
 # Fields of an attribute object that identify or steer the update rather than being attributes.
@@ -39,6 +45,8 @@ def handle(
     state: SandboxState, method: str, path: str, headers: Mapping[str, str], body: bytes
 ) -> Response:
     """Answer one Braze request; every response carries the X-RateLimit-* headers."""
+    if path == USERS_EXPORT_IDS and method == "POST":
+        return _export_ids(state, headers, body)
     if path != USERS_TRACK:
         return _with_rate(state, 404, {"message": "Not Found"}, consume=False)
     if method != "POST":
@@ -70,16 +78,26 @@ def _fault_message(status: int) -> str:
         return "Injected fault"
 
 
-def _users_track(
-    state: SandboxState, headers: Mapping[str, str], body: bytes
-) -> tuple[int, JsonDict]:
+def _refused_key(
+    state: SandboxState, headers: Mapping[str, str], permission: str
+) -> tuple[int, JsonDict] | None:
+    """401 or 403 when the Bearer key is unknown or lacks `permission`; None when it may."""
     scheme, _, key = headers.get("authorization", "").partition(" ")
     permissions = state.braze_key_permissions(key.strip()) if scheme.lower() == "bearer" else None
     if permissions is None:
         # Never echo the key back: error bodies end up in logs.
         return 401, {"message": "Invalid API key"}
-    if "users.track" not in permissions:
+    if permission not in permissions:
         return 403, {"message": "Access Denied"}
+    return None
+
+
+def _users_track(
+    state: SandboxState, headers: Mapping[str, str], body: bytes
+) -> tuple[int, JsonDict]:
+    refused = _refused_key(state, headers, "users.track")
+    if refused is not None:
+        return refused
 
     try:
         payload = json.loads(body)
@@ -176,6 +194,10 @@ def _apply_attributes(state: SandboxState, obj: Any, index: int) -> str | None:
         if error is not None:
             return error
 
+    if _dropped(state, identity.key, updates):
+        # Answered as applied, applied to nobody: what verification is there to notice.
+        state.braze_dropped.append({"identifier": identity.key, "index": index})
+        return None
     profile = state.braze_profiles.get(identity.key)
     if profile is None and update_only:
         # Braze accepts and counts these but applies them to nobody.
@@ -210,6 +232,102 @@ def _hold_arrays_to_the_cap(
             return f"'{key}' would hold more than the array maximum of {cap} values"
         profile[key] = values[len(values) - cap :]
     return None
+
+
+def _dropped(state: SandboxState, key: str, updates: JsonDict) -> bool:
+    """Whether this add falls in the share the simulator is set to drop: decided by a hash of
+    the profile key, so the same members are dropped on every run and test."""
+    if not state.braze_drop_adds_pct:
+        return False
+    adds = any(
+        value is True or (isinstance(value, dict) and bool(value.get("add")))
+        for value in updates.values()
+    )
+    return adds and zlib.crc32(key.encode()) % 10_000 < state.braze_drop_adds_pct * 100
+
+
+def _export_ids(state: SandboxState, headers: Mapping[str, str], body: bytes) -> Response:
+    """`/users/export/ids`: the profiles asked for, by external id, alias or braze_id, with the
+    fields asked for; identifiers Braze does not know come back in `invalid_user_ids`."""
+    latency = state.latency_seconds("braze")
+    if latency:
+        time.sleep(latency)
+    verdict = state.take_braze_export_token()
+    rate_headers = verdict.headers()
+    fault = state.pop_fault("braze")
+    if fault is not None:
+        return fault, rate_headers, {"message": _fault_message(fault)}
+    if not verdict.allowed:
+        return 429, rate_headers, {"message": "Rate limit exceeded"}
+    refused = _refused_key(state, headers, "users.export.ids")
+    if refused is not None:
+        return refused[0], rate_headers, refused[1]
+    status, payload = _export_answer(state, body)
+    return status, rate_headers, payload
+
+
+def _export_keys(payload: JsonDict) -> list[tuple[str, str]] | str:
+    """(profile key, identifier as asked) for each identifier, or the error text."""
+    keys: list[tuple[str, str]] = []
+    for field, kind in (("external_ids", "external_id"), ("braze_ids", "braze_id")):
+        values = payload.get(field, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            return f"'{field}' must be an array of non-empty strings"
+        keys.extend((f"{kind}:{value}", value) for value in values)
+    aliases = payload.get("user_aliases", [])
+    if not isinstance(aliases, list):
+        return "'user_aliases' must be an array"
+    for alias in aliases:
+        identity = _identify({"user_alias": alias})
+        if isinstance(identity, str):
+            return identity
+        keys.append((identity.key, f"{alias['alias_label']}:{alias['alias_name']}"))
+    return keys
+
+
+def _export_answer(state: SandboxState, body: bytes) -> tuple[int, JsonDict]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return 400, {"message": "Request body must be valid JSON"}
+    if not isinstance(payload, dict):
+        return 400, {"message": "Request body must be a JSON object"}
+    fields = payload.get("fields_to_export")
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        # Required on workspaces onboarded since August 2024.
+        return 400, {"message": "'fields_to_export' must be a non-empty array of field names"}
+    keys = _export_keys(payload)
+    if isinstance(keys, str):
+        return 400, {"message": keys}
+    if not keys:
+        return 400, {"message": "Provide external_ids, user_aliases or braze_ids"}
+    if len(keys) > EXPORT_MAX_IDS:
+        return 400, {"message": f"At most {EXPORT_MAX_IDS} identifiers per request"}
+    users: list[JsonDict] = []
+    invalid: list[str] = []
+    with state.lock:
+        for key, asked in keys:
+            profile = state.braze_profiles.get(key)
+            if profile is None:
+                invalid.append(asked)
+            else:
+                users.append(_exported_user(key, profile, set(fields)))
+    return 201, {"users": users, "invalid_user_ids": invalid, "message": "success"}
+
+
+def _exported_user(key: str, profile: JsonDict, fields: set[str]) -> JsonDict:
+    kind, _, value = key.partition(":")
+    user: JsonDict = {}
+    if kind == "external_id" and "external_id" in fields:
+        user["external_id"] = value
+    if kind == "braze_id" and "braze_id" in fields:
+        user["braze_id"] = value
+    if kind == "alias" and "user_aliases" in fields:
+        label, _, name = value.partition(":")
+        user["user_aliases"] = [{"alias_name": name, "alias_label": label}]
+    if "custom_attributes" in fields:
+        user["custom_attributes"] = json.loads(json.dumps(profile))
+    return user
 
 
 def _validate_attribute(key: str, value: Any) -> str | None:
