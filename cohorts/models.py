@@ -18,6 +18,18 @@ class IdType(models.TextChoices):
 
 # Optional identifiers a member may carry, used by identifier mappings in syncs.
 EXTRA_IDENTIFIERS = ("braze_id", "idfa", "idfv", "gaid", "oaid", "amplitude_id")
+# Every identifier a member can have, and how pages name it whatever the partner (a partner
+# that calls one something else says so: Partner.identifier_names).
+MEMBER_IDENTIFIERS = (*IdType.values, *EXTRA_IDENTIFIERS)
+IDENTIFIER_LABELS = {
+    **dict(IdType.choices),
+    "braze_id": "Braze ID",
+    "idfa": "IDFA (iOS advertising ID)",
+    "idfv": "IDFV (iOS vendor ID)",
+    "gaid": "GAID (Android advertising ID)",
+    "oaid": "OAID (Android, Huawei and others)",
+    "amplitude_id": "Amplitude ID",
+}
 MAX_IDENTIFIER_LENGTH = 255
 
 

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from cohorts.models import EXTRA_IDENTIFIERS, MAX_IDENTIFIER_LENGTH, IdType
+from cohorts.models import IDENTIFIER_LABELS, MAX_IDENTIFIER_LENGTH, MEMBER_IDENTIFIERS
 from core.roles import check_access, role_required
 from syncs.pages.member_lookup import look_up_member
 
@@ -22,8 +22,7 @@ class MemberLookupForm(forms.Form):
         required=False,
         choices=[
             ("", "Any identifier"),
-            *IdType.choices,
-            *((name, name.replace("_", " ").upper()) for name in EXTRA_IDENTIFIERS),
+            *((name, IDENTIFIER_LABELS[name]) for name in MEMBER_IDENTIFIERS),
         ],
     )
 

@@ -104,17 +104,27 @@ class BrazeConfigForm(forms.Form):
         ],
     )
     custom_endpoint = forms.CharField(
-        required=False, max_length=200, help_text="Only for a custom endpoint: https://host"
+        required=False,
+        max_length=200,
+        label="Custom REST endpoint",
+        help_text="Only for a custom endpoint: https://host",
     )
-    membership_mode = forms.ChoiceField(choices=list(MEMBERSHIP_MODES.items()), initial="array")
-    array_attribute = forms.CharField(max_length=255, initial="cohortsync_cohorts", required=False)
-    default_identifier = forms.ChoiceField(choices=list(IDENTIFIERS.items()))
+    membership_mode = forms.ChoiceField(
+        choices=list(MEMBERSHIP_MODES.items()), initial="array", label="Membership written as"
+    )
+    array_attribute = forms.CharField(
+        max_length=255, initial="cohortsync_cohorts", required=False, label="Array attribute"
+    )
+    default_identifier = forms.ChoiceField(
+        choices=list(IDENTIFIERS.items()), label="Default identifier"
+    )
     alias_label = forms.CharField(
         max_length=100, required=False, help_text="Required when the identifier is a user alias"
     )
     update_existing_only = forms.BooleanField(
         required=False,
         initial=True,
+        label="Update existing profiles only",
         help_text=(
             "Never create profiles that Braze does not know. Braze then skips members without a "
             "profile and still answers that it accepted them, so cohortsync counts those adds as "
@@ -122,7 +132,10 @@ class BrazeConfigForm(forms.Form):
         ),
     )
     objects_per_request = forms.TypedChoiceField(
-        choices=[(n, str(n)) for n in OBJECTS_PER_REQUEST], coerce=int, initial=75
+        choices=[(n, str(n)) for n in OBJECTS_PER_REQUEST],
+        coerce=int,
+        initial=75,
+        label="Users per request",
     )
     rate_limit_requests = forms.IntegerField(min_value=1, max_value=1_000_000, initial=3000)
     rate_limit_seconds = forms.IntegerField(min_value=1, max_value=3600, initial=3)

@@ -15,6 +15,7 @@ from connections.partners.base import (
     SharedArray,
     SimulatorEndpoints,
     SyncOptionsForm,
+    describe_settings,
 )
 from connections.partners.braze import simulator as braze_simulator
 from connections.partners.braze.array_cap import ARRAY_MODES, BRAZE_ARRAY_CAP
@@ -68,6 +69,16 @@ class Braze(Partner):
     @classmethod
     def simulator_config(cls, endpoint: str) -> dict[str, Any]:
         return {"instance": "custom", "custom_endpoint": endpoint}
+
+    @classmethod
+    def config_facts(cls, config: BrazeConfig) -> list[tuple[str, str]]:
+        """The rate limit as one row, and the array attribute only where membership uses it."""
+        settings = config.to_dict()
+        del settings["rate_limit_requests"], settings["rate_limit_seconds"]
+        if config.membership_mode not in ARRAY_MODES:
+            del settings["array_attribute"]
+        rows = describe_settings(settings, cls.config_form())
+        return [*rows, ("Rate limit", cls.rate_limit(config).text)]
 
     @classmethod
     def default_identifier(cls, config: BrazeConfig) -> str:
