@@ -195,13 +195,19 @@ class CadenceStep(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("cadence") == "daily" and not data.get("daily_time"):
-            self.add_error("daily_time", "A daily sync needs its time of day.")
-        elif data.get("cadence"):
+        if data.get("cadence") == "daily":
+            # Every problem of the step at once: a missing time does not hide a bad time zone.
+            if not data.get("daily_time") and "daily_time" not in self.errors:
+                self.add_error("daily_time", "A daily sync needs its time of day.")
+            try:
+                cadences.check_timezone((data.get("timezone") or "UTC").strip())
+            except cadences.CadenceError as exc:
+                self.add_error("timezone", str(exc))
+        if data.get("cadence") and not self.errors:
             try:
                 cadences.parse_cadence(cadence_of(data))
             except cadences.CadenceError as exc:
-                self.add_error("timezone" if "time zone" in str(exc) else "cadence", str(exc))
+                self.add_error("cadence", str(exc))
         return data
 
 

@@ -293,6 +293,34 @@ def test_a_bad_answer_shows_its_step_with_the_error(
     assert not Sync.objects.exists()
 
 
+def test_a_step_reports_all_its_errors_at_once(marketer_client, cohort, braze):
+    """A daily cadence with no time, an unknown time zone and a threshold out of range: the
+    cadence step names all three, not the time first and the zone on the next try (#15)."""
+    data = answers(
+        cohort,
+        braze,
+        cadence="daily",
+        daily_time="",
+        timezone="Mars/Base",
+        mass_removal_threshold_pct="0",
+    )
+    response = step(marketer_client, "preview", data)
+    assert response.context["state"].step == "cadence"
+    errors = response.context["form"].errors
+    assert set(errors) == {"daily_time", "timezone", "mass_removal_threshold_pct"}
+    html = page(response)
+    assert "needs its time of day" in html
+    assert "unknown time zone" in html and "Mars/Base" in html
+    assert "greater than or equal to 1" in html
+
+
+def test_a_daily_time_that_is_not_a_time_is_one_error_not_two(marketer_client, cohort, braze):
+    data = answers(cohort, braze, cadence="daily", daily_time="25:99", timezone="UTC")
+    errors = step(marketer_client, "preview", data).context["form"].errors
+    assert list(errors) == ["daily_time"]
+    assert len(errors["daily_time"]) == 1
+
+
 @pytest.mark.parametrize(("value", "message"), [("", "required"), ("x" * 256, "at most 255")])
 def test_the_name_is_checked_on_the_last_step(marketer_client, cohort, braze, value, message):
     response = marketer_client.post(CREATE, answers(cohort, braze, name=value))
