@@ -111,7 +111,8 @@ class CohortMember(IdentityFields):
         ]
         # Keyset paging by id within a cohort, and member search by any identifier: the pattern
         # ops serve prefix searches on PostgreSQL whatever the collation (other databases ignore
-        # them); the extras are indexed only where present, which keeps bulk inserts cheap.
+        # them; cohorts.member_search); the extras are indexed only where present, which keeps
+        # bulk inserts cheap.
         indexes = [
             models.Index(fields=["cohort", "id"]),
             models.Index(
@@ -122,6 +123,7 @@ class CohortMember(IdentityFields):
                     fields=[name],
                     name=f"member_{name}_idx",
                     condition=models.Q(**{f"{name}__isnull": False}),
+                    opclasses=["varchar_pattern_ops"],
                 )
                 for name in EXTRA_IDENTIFIERS
             ),
