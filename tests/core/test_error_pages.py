@@ -64,3 +64,14 @@ def test_a_server_error_page_is_styled_without_a_request_context():
     assert response.status_code == 500
     html = response.content.decode()
     assert STYLESHEET in html and "Something went wrong" in html
+
+
+def test_a_refused_form_is_styled_and_says_what_to_do(admin_user):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert STYLESHEET in html and "This form has expired" in html
