@@ -6,6 +6,13 @@ class AlertsConfig(AppConfig):
     verbose_name = "Alerts"
 
     def ready(self) -> None:
+        from django.core.checks import register
+
+        from alerts.checks import check_site_url
+
+        # `check --deploy` warns while alert links would point at localhost (alerts.W001).
+        register(check_site_url, deploy=True)
+
         # alerts listens to syncs and connections; they never import alerts.
         from alerts.receivers import (
             on_connection_state_changed,

@@ -28,6 +28,16 @@ class AlertSettingsForm(forms.Form):
     )
     remove_webhook = forms.BooleanField(required=False, label="Remove the stored webhook URL")
     on_run_failed = forms.BooleanField(required=False, label="A sync's run failed")
+    on_partial_failure = forms.BooleanField(
+        required=False, label="A run failed for many of its members (the threshold below)"
+    )
+    partial_failure_threshold_pct = forms.IntegerField(
+        min_value=1,
+        max_value=100,
+        label="Share of failed members (%)",
+        help_text="A run that reached the partner alerts when at least this share of the members "
+        "it planned to send failed; the run page lists them.",
+    )
     on_run_held = forms.BooleanField(
         required=False, label="A run was held by the mass-removal guard"
     )
@@ -44,6 +54,8 @@ class AlertSettingsForm(forms.Form):
                 "email_recipients": "\n".join(instance.email_recipients),
                 "webhook_enabled": instance.webhook_enabled,
                 "on_run_failed": instance.on_run_failed,
+                "on_partial_failure": instance.on_partial_failure,
+                "partial_failure_threshold_pct": instance.partial_failure_threshold_pct,
                 "on_run_held": instance.on_run_held,
                 "on_connection_needs_attention": instance.on_connection_needs_attention,
                 "on_recovery": instance.on_recovery,

@@ -17,6 +17,9 @@ class AlertSettings(models.Model):
     on_run_failed = models.BooleanField(default=True)
     on_run_held = models.BooleanField(default=True)
     on_connection_needs_attention = models.BooleanField(default=True)
+    # A run that ended with some members refused, when at least this share of them failed.
+    on_partial_failure = models.BooleanField(default=False)
+    partial_failure_threshold_pct = models.PositiveSmallIntegerField(default=10)
     on_recovery = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
@@ -43,6 +46,14 @@ class AlertSettings(models.Model):
     def masked_webhook_url(self) -> str:
         return f"••••{self.webhook_hint}" if self.webhook_hint else "••••"
 
+    def failed_too_many(self, *, failed: int, planned: int) -> bool:
+        """Whether a partially failed run failed enough of its members to alert: at least the
+        threshold's share of what it planned to send (skipped members included, since they
+        count in the plan too)."""
+        if not self.on_partial_failure or planned <= 0:
+            return False
+        return failed * 100 >= self.partial_failure_threshold_pct * planned
+
     def active_channels(self) -> list[str]:
         """The channels an alert is sent to now: turned on and configured."""
         channels: list[str] = []
@@ -64,6 +75,8 @@ class AlertState(models.Model):
     class State(models.TextChoices):
         OK = "ok", "OK"
         FAILING = "failing", "Failing"
+        # Runs reach the partner, but too many of their members fail (AlertSettings).
+        PARTLY_FAILING = "partly_failing", "Partly failing"
         HELD = "held", "Held for approval"
 
     subject_type = models.CharField(max_length=16, choices=SubjectType.choices)
@@ -92,6 +105,7 @@ class AlertDelivery(models.Model):
 
     class Event(models.TextChoices):
         RUN_FAILED = "run_failed", "Run failed"
+        RUN_PARTIALLY_FAILED = "run_partially_failed", "Run failed for many members"
         RUN_HELD = "run_held", "Run held for approval"
         VERIFICATION_LOW = "verification_low", "Verification below threshold"
         SYNC_RECOVERED = "sync_recovered", "Sync recovered"

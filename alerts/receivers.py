@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from alerts import noise, texts
-from alerts.models import AlertState
+from alerts.models import AlertSettings, AlertState
 from alerts.services import raise_alert
 from connections.models import Connection
 from syncs.models import SyncRun
@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 State = AlertState.State
 
 # What a finished run says about its sync. A partially failed run reached the partner: the
-# members it refused are listed on the run page, and the sync itself works again.
+# members it refused are listed on the run page, and the sync itself works again, unless the
+# settings ask to hear of a run that failed too many of its members (partly_failing).
 RUN_OUTCOMES = {
     SyncRun.Status.FAILED: State.FAILING,
     SyncRun.Status.HELD: State.HELD,
@@ -56,6 +57,10 @@ def alert_on_run(run_id: int, status: str) -> None:
     )
     if run is None:
         return
+    if run.status == SyncRun.Status.PARTIALLY_FAILED and AlertSettings.load().failed_too_many(
+        failed=run.failed, planned=run.planned
+    ):
+        observed = State.PARTLY_FAILING
     if observed == State.FAILING and run.sync.connection.state == Connection.State.NEEDS_ATTENTION:
         # The connection's own alert says it: one alert, not one per sync of the connection.
         return

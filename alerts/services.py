@@ -30,6 +30,7 @@ MAX_RECIPIENTS = 20
 # Which settings toggle lets each event through; test alerts always go.
 EVENT_TOGGLES = {
     Event.RUN_FAILED: "on_run_failed",
+    Event.RUN_PARTIALLY_FAILED: "on_partial_failure",
     Event.RUN_HELD: "on_run_held",
     # A run whose sample is missing at the partner did not do what its counts say.
     Event.VERIFICATION_LOW: "on_run_failed",
@@ -37,7 +38,13 @@ EVENT_TOGGLES = {
     Event.SYNC_RECOVERED: "on_recovery",
     Event.CONNECTION_RECOVERED: "on_recovery",
 }
-TOGGLES = ("on_run_failed", "on_run_held", "on_connection_needs_attention", "on_recovery")
+TOGGLES = (
+    "on_run_failed",
+    "on_partial_failure",
+    "on_run_held",
+    "on_connection_needs_attention",
+    "on_recovery",
+)
 
 
 # Settings
@@ -94,12 +101,16 @@ def update_alert_settings(
     webhook_url: str | None,
     remove_webhook: bool = False,
     toggles: dict[str, bool],
+    partial_failure_threshold_pct: int | None = None,
     actor: User | AnonymousUser | None,
     ip: str | None = None,
 ) -> AlertSettings:
-    """Save the settings; a blank `webhook_url` keeps the stored one. Nothing is written when
-    anything is invalid. The audit names what changed, never the URL."""
+    """Save the settings; a blank `webhook_url` keeps the stored one, a None threshold the
+    stored threshold. Nothing is written when anything is invalid. The audit names what
+    changed, never the URL."""
     recipients = parse_recipients(email_recipients)
+    if partial_failure_threshold_pct is not None and not 1 <= partial_failure_threshold_pct <= 100:
+        raise ValidationError("The share of failed members must be 1 to 100 %.")
     url = validate_webhook_url(webhook_url) if webhook_url else None
     if email_enabled and not recipients:
         raise ValidationError("Enter at least one recipient to turn email alerts on.")
@@ -116,6 +127,8 @@ def update_alert_settings(
         "webhook_enabled": webhook_enabled,
         **toggles,
     }
+    if partial_failure_threshold_pct is not None:
+        wanted["partial_failure_threshold_pct"] = partial_failure_threshold_pct
     changed = sorted(name for name, value in wanted.items() if getattr(row, name) != value)
     for name, value in wanted.items():
         setattr(row, name, value)

@@ -58,7 +58,10 @@ def run_alert(run: SyncRun, change: StateChange) -> Alert:
     route = f"“{slack_escape(sync.cohort.name)}” → {slack_escape(sync.connection.name)}"
     error = slack_escape(run.error_summary)
     if change.is_recovery:
-        was = "failing" if change.previous == State.FAILING else "held for approval"
+        was = {
+            State.FAILING: "failing",
+            State.PARTLY_FAILING: "failing for too many of its members",
+        }.get(State(change.previous), "held for approval")
         event, title = Event.SYNC_RECOVERED, f"Sync {name} recovered"
         lines = [
             f"Sync “{name}” ({route}) recovered: run {run.pk} "
@@ -68,6 +71,14 @@ def run_alert(run: SyncRun, change: StateChange) -> Alert:
         event, title = Event.RUN_HELD, f"Sync {name} is held for approval"
         lines = [
             f"Run {run.pk} of sync “{name}” ({route}) was held by the mass-removal guard.",
+            error,
+        ]
+    elif change.current == State.PARTLY_FAILING:
+        event, title = Event.RUN_PARTIALLY_FAILED, f"Sync {name} failed for many members"
+        share = run.failed * 100 // max(run.planned, 1)
+        lines = [
+            f"Run {run.pk} of sync “{name}” ({route}) reached the partner, but {share} % of "
+            f"its members failed ({run.failed:,} of {run.planned:,}).",
             error,
         ]
     else:

@@ -40,6 +40,7 @@ def alert_settings(request: HttpRequest) -> HttpResponse:
                 webhook_url=data["webhook_url"] or None,
                 remove_webhook=bool(data.get("remove_webhook")),
                 toggles=form.toggles,
+                partial_failure_threshold_pct=data["partial_failure_threshold_pct"],
                 actor=request.user,
                 ip=client_ip(request),
             )

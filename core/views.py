@@ -1,8 +1,11 @@
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from core import login_throttle
@@ -63,3 +66,13 @@ def login_unlock(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(request, f"{value} had no failed logins left to forget.")
     return redirect("login_lockouts")
+
+
+@login_not_required
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever a page links (the API's JSON, the admin): send them
+    to the icon every page links, rather than to a 404."""
+    response = redirect(static("favicon.svg"))
+    patch_cache_control(response, max_age=86400)
+    return response

@@ -114,6 +114,12 @@ def parse_cadence(data: object) -> Cadence:
     return Cadence.from_dict(data)
 
 
+def check_timezone(name: str) -> None:
+    """Raise CadenceError unless `name` is a time zone a daily cadence may use; lets a form
+    report a bad zone beside its other errors rather than after them."""
+    _zone(name)
+
+
 def next_run_at(cadence: Cadence, *, after: datetime, spread_key: int = 0) -> datetime | None:
     """The first due time strictly after `after`, in UTC; None when no schedule applies.
 

@@ -12,9 +12,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from cohorts.models import Cohort
+from cohorts.models import IDENTIFIER_LABELS, MEMBER_IDENTIFIERS, Cohort
 from connections.models import Connection
-from connections.partners import PARTNERS
 from syncs import cadence as cadences
 from syncs.models import Sync
 from syncs.pages.preview import Coverage
@@ -26,18 +25,9 @@ CADENCE_CHOICES = [
     ("daily", "Daily at a time of day, in a time zone"),
     ("realtime", "Real-time (within a minute of each cohort change)"),
 ]
-IDENTIFIER_LABELS = {
-    "external_id": "External ID (AppsFlyer: customer user id)",
-    "user_alias": "User alias (Braze)",
-    "braze_id": "Braze ID",
-    "gaid": "GAID (Android advertising id)",
-    "oaid": "OAID (Android, Huawei and others)",
-    "idfv": "IDFV (iOS vendor id)",
-    "amplitude_id": "Amplitude ID",
-}
-ALL_IDENTIFIERS = list(
-    dict.fromkeys(name for partner in PARTNERS.values() for name in partner.identifiers)
-)
+# Every identifier a member can carry is listed, with how many members have it; those the
+# destination cannot take are shown disabled, with the reason.
+ALL_IDENTIFIERS = list(MEMBER_IDENTIFIERS)
 LEAVING_HELP = {
     Sync.Leaving.REMOVE: "When a member leaves the cohort, the next run takes them out of the "
     "destination too, so the destination matches the cohort.",
@@ -52,6 +42,15 @@ THRESHOLD_HELP = (
     "A run that would remove more than this share of the members already in the destination "
     "is held for approval instead of sent."
 )
+
+
+def identifier_label(name: str, connection: Connection) -> str:
+    """The identifier's name, and what the destination calls it where that differs."""
+    label = IDENTIFIER_LABELS.get(name, name)
+    partner = connection.partner
+    if name in partner.identifier_names:
+        return f"{label}, sent as {partner.label}'s {partner.identifier_names[name]}"
+    return label
 
 
 def unavailable_reason(connection: Connection, name: str) -> str | None:
@@ -121,7 +120,7 @@ class IdentifierStep(forms.Form):
         super().__init__(*args, **kwargs)
         self.connection = connection
         config = connection.get_config()
-        labelled = [(name, IDENTIFIER_LABELS.get(name, name)) for name in ALL_IDENTIFIERS]
+        labelled = [(name, identifier_label(name, connection)) for name in ALL_IDENTIFIERS]
         self._choice_field("primary_identifier").choices = labelled
         self._choice_field("fallback_identifier").choices = [("", "No fallback"), *labelled]
         # The connection's usual identifier is the first choice until one is picked.
@@ -153,7 +152,7 @@ class IdentifierStep(forms.Form):
         return [
             IdentifierOption(
                 name=name,
-                label=IDENTIFIER_LABELS.get(name, name),
+                label=identifier_label(name, self.connection),
                 members=coverage.by_identifier.get(name, 0),
                 percent=coverage.percent(name),
                 unavailable=unavailable_reason(self.connection, name),
@@ -165,7 +164,8 @@ class IdentifierStep(forms.Form):
         name: str = self.cleaned_data.get(field_name) or ""
         reason = unavailable_reason(self.connection, name) if name else None
         if reason:
-            raise ValidationError(f"{IDENTIFIER_LABELS.get(name, name)} is not available: {reason}")
+            label = identifier_label(name, self.connection)
+            raise ValidationError(f"{label} is not available: {reason}")
         return name
 
     def clean_primary_identifier(self) -> str:
@@ -214,13 +214,19 @@ class CadenceStep(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("cadence") == "daily" and not data.get("daily_time"):
-            self.add_error("daily_time", "A daily sync needs its time of day.")
-        elif data.get("cadence"):
+        if data.get("cadence") == "daily":
+            # Every problem of the step at once: a missing time does not hide a bad time zone.
+            if not data.get("daily_time") and "daily_time" not in self.errors:
+                self.add_error("daily_time", "A daily sync needs its time of day.")
+            try:
+                cadences.check_timezone((data.get("timezone") or "UTC").strip())
+            except cadences.CadenceError as exc:
+                self.add_error("timezone", str(exc))
+        if data.get("cadence") and not self.errors:
             try:
                 cadences.parse_cadence(cadence_of(data))
             except cadences.CadenceError as exc:
-                self.add_error("timezone" if "time zone" in str(exc) else "cadence", str(exc))
+                self.add_error("cadence", str(exc))
         return data
 
 

@@ -102,6 +102,12 @@ def test_runstack_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         [sys.executable, MANAGE, "migrate", "--noinput"], env=env, capture_output=True, text=True
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    ports = ["--port", str(web_port), "--sandbox-port", str(sandbox_port)]
+    seed = subprocess.run(
+        [sys.executable, MANAGE, "seed_demo", *ports], env=env, capture_output=True, text=True
+    )
+    assert seed.returncode == 0, seed.stdout + seed.stderr
+    password = (var_dir / "demo-admin-password").read_text().strip()
 
     log = tmp_path / "runstack.log"
     with log.open("wb") as out:
@@ -122,6 +128,15 @@ def test_runstack_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         wait_for(lambda: http_status(health) == 200, 30, proc, log)
         children = descendants(proc.pid)
         assert len(children) >= 5, log.read_text()  # valkey, web, worker, cron, sandbox
+        # Once the web server answers, the stack repeats how to log in and what the simulator
+        # takes, after the children's start-up output rather than before it.
+        wait_for(lambda: "cohortsync is up" in log.read_text(), 30, proc, log)
+        banner = log.read_text().split("cohortsync is up", 1)[1]
+        login_at = f"http://127.0.0.1:{web_port}/ as admin@example.com with the password"
+        assert f"{login_at} {password}" in banner
+        assert f"partner simulator on http://127.0.0.1:{sandbox_port}/" in banner
+        assert "sandbox-braze-rest-key" in banner
+        assert "sandbox-appsflyer-v2-token" in banner
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
@@ -146,3 +161,34 @@ def test_runstack_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert not (var_dir / "run" / "valkey.sock").exists()
     assert not (var_dir / "run" / "stack.pid").exists()
     shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def test_alert_links_point_at_the_port_the_stack_runs_on(monkeypatch) -> None:
+    from cohortsync.stack import Stack
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # no embedded Valkey for this
+    monkeypatch.delenv("SITE_URL", raising=False)
+    stack = Stack(port=8123, sandbox_port=8765, sandbox=False, gunicorn=False)
+    assert stack.child_env()["SITE_URL"] == "http://127.0.0.1:8123"
+    monkeypatch.setenv("SITE_URL", "https://cohortsync.example.com")  # the environment or .env
+    assert stack.child_env()["SITE_URL"] == "https://cohortsync.example.com"
+
+
+@pytest.mark.django_db
+def test_the_login_line_never_shows_a_password_that_no_longer_works(settings, tmp_path) -> None:
+    from django.contrib.auth import get_user_model
+
+    from cohortsync.demo import DEMO_EMAIL, demo_password, login_line
+    from core.roles import Role
+    from core.users import create_user
+
+    settings.VAR_DIR = tmp_path
+    password = demo_password()
+    create_user(email=DEMO_EMAIL, role=Role.ADMIN, password=password, check_password=False)
+    assert login_line("http://127.0.0.1:8000/").endswith(f"with the password {password}")
+    user = get_user_model().objects.get(username=DEMO_EMAIL)
+    user.set_password("changed by its owner 42")
+    user.save()
+    line = login_line("http://127.0.0.1:8000/")
+    assert password not in line
+    assert "createuser" in line

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Protocol
 
 import requests
 from django import forms
+from django.forms.utils import pretty_name
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,29 @@ class PartnerConfig:
         """The base URLs an admin typed into this config, by form field: the egress policy checks
         where they resolve when the connection is saved (every call checks again anyway)."""
         return {}
+
+
+def setting_text(value: Any, field: forms.Field | None = None) -> str:
+    """A stored setting as a person reads it: Yes or No, a choice's label, 10,000."""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(field, forms.ChoiceField):
+        labels = {str(choice): str(label) for choice, label in field.choices}  # type: ignore[misc,union-attr]
+        return labels.get(str(value), str(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def describe_settings(data: Mapping[str, Any], form: forms.Form) -> list[tuple[str, str]]:
+    """Settings as (label, text) rows, labelled as the settings form labels them; the empty ones
+    (a custom endpoint when none is used, say) are left out."""
+    rows = []
+    for name, value in data.items():
+        field = form.fields.get(name)
+        label = str(field.label) if field is not None and field.label else pretty_name(name)
+        rows.append((label, setting_text(value, field)))
+    return [(label, text) for label, text in rows if text]
 
 
 class Direction(StrEnum):
@@ -155,6 +179,9 @@ class Partner:
     config_class: ClassVar[type[PartnerConfig]]
     # Member identifiers the partner takes (names of cohort identifiers), the usual one first.
     identifiers: ClassVar[tuple[str, ...]]
+    # What the partner calls an identifier it takes, where its own name differs from ours
+    # (AppsFlyer receives an external ID as its customer user ID).
+    identifier_names: ClassVar[dict[str, str]] = {}
     # How membership is written at the partner (mode -> description); empty when the partner
     # keeps an audience of its own and there is nothing to choose.
     membership_modes: ClassVar[dict[str, str]] = {}
@@ -184,6 +211,19 @@ class Partner:
             return cls.config_class(**known)
         except TypeError as exc:
             raise ConfigError(f"Incomplete {cls.label} config: {exc}") from None
+
+    @classmethod
+    def config_facts(cls, config: Any) -> list[tuple[str, str]]:
+        """The connection page's Configuration rows, as (label, text); a rate limit is one row."""
+        return cls._facts(config.to_dict(), config)
+
+    @classmethod
+    def _facts(cls, settings: dict[str, Any], config: Any) -> list[tuple[str, str]]:
+        limited = "rate_limit_requests" in settings
+        for name in ("rate_limit_requests", "rate_limit_seconds"):
+            settings.pop(name, None)
+        rows = describe_settings(settings, cls.config_form())
+        return [*rows, ("Rate limit", cls.rate_limit(config).text)] if limited else rows
 
     @classmethod
     def simulator_config(cls, endpoint: str) -> dict[str, Any]:

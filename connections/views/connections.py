@@ -9,6 +9,7 @@ from connections import services
 from connections.forms import ConnectionForm
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
+from connections.partners.base import describe_settings
 from core.audit import client_ip
 from core.roles import role_required
 
@@ -25,19 +26,19 @@ def connection_list(request: HttpRequest) -> HttpResponse:
 @role_required(VIEW)
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connection = get_object_or_404(Connection, pk=pk)
+    partner = connection.partner
     try:
-        config = connection.get_config().to_dict()
+        config = partner.config_facts(connection.get_config())
         config_error = ""
-    except ValueError as exc:
-        config, config_error = connection.config, str(exc)
+    except ValueError as exc:  # shown as stored, for an admin to fix
+        config = describe_settings(connection.config, partner.config_form())
+        config_error = str(exc)
     return render(
         request,
         "connections/detail.html",
         {
             "connection": connection,
-            "config": [
-                (key.replace("_", " ").capitalize(), value) for key, value in config.items()
-            ],
+            "config": config,
             "config_error": config_error,
             "latest_check": connection.checks.first(),
         },

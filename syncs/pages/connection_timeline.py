@@ -130,7 +130,7 @@ def _check_item(check: ConnectionCheck) -> Item:
 
 def _audit_item(entry: AuditEntry) -> Item:
     details: dict[str, Any] = entry.details if isinstance(entry.details, dict) else {}
-    kind, title, text, status, label = "edit", entry.action, "", "", ""
+    kind, title, text, status, label = "edit", entry.action_label, "", "", ""
     if entry.action == "connection.created":
         title, text = "Connection created", str(details.get("kind", ""))
     elif entry.action == "connection.updated":

@@ -102,7 +102,7 @@ def sync_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "chart_runs": CHART_RUNS,
     }
     # A filter that is not a status or a trigger: the page says so and lists nothing.
-    return render(request, "syncs/syncs/detail.html", context, status=200 if page else 400)
+    return render(request, "syncs/syncs/detail.html", context, status=400 if page is None else 200)
 
 
 @role_required(MANAGE)

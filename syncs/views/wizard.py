@@ -19,10 +19,10 @@ from core.roles import request_actor, role_required
 from syncs import cadence as cadences
 from syncs.array_cap import array_cap_warning
 from syncs.forms import (
-    IDENTIFIER_LABELS,
     LEAVING_HELP,
     IdentifierStep,
     cadence_of,
+    identifier_label,
     mapping_of,
     options_of,
     verification_of,
@@ -188,7 +188,7 @@ def _preview_context(state: Walk, sync: Sync | None) -> dict[str, Any]:
         state.form.initial["name"] = f"{cohort.name} → {connection.name}"
     return {
         "preview": preview,
-        "mapping_text": " → ".join(IDENTIFIER_LABELS.get(name, name) for name in mapping),
+        "mapping_text": " → ".join(identifier_label(name, connection) for name in mapping),
         "cadence_text": cadences.describe(cadences.parse_cadence(cadence_of(answers))),
         "leaving_text": Sync.Leaving(answers["leaving_members"]).label,
         "mode_text": _mode_text(connection, options),

@@ -26,6 +26,7 @@ FORM = {
     "on_run_held": "on",
     "on_connection_needs_attention": "on",
     "on_recovery": "on",
+    "partial_failure_threshold_pct": "10",
 }
 PAGES = [("get", SETTINGS), ("post", SETTINGS), ("post", TEST), ("get", DELIVERIES)]
 
@@ -38,6 +39,7 @@ def snapshot():
         row.webhook_enabled,
         row.encrypted_webhook_url,
         row.on_run_failed,
+        row.partial_failure_threshold_pct,
         AuditEntry.objects.count(),
         AlertDelivery.objects.count(),
     )
@@ -120,6 +122,9 @@ def test_leaving_the_webhook_url_blank_keeps_it_and_remove_deletes_it(admin_clie
         ({"webhook_url": "http://hooks.example.com/x"}, "must use https"),
         ({"webhook_url": "https://user:pw@hooks.example.com/x"}, "user name or password"),
         ({"webhook_url": ""}, "Enter the webhook URL to turn webhook alerts on"),
+        ({"partial_failure_threshold_pct": "0"}, "greater than or equal to 1"),
+        ({"partial_failure_threshold_pct": "101"}, "less than or equal to 100"),
+        ({"partial_failure_threshold_pct": "half"}, "Enter a whole number."),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_changes_nothing(admin_client, settings, change, error):

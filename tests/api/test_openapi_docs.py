@@ -56,9 +56,17 @@ def test_the_docs_page_loads_swagger_from_this_server_only(viewer_client):
     response = viewer_client.get("/api/v1/docs")
     assert response.status_code == 200
     html = response.content.decode()
-    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assets = re.findall(r'<(?:link|script)\b[^>]*\b(?:src|href)="([^"]+)"', html)
     assert assets
     assert all(url.startswith("/static/") for url in assets), assets
     assert "/static/ninja/swagger-ui-bundle.js" in assets
     for url in assets:
         assert finders.find(url.removeprefix("/static/")), url
+
+
+def test_the_docs_page_leads_back_to_the_app(viewer_client):
+    """It had no way back (#15): a bar links home and to the tokens the calls need."""
+    html = viewer_client.get("/api/v1/docs").content.decode()
+    bar = html.split('id="back-to-app"', 1)[1].split("</nav>", 1)[0]
+    assert 'href="/"' in bar
+    assert 'href="/accounts/profile/"' in bar

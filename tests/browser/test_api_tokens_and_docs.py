@@ -44,6 +44,8 @@ def test_a_marketer_creates_a_token_reads_the_docs_and_revokes_it(
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("cohortsync API")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     screenshot(page, "api-docs")
+    page.click("#back-to-app >> text=cohortsync")  # the docs lead back to the app (#15)
+    expect(page).to_have_url(f"{live_server.url}/")
 
     page.goto(f"{live_server.url}/accounts/profile/")
     assert raw_token not in page.content()

@@ -64,6 +64,7 @@ def _production_env(**extra):
         SECRET_KEY="x" * 10 + "production-secret-key-with-enough-entropy-0123456789",
         COHORTSYNC_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         ALLOWED_HOSTS="cohortsync.example.com",
+        SITE_URL="https://cohortsync.example.com",
     )
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
@@ -95,3 +96,11 @@ def test_production_refuses_to_start_without_a_secret(tmp_path, missing):
     assert result.returncode != 0
     assert f"{missing}" in result.stderr
     assert "ImproperlyConfigured" in result.stderr
+
+
+@pytest.mark.parametrize("site_url", [None, "http://localhost:8000", "http://127.0.0.1:8001"])
+def test_check_deploy_warns_while_alert_links_point_at_this_machine(tmp_path, site_url):
+    env = _production_env(COHORTSYNC_VAR_DIR=str(tmp_path), SITE_URL=site_url)
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "alerts.W001" in result.stderr + result.stdout

@@ -9,6 +9,7 @@ pytestmark = pytest.mark.django_db
 
 def test_seed_demo_is_idempotent_and_says_how_to_log_in(settings, capsys, tmp_path):
     settings.VAR_DIR = tmp_path
+    settings.DEV_ENV_FILE = tmp_path / "dev.env"
     settings.DEBUG = True
     call_command("seed_demo")
     first = capsys.readouterr().out
@@ -25,6 +26,9 @@ def test_seed_demo_is_idempotent_and_says_how_to_log_in(settings, capsys, tmp_pa
     assert syncs["braze"].cohort.member_count == 520
     assert syncs["appsflyer"].cohort == syncs["braze"].cohort
     assert all(sync.next_run_at is not None for sync in syncs.values())
+    # Later manage.py commands in this checkout run in development mode (settings read it).
+    assert (tmp_path / "dev.env").read_text().splitlines()[-1] == "DEBUG=true"
+    assert "sandbox-braze-rest-key" in first  # the simulator's credentials, said once
 
 
 def test_seed_demo_refuses_to_run_in_production(settings):
@@ -42,6 +46,7 @@ def test_the_demo_syncs_run_to_both_sandboxes(settings, tmp_path, sandbox):
     from tests.jobs import run_jobs
 
     settings.VAR_DIR = tmp_path
+    settings.DEV_ENV_FILE = tmp_path / "dev.env"
     settings.DEBUG = True
     call_command("seed_demo", sandbox_port=urlsplit(sandbox.url).port)
     assert dispatch_due_syncs() == 2

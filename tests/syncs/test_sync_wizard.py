@@ -170,7 +170,7 @@ def test_the_identifier_step_shows_how_many_members_have_each_identifier(
     assert "62 %" in html
     # IDFV is an iOS identifier: disabled on an Android app, with the reason.
     assert options["idfv"].unavailable == "Not on an Android app: it identifies iOS devices."
-    assert 'value="idfv" aria-label="Identify members by IDFV (iOS vendor id)" disabled' in html
+    assert 'value="idfv" aria-label="Identify members by IDFV (iOS vendor ID)" disabled' in html
     assert "Not on an Android app: it identifies iOS devices." in html
     assert options["user_alias"].unavailable == "AppsFlyer does not take this identifier."
     # Nobody has an OAID: it stays available, with the warning.
@@ -223,7 +223,7 @@ def test_the_preview_shows_the_first_runs_counts(marketer_client, cohort, braze)
     html = page(response)
     assert '<dd class="adds">4</dd>' in html
     assert "3,000 requests per 3 s" in html
-    assert "External ID (AppsFlyer: customer user id) → User alias (Braze)" in html
+    assert "External ID → User alias" in html  # as Braze knows them: no other partner's names
 
 
 def test_an_appsflyer_sync_gets_its_audience_made_on_the_first_run(
@@ -262,7 +262,8 @@ def test_a_daily_sync_is_scheduled_in_its_time_zone(marketer_client, cohort, bra
         ("identifier", "connection", "", "destination", "This field is required."),
         ("identifier", "connection", "abc", "destination", "Select a valid choice."),
         ("cadence", "primary_identifier", "", "identifier", "This field is required."),
-        ("cadence", "primary_identifier", "idfa", "identifier", "Select a valid choice."),
+        ("cadence", "primary_identifier", "idfa", "identifier", "Braze does not take"),
+        ("cadence", "primary_identifier", "nonsense", "identifier", "Select a valid choice."),
         ("cadence", "primary_identifier", "gaid", "identifier", "Braze does not take"),
         ("cadence", "fallback_identifier", "external_id", "identifier", "different fallback"),
         ("cadence", "membership_mode", "sometimes", "identifier", "Select a valid choice."),
@@ -292,6 +293,34 @@ def test_a_bad_answer_shows_its_step_with_the_error(
     assert not Sync.objects.exists()
 
 
+def test_a_step_reports_all_its_errors_at_once(marketer_client, cohort, braze):
+    """A daily cadence with no time, an unknown time zone and a threshold out of range: the
+    cadence step names all three, not the time first and the zone on the next try (#15)."""
+    data = answers(
+        cohort,
+        braze,
+        cadence="daily",
+        daily_time="",
+        timezone="Mars/Base",
+        mass_removal_threshold_pct="0",
+    )
+    response = step(marketer_client, "preview", data)
+    assert response.context["state"].step == "cadence"
+    errors = response.context["form"].errors
+    assert set(errors) == {"daily_time", "timezone", "mass_removal_threshold_pct"}
+    html = page(response)
+    assert "needs its time of day" in html
+    assert "unknown time zone" in html and "Mars/Base" in html
+    assert "greater than or equal to 1" in html
+
+
+def test_a_daily_time_that_is_not_a_time_is_one_error_not_two(marketer_client, cohort, braze):
+    data = answers(cohort, braze, cadence="daily", daily_time="25:99", timezone="UTC")
+    errors = step(marketer_client, "preview", data).context["form"].errors
+    assert list(errors) == ["daily_time"]
+    assert len(errors["daily_time"]) == 1
+
+
 @pytest.mark.parametrize(("value", "message"), [("", "required"), ("x" * 256, "at most 255")])
 def test_the_name_is_checked_on_the_last_step(marketer_client, cohort, braze, value, message):
     response = marketer_client.post(CREATE, answers(cohort, braze, name=value))
@@ -305,7 +334,7 @@ def test_a_tampered_identifier_for_the_platform_is_refused_with_the_reason(
 ):
     response = marketer_client.post(CREATE, answers(cohort, android, primary_identifier="idfv"))
     assert response.context["state"].step == "identifier"
-    assert "IDFV (iOS vendor id) is not available: Not on an Android app" in page(response)
+    assert "IDFV (iOS vendor ID) is not available: Not on an Android app" in page(response)
     assert not Sync.objects.exists()
 
 

@@ -1,4 +1,3 @@
-import secrets
 import uuid
 from typing import Any
 
@@ -9,6 +8,7 @@ from django.utils import timezone
 
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
+from cohortsync.demo import DEMO_EMAIL, demo_password, simulator_credentials, write_dev_env
 from connections.models import Connection
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
@@ -18,11 +18,12 @@ from core.users import create_user
 from syncs.models import Sync
 from syncs.services import create_sync
 
-DEMO_EMAIL = "admin@example.com"
-
 
 class Command(BaseCommand):
-    help = "Seed, idempotently, a demo admin and two sandbox connections (development only)."
+    help = (
+        "Seed, idempotently, a demo admin and two sandbox connections, and mark this checkout as "
+        "a development one (var/dev.env) so later manage.py commands need no DEBUG=true."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--sandbox-port", type=int, default=8765)
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                 "The sandbox connections point at http://127.0.0.1: set "
                 "COHORTSYNC_ALLOW_INSECURE_ENDPOINTS=true (make run does)."
             )
-        password = self._demo_password()
+        password = demo_password()
         if not get_user_model().objects.filter(username=DEMO_EMAIL).exists():
             create_user(email=DEMO_EMAIL, role=Role.ADMIN, password=password, check_password=False)
         sandbox = f"http://127.0.0.1:{sandbox_port}"
@@ -54,19 +55,16 @@ class Command(BaseCommand):
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        dev_env = write_dev_env()
+        self.stdout.write(
+            f"{dev_env} marks this checkout as a development one: manage.py commands run "
+            "here with DEBUG=true."
+        )
+        self.stdout.write(f"The partner simulator's credentials: {simulator_credentials()}.")
         self.stdout.write(
             f"Demo ready. Log in at http://127.0.0.1:{port} as {DEMO_EMAIL} "
             f"with the password {password}"
         )
-
-    def _demo_password(self) -> str:
-        # Random per checkout, kept beside the dev database so every `make run` can print it.
-        path = settings.VAR_DIR / "demo-admin-password"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(12) + "\n")
-            path.chmod(0o600)
-        return path.read_text().strip()
 
     def _seed_sync(self) -> None:
         """A cohort and an hourly sync to each sandbox, due now so runs show up within the

@@ -70,15 +70,21 @@ class AppsFlyerConfig(PartnerConfig):
 
 
 class AppsFlyerConfigForm(forms.Form):
-    app_id = forms.CharField(max_length=100, help_text="com.example.app or id123456789")
+    app_id = forms.CharField(
+        max_length=100, label="App ID", help_text="com.example.app or id123456789"
+    )
     platform = forms.ChoiceField(choices=list(PLATFORMS.items()))
     api_host = forms.CharField(
-        max_length=200, initial=DEFAULT_API_HOST, help_text="Leave as is unless told otherwise"
+        max_length=200,
+        initial=DEFAULT_API_HOST,
+        label="API host",
+        help_text="Leave as is unless told otherwise",
     )
     batch_size = forms.IntegerField(
         min_value=1,
         max_value=100_000,
         initial=10_000,
+        label="Devices per request",
         help_text="AppsFlyer publishes no maximum; a run that meets its limit lowers this itself.",
     )
     rate_limit_requests = forms.IntegerField(
@@ -98,6 +104,7 @@ class AppsFlyerConfigForm(forms.Form):
     )
     max_concurrent_requests = forms.IntegerField(
         required=False,
+        label="Maximum concurrent requests",
         min_value=1,
         max_value=MAX_IN_FLIGHT,
         initial=DEFAULT_IN_FLIGHT,

@@ -47,6 +47,7 @@ class AppsFlyer(Partner):
     config_form = AppsFlyerConfigForm
     config_class = AppsFlyerConfig
     identifiers = ("gaid", "oaid", "idfv", "external_id", "amplitude_id", "braze_id")
+    identifier_names = {"external_id": "customer user ID (cuid)"}
     sync_options_form = AppsFlyerSyncOptions
     # Written by prepare_sync (the audience made on the first run), kept across edits.
     kept_sync_options = ("import_key", "audience_suffix", "audience_name")

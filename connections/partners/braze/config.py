@@ -134,10 +134,20 @@ class BrazeConfigForm(forms.Form):
         ],
     )
     custom_endpoint = forms.CharField(
-        required=False, max_length=200, help_text="Only for a custom endpoint: https://host"
+        required=False,
+        max_length=200,
+        label="Custom REST endpoint",
+        help_text="Only for a custom endpoint: https://host",
     )
-    membership_mode = forms.ChoiceField(choices=list(MEMBERSHIP_MODES.items()), initial="array")
-    array_attribute = forms.CharField(max_length=255, initial="cohortsync_cohorts", required=False)
+    membership_mode = forms.ChoiceField(
+        choices=list(MEMBERSHIP_MODES.items()), initial="array", label="Membership written as"
+    )
+    array_attribute = forms.CharField(
+        max_length=255, initial="cohortsync_cohorts", required=False, label="Array attribute"
+    )
+    default_identifier = forms.ChoiceField(
+        choices=list(IDENTIFIERS.items()), label="Default identifier"
+    )
     array_cap = forms.IntegerField(
         required=False,
         min_value=1,
@@ -150,13 +160,13 @@ class BrazeConfigForm(forms.Form):
             "more cohorts share the attribute than this is refused."
         ),
     )
-    default_identifier = forms.ChoiceField(choices=list(IDENTIFIERS.items()))
     alias_label = forms.CharField(
         max_length=100, required=False, help_text="Required when the identifier is a user alias"
     )
     update_existing_only = forms.BooleanField(
         required=False,
         initial=True,
+        label="Update existing profiles only",
         help_text=(
             "Never create profiles that Braze does not know. Braze then skips members without a "
             "profile and still answers that it accepted them, so cohortsync counts those adds as "
@@ -167,6 +177,7 @@ class BrazeConfigForm(forms.Form):
         min_value=1,
         max_value=MAX_OBJECTS_PER_REQUEST,
         initial=MAX_OBJECTS_PER_REQUEST,
+        label="Users per request",
         help_text=(
             "75 on current Braze plans, 50 on MAU-based plans (Braze's API usage dashboard shows "
             "yours). If Braze refuses a batch as too large, cohortsync lowers this itself and "
@@ -179,6 +190,7 @@ class BrazeConfigForm(forms.Form):
         required=False,
         min_value=1,
         max_value=MAX_IN_FLIGHT,
+        label="Maximum concurrent requests",
         initial=DEFAULT_IN_FLIGHT,
         help_text=(
             "Requests open at once, shared by every run of this connection, always within the "

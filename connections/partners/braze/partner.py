@@ -78,6 +78,14 @@ class Braze(Partner):
         return {"instance": "custom", "custom_endpoint": endpoint}
 
     @classmethod
+    def config_facts(cls, config: BrazeConfig) -> list[tuple[str, str]]:
+        """The rate limit as one row, and the array attribute only where membership uses it."""
+        settings = config.to_dict()
+        if config.membership_mode not in ARRAY_MODES:
+            del settings["array_attribute"], settings["array_cap"]
+        return cls._facts(settings, config)
+
+    @classmethod
     def default_identifier(cls, config: BrazeConfig) -> str:
         return config.default_identifier
 
