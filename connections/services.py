@@ -91,9 +91,10 @@ def update_connection(
     if secret:
         connection.encrypted_secret = crypto.encrypt(secret)
         connection.secret_hint = crypto.hint(secret)
-        # A new credential has not been proven yet.
+        # A new credential has not been proven yet: nothing said about the old one holds.
         connection.state = Connection.State.UNTESTED
         connection.last_error = ""
+        connection.last_checked_at = None
         changed.append("credentials")
     with transaction.atomic():
         _save_unique(connection)

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
-from connections.models import Connection
+from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
-from connections.services import create_connection
+from connections.services import create_connection, request_connection_check
 from core.roles import Role
 from core.users import create_user
 from syncs.models import Sync
@@ -40,20 +40,22 @@ class Command(BaseCommand):
         if not get_user_model().objects.filter(username=DEMO_EMAIL).exists():
             create_user(email=DEMO_EMAIL, role=Role.ADMIN, password=password, check_password=False)
         sandbox = f"http://127.0.0.1:{sandbox_port}"
-        self._seed_connection(
+        braze = self._seed_connection(
             "braze",
             "Braze sandbox",
             # The simulator starts empty: let the demo create the profiles it writes to.
             {"instance": "custom", "custom_endpoint": sandbox, "update_existing_only": False},
             DEMO_BRAZE_KEY,
         )
-        self._seed_connection(
+        appsflyer = self._seed_connection(
             "appsflyer",
             "AppsFlyer sandbox",
             {"app_id": "com.example.cohortsync", "platform": "android", "api_host": sandbox},
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        for connection in (braze, appsflyer):
+            self._check_connection(connection)
         self.stdout.write(
             f"Demo ready. Log in at http://127.0.0.1:{port} as {DEMO_EMAIL} "
             f"with the password {password}"
@@ -104,10 +106,13 @@ class Command(BaseCommand):
             Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
         self.stdout.write("Created the demo cohort and its hourly syncs to both sandboxes.")
 
-    def _seed_connection(self, kind: str, name: str, config: dict[str, Any], secret: str) -> None:
-        if Connection.objects.filter(name=name).exists():
-            return
-        create_connection(
+    def _seed_connection(
+        self, kind: str, name: str, config: dict[str, Any], secret: str
+    ) -> Connection:
+        existing = Connection.objects.filter(name=name).first()
+        if existing is not None:
+            return existing
+        connection = create_connection(
             kind=kind,
             name=name,
             config=PARTNERS[kind].parse_config(config),
@@ -115,3 +120,17 @@ class Command(BaseCommand):
             actor=None,
         )
         self.stdout.write(f"Created the {name} connection.")
+        return connection
+
+    def _check_connection(self, connection: Connection) -> None:
+        """Test an untested demo connection through the normal check job, so its page tells what
+        the simulator answered rather than "Not tested yet" beside syncs that ran. The stack is
+        not up yet: the check waits as a row and the cron queues it once Redis is there."""
+        if connection.state != Connection.State.UNTESTED:
+            return
+        if connection.checks.exclude(status__in=ConnectionCheck.FINISHED).exists():
+            return  # one is waiting already
+        request_connection_check(connection=connection, actor=None)
+        self.stdout.write(
+            f"Queued a test of {connection.name}: a worker runs it once the stack is up."
+        )
