@@ -2,6 +2,8 @@ import secrets
 import uuid
 from typing import Any
 
+import django_rq
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -54,8 +56,9 @@ class Command(BaseCommand):
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        queue_up = self._queue_is_up()
         for connection in (braze, appsflyer):
-            self._check_connection(connection)
+            self._check_connection(connection, queue_now=queue_up)
         self.stdout.write(
             f"Demo ready. Log in at http://127.0.0.1:{port} as {DEMO_EMAIL} "
             f"with the password {password}"
@@ -122,15 +125,22 @@ class Command(BaseCommand):
         self.stdout.write(f"Created the {name} connection.")
         return connection
 
-    def _check_connection(self, connection: Connection) -> None:
+    def _queue_is_up(self) -> bool:
+        """`make run` seeds before the stack starts its Redis: then the checks only wait."""
+        try:
+            return bool(django_rq.get_connection("default").ping())
+        except redis.RedisError:
+            return False
+
+    def _check_connection(self, connection: Connection, *, queue_now: bool) -> None:
         """Test an untested demo connection through the normal check job, so its page tells what
-        the simulator answered rather than "Not tested yet" beside syncs that ran. The stack is
-        not up yet: the check waits as a row and the cron queues it once Redis is there."""
+        the simulator answered rather than "Not tested yet" beside syncs that ran. Before the
+        stack is up the check waits as a row, and the cron queues it once Redis is there."""
         if connection.state != Connection.State.UNTESTED:
             return
         if connection.checks.exclude(status__in=ConnectionCheck.FINISHED).exists():
             return  # one is waiting already
-        request_connection_check(connection=connection, actor=None)
+        request_connection_check(connection=connection, actor=None, queue_now=queue_now)
         self.stdout.write(
             f"Queued a test of {connection.name}: a worker runs it once the stack is up."
         )
