@@ -3,7 +3,8 @@
 On each page: nothing makes the page itself scroll sideways; no word breaks in the middle
 (only an identifier too long for its line may); no text runs past the screen; every card that
 scrolls sideways (a wide table) says so, and no other card does; the charts fit their card,
-their bars on screen. Screenshots go to .ci/artifacts/.
+their bars on screen. On a laptop (1280 x 900) no card of those pages scrolls at all.
+Screenshots go to .ci/artifacts/.
 
 Skipped with the reason when no Chromium is found (tests/browser/conftest.py).
 """
@@ -186,3 +187,20 @@ def test_the_sync_wizard_reads_well_on_a_phone(phone, live_server, sandbox, tran
     phone.click("#next")
     expect(form).to_have_attribute("data-step", "preview")
     check_layout(phone, "phone-wizard-preview")
+
+
+def test_on_a_laptop_the_same_pages_have_no_card_to_scroll(
+    page, live_server, sandbox, transactional_db
+):
+    make_user(Role.VIEWER, email="vic@example.com")
+    sync = synced_sync(sandbox)
+    run = SyncRun.objects.get()
+    log_in(page, live_server, "vic@example.com")
+    for name, url in (
+        ("laptop-home", reverse("home")),
+        ("laptop-sync", reverse("syncs:sync_detail", args=[sync.pk])),
+        ("laptop-run", reverse("syncs:run_detail", args=[sync.pk, run.pk])),
+    ):
+        page.goto(live_server.url + url)
+        layout = check_layout(page, name)
+        assert not any(card["scrolls"] for card in layout["cards"]), name
