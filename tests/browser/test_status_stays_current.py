@@ -16,6 +16,7 @@ from connections import crypto
 from connections.sandbox import DEMO_BRAZE_KEY
 from core.roles import Role
 from syncs.models import SyncRun
+from syncs.services import start_run
 from tests.base import PASSWORD, make_user
 from tests.browser.conftest import screenshot
 from tests.factories import make_cohort, make_simulator_connection, make_sync
@@ -176,3 +177,35 @@ def test_a_connection_page_shows_one_state_and_only_the_current_keys_test(
     expect(page.locator("#messages")).to_be_empty()  # "saved" was about the state before
     assert_nothing_stale(page)
     screenshot(page, "status-connection-tested")
+
+
+def test_deleting_a_connection_shows_progress_only_then_that_it_is_deleted(
+    page, live_server, sandbox, transactional_db
+):
+    expect = expect_of()
+    make_user(Role.ADMIN, email="ada@example.com")
+    sync = make_sync(
+        cohort=make_cohort(members=12), connection=make_simulator_connection(sandbox), orm=True
+    )
+    start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    run_jobs()
+    log_in(page, live_server, "ada@example.com")
+    page.goto(live_server.url + reverse("connection_delete", args=[sync.connection_id]))
+    expect(page.locator(".in-destination")).to_contain_text("12 members in Braze")
+    page.check("input[name=cleanup][value=remove]")
+    page.fill("#id_confirm_name", "Braze sandbox")
+    page.click("button:has-text('Delete connection')")
+
+    removal = page.locator("#connection-removal")
+    expect(removal).to_have_attribute("data-state", "removing")
+    expect(removal.locator("h1")).to_have_text("Deleting Braze sandbox")
+    expect(page.locator("#id_confirm_name")).to_have_count(0)  # progress only, no second form
+    expect(page.locator("#messages")).to_be_empty()
+    page.evaluate("window.notReloaded = true")
+    run_jobs()  # the cleanup run removes the 12 members; the last one deletes the connection
+    # The page reads its progress every 3 s: wait for a few of those, not a fixed time.
+    expect(removal).to_have_attribute("data-state", "deleted", timeout=15_000)
+    expect(removal.locator("h1")).to_have_text("Connection deleted")
+    assert page.evaluate("window.notReloaded") is True
+    assert_nothing_stale(page)
+    screenshot(page, "status-connection-deleted")
