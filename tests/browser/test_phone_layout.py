@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
 from cohorts.membership import Identity
@@ -75,6 +76,13 @@ LAYOUT = """() => {
   });
   return {pageWidth: document.documentElement.scrollWidth, width, broken, clipped, cards, bars};
 }"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_chart_cache() -> Iterator[None]:
+    cache.clear()  # the home chart's totals are kept a minute: not another test's runs
+    yield
+    cache.clear()
 
 
 @pytest.fixture
