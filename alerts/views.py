@@ -70,4 +70,4 @@ def alert_test(request: HttpRequest) -> HttpResponse:
 @require_GET
 def alert_deliveries(request: HttpRequest) -> HttpResponse:
     """The deliveries table alone, polled by htmx while any delivery is pending."""
-    return render(request, "alerts/_deliveries.html", _deliveries_context())
+    return render(request, "alerts/_deliveries.html", {**_deliveries_context(), "live": True})

@@ -91,9 +91,10 @@ def update_connection(
     if secret:
         connection.encrypted_secret = crypto.encrypt(secret)
         connection.secret_hint = crypto.hint(secret)
-        # A new credential has not been proven yet.
+        # A new credential has not been proven yet: nothing said about the old one holds.
         connection.state = Connection.State.UNTESTED
         connection.last_error = ""
+        connection.last_checked_at = None
         changed.append("credentials")
     with transaction.atomic():
         _save_unique(connection)
@@ -120,9 +121,13 @@ def delete_connection(*, connection: Connection, actor: User | None, ip: str | N
 
 
 def request_connection_check(
-    *, connection: Connection, actor: User | None, ip: str | None = None
+    *, connection: Connection, actor: User | None, ip: str | None = None, queue_now: bool = True
 ) -> ConnectionCheck:
-    """Queue a "Test connection" job; the worker makes the partner call."""
+    """Queue a "Test connection" job; the worker makes the partner call.
+
+    With `queue_now` false the check only waits as a row, for requeue_waiting_checks: what
+    seed_demo asks for before the stack, and its Redis, are up.
+    """
     with transaction.atomic():
         check = ConnectionCheck.objects.create(connection=connection, requested_by=actor)
         audit.record(
@@ -132,6 +137,8 @@ def request_connection_check(
             details={"check": check.pk},
             ip=ip,
         )
+    if not queue_now:
+        return check
     try:
         enqueue_connection_check(check.pk)
     except redis.RedisError as exc:

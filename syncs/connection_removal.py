@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from connections.models import Connection
@@ -27,8 +27,16 @@ REMOVE = "remove"
 @dataclass(frozen=True)
 class SyncInDestination:
     sync: Sync
-    members: int  # what the ledger says this sync put in the destination
+    members: int  # what the ledger says this sync sent to the destination
+    # Of those, sent by runs whose adds the partner may have skipped (SyncRun.adds_applied):
+    # Braze with "update existing only" accepts an add for an unknown profile and drops it, so
+    # these are "sent", not "in the destination" (invariant 8 in docs/architecture.md).
+    sent_only: int
     cleanup: SyncRun | None  # its latest cleanup run, if any
+
+    @property
+    def applied(self) -> int:
+        return self.members - self.sent_only
 
 
 def syncs_in_destination(connection: Connection) -> list[SyncInDestination]:
@@ -36,7 +44,11 @@ def syncs_in_destination(connection: Connection) -> list[SyncInDestination]:
     syncs = list(
         Sync.objects.filter(connection=connection)
         .select_related("cohort")
-        .annotate(members=Count("ledger"))
+        .annotate(
+            members=Count("ledger"),
+            # A ledger row whose run is gone counts as applied, as in the member lookup.
+            sent_only=Count("ledger", filter=Q(ledger__run__adds_applied=False)),
+        )
         .order_by("name", "id")
     )
     latest: dict[int, SyncRun] = {}
@@ -44,7 +56,14 @@ def syncs_in_destination(connection: Connection) -> list[SyncInDestination]:
         sync__connection=connection, trigger=SyncRun.Trigger.CLEANUP
     ).order_by("queued_at", "id"):
         latest[run.sync_id] = run
-    return [SyncInDestination(sync, sync.members, latest.get(sync.pk)) for sync in syncs]
+    return [
+        SyncInDestination(sync, sync.members, sync.sent_only, latest.get(sync.pk)) for sync in syncs
+    ]
+
+
+def removal_under_way(connection: Connection) -> bool:
+    """Whether a run of the connection's syncs is queued or running: the deletion waits for it."""
+    return SyncRun.objects.filter(sync__connection=connection, status__in=SyncRun.ACTIVE).exists()
 
 
 def remove_connection(

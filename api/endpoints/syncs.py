@@ -97,7 +97,8 @@ def update_sync(request: HttpRequest, sync_id: Id, payload: SyncUpdateIn) -> Syn
     "/syncs/{sync_id}/pause", response={200: SyncOut, 400: Message}, auth=TokenAuth(MANAGE)
 )
 def pause_sync(request: HttpRequest, sync_id: Id) -> Sync:
-    """Take an active sync out of its schedule; a run already queued or running goes on."""
+    """Take an active sync out of its schedule; a run already queued or running goes on. A run
+    asked for (POST /syncs/{sync_id}/runs, or Run now) still runs it once, and it stays paused."""
     user = actor(request)
     pause_sync_service(sync=_sync(sync_id), actor=user, ip=client_ip(request))
     return _sync(sync_id)

@@ -86,7 +86,8 @@ def upload_create(request: HttpRequest, pk: int) -> HttpResponse:
         if upload.status == CsvUpload.Status.FAILED:
             messages.error(request, upload.error)
         else:
-            messages.success(request, f"{upload.file_name} uploaded; the import is under way.")
+            # Where the import is, the page's live progress says; not a message that outlives it.
+            messages.success(request, f"{upload.file_name} uploaded.")
         return redirect("cohorts:upload_detail", pk=cohort.pk, upload_pk=upload.pk)
     return render(
         request,

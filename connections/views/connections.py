@@ -40,9 +40,19 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "connection": connection,
             "config": config,
             "config_error": config_error,
-            "latest_check": connection.checks.first(),
+            "latest_check": _current_check(connection),
         },
     )
+
+
+def _current_check(connection: Connection) -> ConnectionCheck | None:
+    """The latest check, unless it judged a credential since replaced: a check that accepted or
+    refused the key sets the state, so one under "Not tested yet" was of the key before."""
+    check = connection.checks.first()
+    judged = (ConnectionCheck.Status.OK, ConnectionCheck.Status.REFUSED)
+    if check and check.status in judged and connection.state == Connection.State.UNTESTED:
+        return None
+    return check
 
 
 @role_required(MANAGE)
@@ -117,7 +127,7 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     )
     if request.htmx:  # type: ignore[attr-defined]
         return _check_fragment(request, connection, check)
-    messages.info(request, "Connection test queued; the outcome appears below.")
+    # The page shows the check where it is (queued, then its outcome): no message to outlive it.
     return redirect("connections:detail", pk=connection.pk)
 
 
@@ -133,7 +143,9 @@ def _check_fragment(
     request: HttpRequest, connection: Connection, check: ConnectionCheck
 ) -> HttpResponse:
     response = render(
-        request, "connections/_check.html", {"connection": connection, "check": check}
+        request,
+        "connections/_check.html",
+        {"connection": connection, "check": check, "live": True},
     )
     if check.is_finished:
         # Tell the page to refresh the connection's state badge as well.

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -48,7 +48,13 @@ class RemoveConnectionForm(ConfirmDeleteForm):
 
 @role_required(MANAGE)
 def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = get_object_or_404(Connection, pk=pk)
+    connection = Connection.objects.filter(pk=pk).first()
+    if connection is None:
+        if request.htmx:  # type: ignore[attr-defined]
+            # The progress page asks while its last cleanup run deletes the connection: say so
+            # (a 404 would leave the page polling, and reading "Running", for ever).
+            return render(request, "syncs/connections/_removed.html")
+        raise Http404("No such connection.")
     syncs = removal.syncs_in_destination(connection)
     form = RemoveConnectionForm(request.POST or None, connection=connection, has_syncs=bool(syncs))
     if request.method == "POST" and form.is_valid():
@@ -66,11 +72,7 @@ def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
             if deleted:
                 messages.success(request, f"Connection {name} deleted.")
                 return redirect("connections:list")
-            messages.info(
-                request,
-                f"Removing the members of {name}'s syncs from the destination; the connection "
-                "is deleted when that is done.",
-            )
+            # The page it goes to shows the removal's progress: no message to outlive it.
             return redirect("connection_delete", pk=pk)
     return render(
         request,
@@ -79,6 +81,7 @@ def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
             "connection": connection,
             "form": form,
             "syncs": syncs,
+            "under_way": removal.removal_under_way(connection),
         },
     )
 

@@ -38,7 +38,11 @@ def sync_pause(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         _refused(request, exc)
     else:
-        messages.success(request, f"{sync.name} is paused; it runs again once resumed.")
+        messages.success(
+            request,
+            f"{sync.name} is paused: the schedule does not run it until you resume it. "
+            "Run now still runs it once.",
+        )
     return redirect("syncs:sync_detail", pk=sync.pk)
 
 
@@ -109,7 +113,7 @@ def sync_resync(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         _refused(request, exc)
         return redirect("syncs:sync_detail", pk=sync.pk)
-    messages.success(request, "Full resync queued: every member is sent again.")
+    messages.success(request, f"Full resync: run {run.pk} sends every member again.")
     return redirect("syncs:run_detail", pk=sync.pk, run_pk=run.pk)
 
 

@@ -14,7 +14,7 @@ from syncs.pages.progress import duration_between, estimate_progress
 from syncs.pages.run_errors import ERROR_REASONS_SHOWN, error_groups
 from syncs.pages.run_export import export_lines
 from syncs.pages.run_timeline import run_timeline
-from syncs.views.syncs import VIEW, run_of_sync
+from syncs.views.syncs import VIEW, queue_note, run_of_sync
 
 REMOVAL_SAMPLE = 20
 
@@ -46,6 +46,7 @@ def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
             now=timezone.now(),
             finished=run.status not in SyncRun.ACTIVE,
         ),
+        "queue_note": queue_note(run),
         "duration": duration_between(run.started_at, run.finished_at),
         "timeline": run_timeline(run),
         "error_groups": error_groups(run),

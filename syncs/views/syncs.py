@@ -98,6 +98,7 @@ def sync_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ],
         "latest": active,
         "progress": _progress(active) if active else None,
+        "queue_note": queue_note(active) if active else "",
         "chart": _run_chart(sync),
         "chart_runs": CHART_RUNS,
     }
@@ -115,21 +116,25 @@ def sync_run_now(request: HttpRequest, pk: int) -> HttpResponse:
         actor=request_actor(request),
         ip=client_ip(request),
     )
-    run_url = reverse("syncs:run_detail", args=[sync.pk, run.pk])
+    # A new run needs no message: its live card on the sync page says where it is, and a
+    # message would still say "queued" once the card says "succeeded".
     if not created:
-        text = 'A run of this sync is already {}: <a href="{}">watch run {}</a>.'
-        messages.info(request, format_html(text, run.get_status_display().lower(), run_url, run.pk))
-    elif waits_for_queue(run):
-        messages.warning(request, QUEUE_UNREACHABLE)
-    else:
-        messages.success(request, "Run queued; a worker starts it in a moment.")
+        text = 'Run now started no second run: run {} was {} already. <a href="{}">See run {}</a>.'
+        run_url = reverse("syncs:run_detail", args=[sync.pk, run.pk])
+        status = run.get_status_display().lower()
+        messages.info(request, format_html(text, run.pk, status, run_url, run.pk))
     return redirect("syncs:sync_detail", pk=sync.pk)
+
+
+def queue_note(run: SyncRun) -> str:
+    """What the run's card says while its job waits for Redis; once the run moves on, nothing."""
+    return QUEUE_UNREACHABLE if waits_for_queue(run) else ""
 
 
 @role_required(VIEW)
 def run_progress(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
     run = run_of_sync(pk, run_pk)
-    context = {"run": run, "progress": _progress(run)}
+    context = {"run": run, "progress": _progress(run), "queue_note": queue_note(run)}
     response = render(request, "syncs/syncs/_run_progress.html", context)
     if run.status not in SyncRun.ACTIVE:
         # htmx raises this event on the page: the sync page refreshes its history and chart.

@@ -150,6 +150,7 @@ def test_the_test_alert_button_reaches_every_channel(admin_client, admin_user, w
     html = admin_client.get(DELIVERIES).content.decode()
     assert 'hx-trigger="load delay:2s"' in html  # polls while pending
     assert html.count("Pending") == 2
+    assert 'id="messages"' not in html  # "Test alert queued" is still true
 
     run_jobs()
 
@@ -161,6 +162,8 @@ def test_the_test_alert_button_reaches_every_channel(admin_client, admin_user, w
     assert message.to == ["ops@example.com", "oncall@example.com"]
     html = admin_client.get(DELIVERIES).content.decode()
     assert "hx-trigger" not in html  # nothing pending: polling stops
+    # ... and the message that the test alert was queued goes with the last poll.
+    assert '<ul class="messages" id="messages" hx-swap-oob="true"></ul>' in html
     assert html.count(">Sent<") == 2
     assert AuditEntry.objects.filter(action="alerts.test_sent", actor=admin_user).exists()
 

@@ -39,6 +39,8 @@ def test_a_marketer_triggers_a_run_and_a_second_trigger_returns_the_same_run(
 def test_a_paused_sync_can_be_run_now_as_on_the_dashboard(marketer_api, sync):
     marketer_api.post(f"/syncs/{sync.pk}/pause")
     assert marketer_api.post(f"/syncs/{sync.pk}/runs").status_code == 202
+    # Once, as the pause says: the sync stays out of its schedule.
+    assert marketer_api.get(f"/syncs/{sync.pk}").json()["status"] == "paused"
 
 
 def test_a_run_asked_for_while_the_queue_is_unreachable_waits_queued_and_says_why(

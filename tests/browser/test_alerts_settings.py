@@ -48,6 +48,7 @@ def test_admin_sets_up_a_webhook_and_sends_a_test_alert(
     url_before = page.url
     run_jobs()  # the worker posts to the webhook; the table polls for the outcome
     expect(page.locator("#alert-deliveries .badge")).to_have_text("Sent")
+    expect(page.locator("#messages")).to_be_empty()  # no "Test alert queued" beside "Sent"
     assert page.url == url_before
     assert webhook.received[0]["json"]["event"] == "test"
 

@@ -114,3 +114,38 @@ def test_a_check_runs_once_even_if_its_job_is_delivered_twice(admin_client, sand
     check, _, _ = _test(admin_client, connection)
     assert check_connection(check.pk) == "skipped"
     assert AuditEntry.objects.filter(action="connection.checked").count() == 1
+
+
+def test_the_page_shows_the_state_once_and_the_poll_replaces_it_and_the_messages(
+    admin_client, sandbox
+):
+    connection = make_connection(endpoint=sandbox.url, secret=DEMO_BRAZE_KEY)
+    _, html, connection = _test(admin_client, connection)
+    assert html.count('id="connection-state"') == 1  # out of band, beside the outcome
+    assert '<ul class="messages" id="messages" hx-swap-oob="true"></ul>' in html
+    page = admin_client.get(reverse("connections:detail", args=[connection.pk])).content.decode()
+    assert page.count('id="connection-state"') == 1
+    assert page.count(">Healthy</span>") == 1
+    assert "hx-swap-oob" not in page
+
+
+def test_a_new_key_leaves_no_word_of_the_old_keys_test(admin_client, sandbox):
+    from tests.connections.test_connection_views import BRAZE_FORM
+
+    connection = make_connection(endpoint=sandbox.url, secret="braze-key-nobody-knows-0000")
+    _, _, connection = _test(admin_client, connection)
+    assert connection.state == Connection.State.NEEDS_ATTENTION
+    form = {**BRAZE_FORM, "name": connection.name, "secret": DEMO_BRAZE_KEY}
+    form |= {"instance": "custom", "custom_endpoint": sandbox.url}
+    saved = admin_client.post(reverse("connections:edit", args=[connection.pk]), form)
+    assert saved.status_code == 302
+    page = admin_client.get(saved["Location"]).content.decode()
+    assert "Not tested yet" in page
+    assert "checked" not in page  # not "Not tested yet · checked 0 minutes ago"
+    assert "Invalid API key" not in page and "Credentials refused" not in page
+    assert '<div id="check-result"></div>' in page
+    # Tested again, the new key's outcome shows.
+    admin_client.post(reverse("connections:test", args=[connection.pk]), HTTP_HX_REQUEST="true")
+    run_jobs()
+    page = admin_client.get(saved["Location"]).content.decode()
+    assert "Credentials accepted" in page and ">Healthy</span>" in page

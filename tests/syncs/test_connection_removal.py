@@ -111,12 +111,67 @@ def test_the_delete_page_asks_and_shows_the_cleanup(connection, admin_client):
     assert response.status_code == 302
     page = admin_client.get(url).content.decode()
     assert "Deletion asked" in page and "Queued" in page
+    # The progress only, read again until it ends: not the delete form a second time.
+    assert 'data-state="removing"' in page and 'hx-trigger="every 3s"' in page
+    assert 'name="confirm_name"' not in page and "Delete connection" not in page
     detail = admin_client.get(reverse("connections:detail", args=[connection.pk]))
     assert "is being deleted" in detail.content.decode()
 
     cancel = reverse("connection_delete_cancel", args=[connection.pk])
     assert admin_client.post(cancel).status_code == 302
     assert Connection.objects.get(pk=connection.pk).deletion_requested_at is None
+
+
+def test_the_delete_page_says_sent_where_the_partner_may_not_have_applied_the_adds(
+    connection, admin_client
+):
+    sync = synced(connection, "churn", 4)
+    url = reverse("connection_delete", args=[connection.pk])
+    # Braze with "update existing only" accepts adds for unknown profiles and drops them.
+    SyncRun.objects.filter(sync=sync).update(adds_applied=False)
+    page = admin_client.get(url).content.decode()
+    assert "churn → Braze (churn): 4 members sent to Braze <span" in page
+    assert "members in Braze" not in page
+    # Some applied, some only sent: both said.
+    applied_run = SyncRun.objects.create(sync=sync, status="succeeded", trigger="manual")
+    SyncedMember.objects.filter(pk__in=SyncedMember.objects.values("pk")[:3]).update(
+        run=applied_run
+    )
+    page = admin_client.get(url).content.decode()
+    assert "4 members sent to Braze, 3 of them in it" in page
+
+
+def test_a_removal_that_stopped_short_offers_the_form_again(
+    connection, sandbox, admin_client, django_capture_on_commit_callbacks
+):
+    synced(connection, "churn", 3)
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"partner": "braze", "statuses": [400]},
+        timeout=5,
+    ).raise_for_status()
+    url = reverse("connection_delete", args=[connection.pk])
+    admin_client.post(url, {"confirm_name": "Braze sandbox", "cleanup": REMOVE})
+    run_jobs_and_commit_hooks(django_capture_on_commit_callbacks)
+    page = admin_client.get(url).content.decode()
+    assert 'data-state="stopped"' in page and "every 3s" not in page
+    assert "The removal stopped short" in page and 'name="confirm_name"' in page
+    assert '<span class="badge failed">Failed</span>' in page
+
+
+def test_the_progress_says_the_connection_is_deleted_once_it_is(
+    connection, admin_client, django_capture_on_commit_callbacks
+):
+    synced(connection, "churn", 3)
+    url = reverse("connection_delete", args=[connection.pk])
+    admin_client.post(url, {"confirm_name": "Braze sandbox", "cleanup": REMOVE})
+    run_jobs_and_commit_hooks(django_capture_on_commit_callbacks)
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+    poll = admin_client.get(url, HTTP_HX_REQUEST="true")
+    assert poll.status_code == 200
+    assert 'data-state="deleted"' in poll.content.decode()
+    assert "every 3s" not in poll.content.decode()  # the polling stops here
+    assert admin_client.get(url).status_code == 404  # outside the live page, as before
 
 
 def test_roles_for_the_delete_page(connection, marketer_client, viewer_client, outsider_client):

@@ -56,3 +56,38 @@ def test_the_demo_syncs_run_to_both_sandboxes(settings, tmp_path, sandbox):
     assert runs["braze"].added == 500  # the 20 device-only members have no usable identifier
     assert runs["appsflyer"].status == SyncRun.Status.SUCCEEDED
     assert (runs["appsflyer"].added, runs["appsflyer"].skipped) == (400, 120)
+    # Each connection was tested by the check job against the simulator, not declared healthy.
+    for connection in Connection.objects.all():
+        check = connection.checks.get()
+        assert (check.status, connection.state) == ("ok", Connection.State.HEALTHY)
+        assert connection.last_checked_at is not None
+
+
+@pytest.mark.usefixtures("rq_redis")
+def test_seeded_before_the_stack_the_checks_wait_and_run_once_redis_is_up(
+    settings, tmp_path, sandbox, capsys, caplog
+):
+    from datetime import timedelta
+    from urllib.parse import urlsplit
+
+    from django.utils import timezone
+
+    from connections.queue import requeue_waiting_checks
+    from tests.jobs import run_jobs
+    from tests.queues import queues_at
+
+    settings.VAR_DIR = tmp_path
+    settings.DEBUG = True
+    reachable = settings.RQ_QUEUES
+    settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0", timeout=5)  # make run: no Redis yet
+    call_command("seed_demo", sandbox_port=urlsplit(sandbox.url).port)
+    call_command("seed_demo", sandbox_port=urlsplit(sandbox.url).port)  # a second make run
+    assert "a worker runs it once the stack is up" in capsys.readouterr().out
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # no alarm on make run
+    assert all(c.state == Connection.State.UNTESTED for c in Connection.objects.all())
+    assert [c.checks.count() for c in Connection.objects.all()] == [1, 1]  # not one per run
+
+    settings.RQ_QUEUES = reachable  # the stack is up: the cron queues the waiting checks
+    assert requeue_waiting_checks(now=timezone.now() + timedelta(minutes=2)) == 2
+    run_jobs()
+    assert all(c.state == Connection.State.HEALTHY for c in Connection.objects.all())

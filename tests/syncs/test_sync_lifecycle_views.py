@@ -138,6 +138,32 @@ def test_pause_then_resume(marketer_client, sync):
     assert Sync.objects.get(pk=sync.pk).status == Sync.Status.ACTIVE
 
 
+@pytest.mark.usefixtures("rq_redis")
+def test_a_paused_sync_says_run_now_still_runs_it_once_and_it_does(
+    marketer_client, viewer_client, sync
+):
+    paused = marketer_client.post(reverse("syncs:sync_pause", args=[sync.pk]))
+    [message] = flashes(paused)
+    assert "the schedule does not run it until you resume it" in message
+    assert "Run now still runs it once" in message
+    url = reverse("syncs:sync_detail", args=[sync.pk])
+    page = marketer_client.get(url).content.decode()
+    assert 'id="run-now"' in page and 'id="paused-note"' in page
+    assert "Run now still runs it once, without resuming the schedule." in page
+    seen_by_viewer = viewer_client.get(url).content.decode()
+    assert 'id="paused-note"' in seen_by_viewer and "Run now still" not in seen_by_viewer
+
+    marketer_client.post(reverse("syncs:sync_run_now", args=[sync.pk]))
+    run = SyncRun.objects.get(sync=sync)
+    assert (run.trigger, run.status) == (SyncRun.Trigger.MANUAL, Status.QUEUED)
+    assert Sync.objects.get(pk=sync.pk).status == Sync.Status.PAUSED
+
+
+def test_an_active_sync_has_no_paused_note(marketer_client, sync):
+    page = marketer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
+    assert 'id="paused-note"' not in page
+
+
 def test_resume_refused_shows_the_reason(marketer_client, sync):
     Sync.objects.filter(pk=sync.pk).update(status=Sync.Status.NEEDS_ATTENTION)
     Connection.objects.filter(pk=sync.connection_id).update(state=Connection.State.NEEDS_ATTENTION)

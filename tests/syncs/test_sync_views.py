@@ -242,14 +242,34 @@ def test_run_now_queues_one_run_and_a_second_click_queues_none(marketer_client, 
     assert first["Location"] == reverse("syncs:sync_detail", args=[sync.pk])
     run = SyncRun.objects.get()
     assert (run.status, run.trigger) == (SyncRun.Status.QUEUED, SyncRun.Trigger.MANUAL)
-    assert "Run queued" in marketer_client.get(first["Location"]).content.decode()
+    assert flashes(first) == []  # the run's live card says it is queued, and then what next
+    page = marketer_client.get(first["Location"]).content.decode()
+    assert 'data-status="queued"' in page and "Waiting for a worker" in page
 
     second = marketer_client.post(url)
     assert second.status_code == 302
     assert SyncRun.objects.count() == 1
     [message] = flashes(second)
-    assert "already queued" in message
+    assert f"run {run.pk} was queued already" in message
     assert reverse("syncs:run_detail", args=[sync.pk, run.pk]) in message
+
+
+def test_a_run_whose_job_waits_for_redis_says_so_on_its_card_only_while_it_waits(
+    marketer_client, sync, settings
+):
+    from syncs.services import QUEUE_UNREACHABLE
+    from tests.queues import queues_at
+
+    settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0", timeout=5)
+    response = marketer_client.post(reverse("syncs:sync_run_now", args=[sync.pk]))
+    assert flashes(response) == []  # a message would stay once Redis is back and the run ends
+    run = SyncRun.objects.get()
+    page = marketer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
+    assert QUEUE_UNREACHABLE in page
+    progress = reverse("syncs:run_progress", args=[sync.pk, run.pk])
+    assert QUEUE_UNREACHABLE in marketer_client.get(progress).content.decode()
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)
+    assert QUEUE_UNREACHABLE not in marketer_client.get(progress).content.decode()
 
 
 def test_the_sync_page_shows_the_unfinished_run_live_and_the_history(viewer_client, sync):

@@ -1,6 +1,8 @@
 import uuid
 from typing import Any
 
+import django_rq
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -9,10 +11,10 @@ from django.utils import timezone
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
 from cohortsync.demo import DEMO_EMAIL, demo_password, simulator_credentials, write_dev_env
-from connections.models import Connection
+from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
-from connections.services import create_connection
+from connections.services import create_connection, request_connection_check
 from core.roles import Role
 from core.users import create_user
 from syncs.models import Sync
@@ -41,20 +43,23 @@ class Command(BaseCommand):
         if not get_user_model().objects.filter(username=DEMO_EMAIL).exists():
             create_user(email=DEMO_EMAIL, role=Role.ADMIN, password=password, check_password=False)
         sandbox = f"http://127.0.0.1:{sandbox_port}"
-        self._seed_connection(
+        braze = self._seed_connection(
             "braze",
             "Braze sandbox",
             # The simulator starts empty: let the demo create the profiles it writes to.
             {"instance": "custom", "custom_endpoint": sandbox, "update_existing_only": False},
             DEMO_BRAZE_KEY,
         )
-        self._seed_connection(
+        appsflyer = self._seed_connection(
             "appsflyer",
             "AppsFlyer sandbox",
             {"app_id": "com.example.cohortsync", "platform": "android", "api_host": sandbox},
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        queue_up = self._queue_is_up()
+        for connection in (braze, appsflyer):
+            self._check_connection(connection, queue_now=queue_up)
         dev_env = write_dev_env()
         self.stdout.write(
             f"{dev_env} marks this checkout as a development one: manage.py commands run "
@@ -102,10 +107,13 @@ class Command(BaseCommand):
             Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
         self.stdout.write("Created the demo cohort and its hourly syncs to both sandboxes.")
 
-    def _seed_connection(self, kind: str, name: str, config: dict[str, Any], secret: str) -> None:
-        if Connection.objects.filter(name=name).exists():
-            return
-        create_connection(
+    def _seed_connection(
+        self, kind: str, name: str, config: dict[str, Any], secret: str
+    ) -> Connection:
+        existing = Connection.objects.filter(name=name).first()
+        if existing is not None:
+            return existing
+        connection = create_connection(
             kind=kind,
             name=name,
             config=PARTNERS[kind].parse_config(config),
@@ -113,3 +121,24 @@ class Command(BaseCommand):
             actor=None,
         )
         self.stdout.write(f"Created the {name} connection.")
+        return connection
+
+    def _queue_is_up(self) -> bool:
+        """`make run` seeds before the stack starts its Redis: then the checks only wait."""
+        try:
+            return bool(django_rq.get_connection("default").ping())
+        except redis.RedisError:
+            return False
+
+    def _check_connection(self, connection: Connection, *, queue_now: bool) -> None:
+        """Test an untested demo connection through the normal check job, so its page tells what
+        the simulator answered rather than "Not tested yet" beside syncs that ran. Before the
+        stack is up the check waits as a row, and the cron queues it once Redis is there."""
+        if connection.state != Connection.State.UNTESTED:
+            return
+        if connection.checks.exclude(status__in=ConnectionCheck.FINISHED).exists():
+            return  # one is waiting already
+        request_connection_check(connection=connection, actor=None, queue_now=queue_now)
+        self.stdout.write(
+            f"Queued a test of {connection.name}: a worker runs it once the stack is up."
+        )
