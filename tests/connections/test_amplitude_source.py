@@ -220,6 +220,14 @@ def test_the_api_refuses_a_sync_to_a_source(marketer, cohort):
     assert not Sync.objects.exists()
 
 
+def test_the_api_says_a_source_is_a_source(viewer):
+    source = make_source()
+    read = api_client_for(viewer).get(f"/connections/{source.pk}")
+    assert read.json()["direction"] == "source"
+    assert read.json()["secret"] == "••••-key"
+    assert DEMO_AMPLITUDE_SECRET_KEY not in read.content.decode()
+
+
 def test_the_service_refuses_a_sync_to_a_source(cohort):
     with pytest.raises(ValidationError, match="Amplitude source"):
         create_sync(
@@ -238,3 +246,13 @@ def test_with_only_a_source_the_home_page_says_to_connect_a_destination(marketer
     html = marketer_client.get(reverse("home")).content.decode()
     assert "Nothing to sync yet" in html
     assert reverse("syncs:sync_create") not in html
+
+
+def test_a_source_is_deleted_like_a_connection_without_syncs(admin_client):
+    source = make_source()
+    url = reverse("connection_delete", args=[source.pk])
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(url, {"confirm_name": "Amplitude"})
+    assert response.status_code == 302
+    assert not Connection.objects.filter(pk=source.pk).exists()
+    assert AuditEntry.objects.filter(action="connection.deleted").exists()
