@@ -113,7 +113,8 @@ def apply_batch(batch_id: int) -> AmplitudeBatch | None:
         )
         if batch is None:
             return None
-        cohort = Cohort.objects.select_for_update().get(pk=batch.cohort_id)
+        # NO KEY: pushes logging rows that point at the cohort (FOR KEY SHARE) need not wait.
+        cohort = Cohort.objects.select_for_update(no_key=True).get(pk=batch.cohort_id)
         fresh = _fresh_users(batch)
         identities = [Identity(IdType.EXTERNAL_ID.value, user_id) for user_id in fresh]
         if batch.in_cohort:
