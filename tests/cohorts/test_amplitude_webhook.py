@@ -309,3 +309,23 @@ def test_a_batch_whose_job_was_lost_is_queued_again_and_applied(raw_key, rq_redi
     run_jobs("default")
     assert len(members()) == 3
     assert AmplitudeBatch.objects.get().status == "applied"
+
+
+def test_a_batch_whose_job_failed_is_logged_as_not_applied(raw_key, monkeypatch):
+    from cohorts.inbound.amplitude import service
+
+    post(RECORDED, raw_key)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(service, "apply_changes", broken)
+    run_jobs("default")
+    assert AmplitudeBatch.objects.get().status == "queued"  # rolled back with its job
+    later = timezone.now() + timezone.timedelta(minutes=3)
+    assert requeue_waiting_batches(now=later) == 1
+    assert AmplitudeBatch.objects.get().status == "failed"
+    logged = ImportRequest.objects.get()
+    assert (logged.status, logged.added) == ("rejected", 0)
+    assert "nothing of it was applied" in logged.error
+    assert not members()
