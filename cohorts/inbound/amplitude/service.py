@@ -184,7 +184,8 @@ def _rename(cohort: Cohort, batch: AmplitudeBatch) -> None:
 
 def fail_batch(batch_id: int) -> None:
     """A batch whose job died: marked failed, and its log says nothing was applied (its
-    transaction rolled back). Amplitude got its 200 already, so an admin must resync it."""
+    transaction rolled back). Amplitude had its 200 and will not send it again: the import log
+    shows it, and a new sync of the cohort in Amplitude brings the users back."""
     with transaction.atomic():
         batch = (
             AmplitudeBatch.objects.select_for_update()
