@@ -256,3 +256,16 @@ def test_a_source_is_deleted_like_a_connection_without_syncs(admin_client):
     assert response.status_code == 302
     assert not Connection.objects.filter(pk=source.pk).exists()
     assert AuditEntry.objects.filter(action="connection.deleted").exists()
+
+
+@pytest.mark.usefixtures("rq_redis")
+def test_the_timeline_shows_the_sources_tests_and_its_import_keys(admin_client, sandbox):
+    from connections.keys import generate_import_key
+
+    source = make_source(sandbox)
+    _test(admin_client, source)
+    generate_import_key(partner="amplitude", name="Amplitude webhook", actor=None)
+    html = admin_client.get(reverse("syncs:connection_timeline", args=[source.pk])).content
+    text = html.decode()
+    assert "Sandbox project has no cohorts yet" in text
+    assert "Data-import key generated" in text
