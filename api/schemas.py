@@ -75,6 +75,8 @@ class ConnectionOut(Schema):
     config: dict[str, Any]
     # The credential itself is never readable: only its last characters, masked.
     secret: str = Field(validation_alias="masked_secret")
+    # "destination" (a sync may send to it) or "source" (cohorts come from it; no sync).
+    direction: str = Field(validation_alias="direction_label")
     state: str
     last_error: str
     last_checked_at: datetime | None

@@ -3,6 +3,7 @@
 from typing import Any
 
 from cohorts.csv_import import fail_interrupted_upload, import_csv_upload
+from cohorts.inbound.amplitude.service import apply_batch
 from cohorts.upload_reaper import reap_stuck_uploads as reap
 
 
@@ -19,3 +20,8 @@ def import_csv_failed(job: Any, connection: Any, *exc_info: Any) -> None:
 
 def reap_stuck_uploads() -> int:
     return reap()
+
+
+def apply_amplitude_batch(batch_id: int) -> str:
+    batch = apply_batch(batch_id)
+    return batch.status if batch is not None else "skipped"

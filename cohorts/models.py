@@ -158,13 +158,17 @@ class ImportRequest(models.Model):
     class Status(models.TextChoices):
         APPLIED = "applied", "Applied"
         REJECTED = "rejected", "Rejected"
+        # An Amplitude webhook batch: accepted and stored, applied by a job just after.
+        QUEUED = "queued", "Queued"
+        # An Amplitude webhook batch whose message_id came before: nothing done again.
+        DUPLICATE = "duplicate", "Already received"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     key = models.ForeignKey(
         ImportKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="requests"
     )
     partner = models.CharField(max_length=32)
-    endpoint = models.CharField(max_length=32)  # "cohorts" or "cohorts/users"
+    endpoint = models.CharField(max_length=32)  # "cohorts", "cohorts/users" or "webhook"
     cohort = models.ForeignKey(
         Cohort, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_requests"
     )
@@ -198,7 +202,7 @@ class RefusedImportCount(models.Model):
         NO_KEY = "no_key", "No key"
         UNKNOWN_KEY = "unknown_key", "Unknown key"
         NOT_JSON = "not_json", "Body not a JSON object"
-        TOO_LARGE = "too_large", "Body over 2 MB"
+        TOO_LARGE = "too_large", "Body too large"
         OTHER = "other", "Other"
 
     partner = models.CharField(max_length=32)
@@ -296,3 +300,59 @@ class CsvUploadRow(IdentityFields):
 
     def __str__(self) -> str:
         return f"{self.upload_id}: {self.id_type}:{self.value}"
+
+
+class AmplitudeBatch(models.Model):
+    """One Amplitude Cohort Webhooks batch: stored when it arrives, applied by a job after.
+
+    `message_id` is unique: Amplitude retries a batch it got no timely answer for, so the same
+    batch may come twice, and the second is only logged. The user ids are dropped once applied.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Failed"
+
+    message_id = models.CharField(max_length=255, unique=True)
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="amplitude_batches")
+    cohort_name = models.CharField(max_length=255)
+    in_cohort = models.BooleanField()
+    computed_at = models.DateTimeField()
+    user_ids = models.JSONField(default=list)
+    # Users as sent, repeats included: the import log's counts add up to it.
+    users_sent = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    import_request = models.OneToOneField(
+        ImportRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} ({self.status})"
+
+
+class AmplitudeMemberState(models.Model):
+    """Per cohort and Amplitude user: the computed time of the latest batch applied for them,
+    and whether it put them in or out. Amplitude may deliver batches out of order; a batch
+    computed earlier than this changes nothing for the user (kept after they leave, too)."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="+", db_index=False)
+    user_id = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
+    computed_at = models.DateTimeField()
+    in_cohort = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cohort", "user_id"], name="one_amplitude_state_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort_id}:{self.user_id} {'in' if self.in_cohort else 'out'}"

@@ -1,4 +1,5 @@
-"""Putting CSV imports on the `runs` queue (they may take minutes, like a sync run).
+"""Putting CSV imports on the `runs` queue (they may take minutes, like a sync run), and
+Amplitude webhook batches on `default`.
 
 The job is named by its dotted path, so the upload service never imports the importer's job.
 """
@@ -27,4 +28,27 @@ def enqueue_csv_import(upload_id: int) -> None:
         result_ttl=3600,
         failure_ttl=86400,
         on_failure=Callback(CSV_JOB_FAILED),
+    )
+
+
+# Amplitude webhook batches: short (at most 1,000 users), and a real-time sync waits on them, so
+# they go on the `default` queue rather than behind long runs.
+AMPLITUDE_QUEUE = "default"
+AMPLITUDE_JOB = "cohorts.jobs.apply_amplitude_batch"
+
+
+def amplitude_job_id(batch_id: int) -> str:
+    return f"amplitude-batch-{batch_id}"
+
+
+def enqueue_amplitude_batch(batch_id: int) -> None:
+    # Called after the batch row committed, so the worker always finds it.
+    queue = django_rq.get_queue(AMPLITUDE_QUEUE, commit_mode="auto")
+    queue.enqueue(
+        AMPLITUDE_JOB,
+        batch_id,
+        job_id=amplitude_job_id(batch_id),
+        job_timeout=600,
+        result_ttl=3600,
+        failure_ttl=86400,
     )

@@ -5,6 +5,7 @@ import logging
 from django.utils import timezone
 
 from alerts.queue import requeue_waiting_deliveries
+from cohorts.inbound.amplitude.service import requeue_waiting_batches
 from cohortsync.retention import purge_expired
 from connections.queue import requeue_waiting_checks
 from syncs.queue import requeue_waiting_verifications
@@ -22,7 +23,12 @@ def heartbeat() -> str:
 def requeue_waiting_work() -> int:
     """What people asked for while Redis was unreachable waits in the database: queue it now.
     (Runs and CSV uploads are queued again by their own reapers.)"""
-    return requeue_waiting_checks() + requeue_waiting_deliveries() + requeue_waiting_verifications()
+    return (
+        requeue_waiting_checks()
+        + requeue_waiting_deliveries()
+        + requeue_waiting_verifications()
+        + requeue_waiting_batches()
+    )
 
 
 def purge_expired_records() -> dict[str, int]:

@@ -11,13 +11,10 @@ from connections.partners.http import check_endpoints
 
 
 class ConnectionForm(forms.Form):
+    """`cleaned_data["secret"]` is the one secret to store (the credential's parts packed by the
+    partner), or "" to keep the stored one when editing."""
+
     name = forms.CharField(max_length=100)
-    secret = forms.CharField(
-        required=False,
-        strip=True,
-        max_length=2000,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-    )
 
     def __init__(self, *args: Any, kind: str, instance: Connection | None = None, **kwargs: Any):
         partner = PARTNERS[kind]
@@ -28,18 +25,37 @@ class ConnectionForm(forms.Form):
         self.instance = instance
         self.partner_form = partner.config_form(*args, **kwargs)
         self.config: PartnerConfig | None = None
-        secret = self.fields["secret"]
-        secret.label = partner.credential_label
-        if instance is None:
-            secret.required = True
-        else:
-            secret.help_text = f"Stored as {instance.masked_secret}. Leave blank to keep it."
+        self.secret_names = list(partner.secret_fields())
+        for name, label in partner.secret_fields().items():
+            self.fields[name] = forms.CharField(
+                label=label,
+                required=instance is None,
+                strip=True,
+                max_length=2000,
+                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+            )
+        if instance is not None:
+            # One masked hint for the whole credential, under its last field.
+            self.fields[
+                self.secret_names[-1]
+            ].help_text = f"Stored as {instance.masked_secret}. Leave blank to keep it."
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("Enter a name.")
         return name
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        parts = {name: cleaned.get(name) or "" for name in self.secret_names}
+        given = [name for name, value in parts.items() if value]
+        if given and len(given) < len(parts):
+            # The parts are stored together: one cannot be kept while another changes.
+            labels = " and ".join(str(self.fields[name].label) for name in self.secret_names)
+            raise forms.ValidationError(f"Enter the {labels} together, or leave all blank.")
+        cleaned["secret"] = PARTNERS[self.kind].pack_secret(parts) if given else ""
+        return cleaned
 
     def is_valid(self) -> bool:
         # Both forms are validated so every error shows at once.

@@ -5,15 +5,24 @@ from django.db import models
 from django.utils import timezone
 
 from connections.partners import PARTNERS
-from connections.partners.base import Partner, PartnerConfig
+from connections.partners.base import Direction, Partner, PartnerConfig
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def destinations(self) -> "ConnectionQuerySet":
+        """Connections a sync can send to: a source's partner takes no members."""
+        kinds = [kind for kind, p in PARTNERS.items() if Direction.DESTINATION in p.directions]
+        return self.filter(kind__in=kinds)
 
 
 class Connection(models.Model):
-    """A destination account at a partner, with its typed config and encrypted credentials."""
+    """An account at a partner, with its typed config and encrypted credentials: a destination
+    (syncs send members to it) or a source (cohorts come from it), as its partner declares."""
 
     class Kind(models.TextChoices):
         BRAZE = "braze", "Braze"
         APPSFLYER = "appsflyer", "AppsFlyer"
+        AMPLITUDE = "amplitude", "Amplitude"
 
     class State(models.TextChoices):
         UNTESTED = "untested", "Not tested yet"
@@ -43,6 +52,8 @@ class Connection(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    objects = ConnectionQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         permissions = [("manage_connections", "Can add, edit, delete and test connections")]
@@ -53,6 +64,15 @@ class Connection(models.Model):
     @property
     def partner(self) -> type[Partner]:
         return PARTNERS[self.kind]
+
+    @property
+    def is_destination(self) -> bool:
+        return Direction.DESTINATION in self.partner.directions
+
+    @property
+    def direction_label(self) -> str:
+        """ "destination", "source" or both, for pages that list connections of every kind."""
+        return " and ".join(d.value for d in Direction if d in self.partner.directions)
 
     def get_config(self) -> PartnerConfig:
         """The typed config; raises ValueError with a clear message when it is not valid."""

@@ -53,7 +53,7 @@ def create_connection(
         name=name.strip(),
         config=config.to_dict(),
         encrypted_secret=crypto.encrypt(secret),
-        secret_hint=crypto.hint(secret),
+        secret_hint=crypto.hint(partner.hinted_part(secret)),
         account_key=partner.account_key(config),
         created_by=actor,
     )
@@ -90,7 +90,7 @@ def update_connection(
     )
     if secret:
         connection.encrypted_secret = crypto.encrypt(secret)
-        connection.secret_hint = crypto.hint(secret)
+        connection.secret_hint = crypto.hint(connection.partner.hinted_part(secret))
         # A new credential has not been proven yet: nothing said about the old one holds.
         connection.state = Connection.State.UNTESTED
         connection.last_error = ""

@@ -91,8 +91,10 @@ class CohortStep(forms.Form):
 
 
 class DestinationStep(forms.Form):
+    # Source connections (Amplitude) feed cohorts and take no members: never offered here.
     connection = ConnectionChoice(
-        queryset=Connection.objects.order_by("name", "id"), label="Destination connection"
+        queryset=Connection.objects.destinations().order_by("name", "id"),
+        label="Destination connection",
     )
 
     def clean_connection(self) -> Connection:

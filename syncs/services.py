@@ -173,6 +173,13 @@ def _validated(
     name = str(name).strip()
     if not 0 < len(name) <= 255:
         raise ValidationError({"name": "Enter a name of at most 255 characters."})
+    if not connection.is_destination:
+        raise ValidationError(
+            {
+                "connection": f"{connection.name} is a {connection.partner.label} source: "
+                "cohorts come from it, and a sync can only send to a destination."
+            }
+        )
     allowed = allowed_identifiers(connection)
     if (
         not isinstance(identifier_mapping, list)

@@ -154,7 +154,7 @@ def _locked_cohort_pk(partner: str, cohort_id: str) -> int | None:
     return int(row[0]) if row is not None else None
 
 
-def _log_request(
+def log_request(
     *,
     key: ImportKey | None,
     partner: str,
@@ -165,13 +165,15 @@ def _log_request(
     counts: ChangeCounts | None = None,
     error: str = "",
     ip: str | None,
-) -> None:
+    status: str | None = None,
+) -> ImportRequest:
+    """One ImportRequest row; its status follows `error` unless given (a queued webhook batch)."""
     counts = counts or ChangeCounts()
     try:
         ip = str(ipaddress.ip_address(ip)) if ip else None
     except ValueError:  # REMOTE_ADDR is whatever the server put there (a unix socket, say)
         ip = None
-    ImportRequest.objects.create(
+    return ImportRequest.objects.create(
         key=key,
         partner=partner,
         endpoint=endpoint,
@@ -180,7 +182,8 @@ def _log_request(
         added=counts.added,
         removed=counts.removed,
         ignored=counts.ignored,
-        status=ImportRequest.Status.APPLIED if not error else ImportRequest.Status.REJECTED,
+        status=status
+        or (ImportRequest.Status.APPLIED if not error else ImportRequest.Status.REJECTED),
         http_status=http_status,
         error=error,
         ip=ip,
@@ -202,7 +205,7 @@ def upsert_partner_cohort(
             cohort.name = upsert.name
             cohort.save(update_fields=["name"])
             record_change(cohort.pk, ChangeCounts(), renamed=True)
-        _log_request(
+        log_request(
             key=key,
             partner=partner,
             endpoint=ENDPOINT_COHORTS,
@@ -229,7 +232,7 @@ def apply_users_change(
         # Counted against what was sent, so added + removed + ignored adds up to the request's
         # identifiers, duplicates and overridden changes included.
         counts.ignored = change.sent - counts.added - counts.removed
-        _log_request(
+        log_request(
             key=key,
             partner=partner,
             endpoint=ENDPOINT_USERS,
@@ -257,7 +260,7 @@ def record_rejection(
         cohort_pk = None
         if key is not None and key.partner == partner and cohort_id:
             cohort_pk = _partner_cohorts(partner, cohort_id).values_list("pk", flat=True).first()
-        _log_request(
+        log_request(
             key=key,
             partner=partner,
             endpoint=endpoint,

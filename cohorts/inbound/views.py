@@ -29,14 +29,18 @@ def _answer(status: int, message: str) -> JsonResponse:
     return JsonResponse({"message": message}, status=status)
 
 
-def _read_body(request: HttpRequest) -> bytes:
-    """The body, refused with 413 past MAX_BODY_BYTES without reading more than one byte over."""
+def read_body(
+    request: HttpRequest,
+    limit: int = MAX_BODY_BYTES,
+    too_large: str = inbound_schema.BODY_TOO_LARGE,
+) -> bytes:
+    """The body, refused with 413 past `limit` bytes without reading more than one byte over."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    if declared > MAX_BODY_BYTES:
-        raise ImportRefused(413, inbound_schema.BODY_TOO_LARGE)
+    if declared > limit:
+        raise ImportRefused(413, too_large)
     stream: Any = request
     if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Django reads no body without a Content-Length; a chunked one is in the WSGI input
@@ -44,14 +48,14 @@ def _read_body(request: HttpRequest) -> bytes:
         stream = request.META["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
-    while size <= MAX_BODY_BYTES:
-        chunk = stream.read(MAX_BODY_BYTES + 1 - size)
+    while size <= limit:
+        chunk = stream.read(limit + 1 - size)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-    if size > MAX_BODY_BYTES:
-        raise ImportRefused(413, inbound_schema.BODY_TOO_LARGE)
+    if size > limit:
+        raise ImportRefused(413, too_large)
     return b"".join(chunks)
 
 
@@ -80,7 +84,7 @@ def _handle(request: HttpRequest, partner: str, endpoint: str, apply: Apply) -> 
     payload: dict[str, Any] | None = None
     window: RateWindow | None = None
     try:
-        payload = inbound_schema.json_object(_read_body(request))
+        payload = inbound_schema.json_object(read_body(request))
         key = _authenticate(request, partner, payload, ip)
         window = inbound_service.count_request(key_id=key.pk)
         if window is not None and window.exceeded:

@@ -226,6 +226,22 @@ class Partner:
         return [*rows, ("Rate limit", cls.rate_limit(config).text)] if limited else rows
 
     @classmethod
+    def secret_fields(cls) -> dict[str, str]:
+        """The credential's parts as form fields (name -> label). A connection stores one
+        encrypted secret: a partner with several parts packs them into it (pack_secret)."""
+        return {"secret": cls.credential_label}
+
+    @classmethod
+    def pack_secret(cls, parts: Mapping[str, str]) -> str:
+        """The one secret stored for the credential's parts (as named by secret_fields)."""
+        return parts["secret"]
+
+    @classmethod
+    def hinted_part(cls, secret: str) -> str:
+        """The part of the stored secret whose last characters may be shown (••••1a2b)."""
+        return secret
+
+    @classmethod
     def simulator_config(cls, endpoint: str) -> dict[str, Any]:
         """Settings of a connection to this partner's simulator at `endpoint` (tests, demos)."""
         raise NotImplementedError

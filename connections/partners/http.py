@@ -101,11 +101,14 @@ def call(
     payload: Any = None,
     session: requests.Session | None = None,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    authorization: str | None = None,
 ) -> PartnerResponse:
     """One partner request with Bearer auth. Non-2xx answers raise a classified PartnerError.
 
     A `session` passed in is made to obey the egress policy (its adapters are replaced once);
     without one, a policy-bound session is used for this call alone. Redirects are not followed.
+    `authorization` replaces the Bearer header for partners that want another scheme (Amplitude:
+    Basic); `secret` is still what is redacted from the partner's messages.
     """
     sender = egress_http.protect(session) if session is not None else egress_http.session()
     host = urlsplit(url).netloc
@@ -113,7 +116,10 @@ def call(
         response = sender.request(
             method,
             url,
-            headers={"Authorization": f"Bearer {secret}", "Accept": "application/json"},
+            headers={
+                "Authorization": authorization or f"Bearer {secret}",
+                "Accept": "application/json",
+            },
             json=payload,
             timeout=timeout,
             allow_redirects=False,

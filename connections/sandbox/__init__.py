@@ -5,6 +5,18 @@ with SandboxServer() as sandbox:  # from connections.sandbox.server
     requests.post(f"{sandbox.url}/users/track", ...)
 """
 
-from connections.sandbox.state import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY, SandboxState
+from connections.sandbox.state import (
+    DEMO_AMPLITUDE_API_KEY,
+    DEMO_AMPLITUDE_SECRET_KEY,
+    DEMO_APPSFLYER_TOKEN,
+    DEMO_BRAZE_KEY,
+    SandboxState,
+)
 
-__all__ = ["DEMO_APPSFLYER_TOKEN", "DEMO_BRAZE_KEY", "SandboxState"]
+__all__ = [
+    "DEMO_AMPLITUDE_API_KEY",
+    "DEMO_AMPLITUDE_SECRET_KEY",
+    "DEMO_APPSFLYER_TOKEN",
+    "DEMO_BRAZE_KEY",
+    "SandboxState",
+]

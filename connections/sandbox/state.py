@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 DEMO_BRAZE_KEY = "sandbox-braze-rest-key"
 DEMO_APPSFLYER_TOKEN = "sandbox-appsflyer-v2-token"  # noqa: S105 - public demo token
+DEMO_AMPLITUDE_API_KEY = "sandbox-amplitude-api-key"
+DEMO_AMPLITUDE_SECRET_KEY = "sandbox-amplitude-secret-key"  # noqa: S105 - public demo key
 
 PARTNERS = ("braze", "appsflyer")
 PLATFORMS = ("android", "ios")
@@ -137,6 +139,11 @@ class SandboxState:
             self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
             self.request_counts: dict[str, dict[str, int]] = {}
             self.connections_opened = 0
+            # Amplitude: (api key, secret key) pairs it accepts, and the project's cohort list.
+            self.amplitude_keys: set[tuple[str, str]] = {
+                (DEMO_AMPLITUDE_API_KEY, DEMO_AMPLITUDE_SECRET_KEY)
+            }
+            self.amplitude_cohorts: list[JsonDict] = []
 
     # Credentials
 

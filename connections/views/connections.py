@@ -1,5 +1,7 @@
 """Connection pages: any role reads; admins add, edit, delete and test."""
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,7 +11,7 @@ from connections import services
 from connections.forms import ConnectionForm
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
-from connections.partners.base import describe_settings
+from connections.partners.base import Direction, describe_settings
 from core.audit import client_ip
 from core.roles import role_required
 
@@ -59,7 +61,7 @@ def _current_check(connection: Connection) -> ConnectionCheck | None:
 def connection_create(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or request.POST.get("kind")
     if kind not in PARTNERS:
-        return render(request, "connections/choose_kind.html", {"partners": PARTNERS.values()})
+        return render(request, "connections/choose_kind.html", _partners_by_direction())
     form = ConnectionForm(request.POST or None, kind=kind)
     if request.method == "POST" and form.is_valid():
         assert form.config is not None
@@ -82,6 +84,17 @@ def connection_create(request: HttpRequest) -> HttpResponse:
         "connections/form.html",
         {"form": form, "partner": PARTNERS[kind], "kind": kind, "connection": None},
     )
+
+
+def _partners_by_direction() -> dict[str, list[Any]]:
+    """The "choose a partner" page's two lists: a partner that is both is in both."""
+    return {
+        name: [p for p in PARTNERS.values() if direction in p.directions]
+        for name, direction in (
+            ("destinations", Direction.DESTINATION),
+            ("sources", Direction.SOURCE),
+        )
+    }
 
 
 @role_required(MANAGE)

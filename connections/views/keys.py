@@ -8,6 +8,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from connections import keys
+from connections.key_endpoints import endpoints_for
 from connections.key_forms import ImportKeyForm, RotateForm
 from connections.models import ImportKey
 from core.audit import client_ip
@@ -24,7 +25,7 @@ def _show_once(
     response = render(
         request,
         "connections/keys/created.html",
-        {"key": key, "raw_key": raw_key, "old_key": old_key},
+        {"key": key, "raw_key": raw_key, "old_key": old_key, "endpoints": endpoints_for(key)},
     )
     add_never_cache_headers(response)
     return response
@@ -72,7 +73,13 @@ def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "connections/keys/detail.html",
-        {"key": key, "history": history, "replaces": replaces, "status": key.status()},
+        {
+            "key": key,
+            "history": history,
+            "replaces": replaces,
+            "status": key.status(),
+            "endpoints": endpoints_for(key),
+        },
     )
 
 

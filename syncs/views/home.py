@@ -62,7 +62,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "rows": [(sync, labels.get(sync.last_run_status, "")) for sync in page.object_list],
         "chart": _daily_chart(),
         "chart_days": CHART_DAYS,
-        # Only a fresh install has no sync: then the page says what to set up first.
-        "has_connections": page.paginator.count > 0 or Connection.objects.exists(),
+        # Only a fresh install has no sync: then the page says what to set up first. A source
+        # connection is nothing to sync to.
+        "has_connections": page.paginator.count > 0 or Connection.objects.destinations().exists(),
     }
     return render(request, "syncs/home.html", context)

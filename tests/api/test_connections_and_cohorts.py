@@ -23,6 +23,7 @@ def test_a_viewer_lists_and_reads_connections_with_the_secret_masked(viewer_api,
     assert read.status_code == 200
     assert read.json()["secret"] == "••••1a2b"
     assert read.json()["config"]["instance"] == "custom"
+    assert read.json()["direction"] == "destination"
     for response in (listed, read):
         text = response.content.decode()
         assert SECRET not in text

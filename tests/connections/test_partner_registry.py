@@ -15,8 +15,18 @@ ROOT = Path(__file__).resolve().parents[2]
 MEMBER_IDENTIFIERS = {*IdType.values, *EXTRA_IDENTIFIERS}
 
 
+DESTINATIONS = sorted(k for k, p in PARTNERS.items() if Direction.DESTINATION in p.directions)
+
+
 @pytest.fixture(params=sorted(PARTNERS))
 def partner(request: pytest.FixtureRequest, settings) -> type[Partner]:
+    settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS = True
+    return PARTNERS[request.param]
+
+
+@pytest.fixture(params=DESTINATIONS)
+def destination(request: pytest.FixtureRequest, settings) -> type[Partner]:
+    """What a sync asks of its partner: only destinations are asked (a source takes nothing)."""
     settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS = True
     return PARTNERS[request.param]
 
@@ -41,7 +51,8 @@ def test_a_partner_owns_its_settings_and_sync_options(partner):
     assert partner.clean_sync_options(config, {}, current=None) is not None
 
 
-def test_a_partner_declares_its_identifiers_and_defaults(partner):
+def test_a_destination_declares_its_identifiers_and_defaults(destination):
+    partner = destination
     config = partner.parse_config(partner.simulator_config("http://127.0.0.1:9"))
     assert partner.identifiers and set(partner.identifiers) <= MEMBER_IDENTIFIERS
     assert partner.default_identifier(config) in partner.allowed_identifiers(config)
@@ -50,7 +61,8 @@ def test_a_partner_declares_its_identifiers_and_defaults(partner):
         assert partner.default_membership_mode(config) in partner.membership_modes
 
 
-def test_a_partner_declares_its_pace(partner):
+def test_a_destination_declares_its_pace(destination):
+    partner = destination
     config = partner.parse_config(partner.simulator_config("http://127.0.0.1:9"))
     rate = partner.rate_limit(config)
     assert rate.requests > 0 and rate.seconds > 0
@@ -63,6 +75,22 @@ def test_a_partner_says_what_a_member_written_costs_in_data_points(partner):
     assert cost is None or (isinstance(cost, int) and cost > 0)
     shared = partner.shared_array(config, {})
     assert shared is None or (shared.attribute and shared.cap > 0)
+
+
+@pytest.mark.parametrize(
+    "kind", sorted(k for k, p in PARTNERS.items() if Direction.DESTINATION not in p.directions)
+)
+def test_a_source_takes_no_identifier_and_no_sync_option(kind):
+    partner = PARTNERS[kind]
+    assert partner.identifiers == ()
+    assert not partner.sync_options_form.base_fields
+
+
+def test_a_partner_names_the_parts_of_its_credential(partner):
+    parts = partner.secret_fields()
+    assert parts and all(parts.values())
+    packed = partner.pack_secret(dict.fromkeys(parts, "part-of-the-credential-1a2b"))
+    assert partner.hinted_part(packed).endswith("1a2b")
 
 
 def test_a_partner_has_simulator_endpoints(partner):
