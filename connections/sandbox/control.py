@@ -171,6 +171,7 @@ def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
         "braze_array_cap",
         "braze_array_overflow",
         "braze_drop_adds_pct",
+        "appsflyer_rate_limit",
     }
     unknown = sorted(set(payload) - known)
     if unknown:
@@ -186,6 +187,7 @@ def _config(state: SandboxState, payload: JsonDict) -> JsonDict:
         braze_array_cap=_positive_number(payload, "braze_array_cap", integer=True),
         braze_array_overflow=overflow,
         braze_drop_adds_pct=_percent(payload, "braze_drop_adds_pct"),
+        appsflyer_rate_limit=_positive_number(payload, "appsflyer_rate_limit", integer=True),
     )
 
 

@@ -137,6 +137,9 @@ class SandboxState:
             self.braze_drop_adds_pct = 0.0
             self.braze_dropped: list[JsonDict] = []
             self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
+            # AppsFlyer publishes no rate limit and sends no rate-limit headers: None is no
+            # limit; a number is requests per second, past which it answers a bare 429.
+            self.appsflyer_bucket: TokenBucket | None = None
             self.request_counts: dict[str, dict[str, int]] = {}
             self.connections_opened = 0
             # Amplitude: (api key, secret key) pairs it accepts, and the project's cohort list.
@@ -222,6 +225,9 @@ class SandboxState:
                 "braze_rate_limit": self.braze_bucket.capacity,
                 "braze_rate_window": self.braze_bucket.window,
                 "appsflyer_max_devices": self.appsflyer_max_devices,
+                "appsflyer_rate_limit": (
+                    None if self.appsflyer_bucket is None else self.appsflyer_bucket.capacity
+                ),
                 "braze_drop_adds_pct": self.braze_drop_adds_pct,
             }
 
@@ -234,6 +240,7 @@ class SandboxState:
         braze_array_cap: int | None = None,
         braze_array_overflow: str | None = None,
         braze_drop_adds_pct: float | None = None,
+        appsflyer_rate_limit: int | None = None,
     ) -> JsonDict:
         with self.lock:
             if braze_object_cap is not None:
@@ -252,7 +259,14 @@ class SandboxState:
                 self.appsflyer_max_devices = appsflyer_max_devices
             if braze_drop_adds_pct is not None:
                 self.braze_drop_adds_pct = float(braze_drop_adds_pct)
+            if appsflyer_rate_limit is not None:
+                self.appsflyer_bucket = TokenBucket(appsflyer_rate_limit, 1.0)
             return self.config()
+
+    def take_appsflyer_token(self) -> bool:
+        """Whether AppsFlyer's (unpublished) rate limit lets one more request through."""
+        with self.lock:
+            return self.appsflyer_bucket is None or self.appsflyer_bucket.take().allowed
 
     # Partner data reads
 

@@ -113,8 +113,10 @@ class BatchSender:
         # Requests and waits of accepted batches, added to the counters by the engine's
         # checkpoint: one UPDATE per batch instead of two.
         self.uncounted: dict[str, float] = {}
-        # The run's 429s so far (their backoff grows) and its seconds waited for rate resets.
+        # The run's 429s so far, those since its last accepted batch (their backoff grows), and
+        # its seconds waited for rate resets.
         self.throttled = 0
+        self.throttled_in_a_row = 0
         self.rate_waited = 0.0
         # The requests the partner last said remain in its window (None: it does not say).
         self.remaining: int | None = None
@@ -202,6 +204,7 @@ class BatchSender:
     def _accept(self, outcome: Attempt) -> BatchResult:
         """An accepted batch: its request and wait are counted with its checkpoint."""
         assert outcome.result is not None
+        self.throttled_in_a_row = 0
         self.uncounted["requests"] = self.uncounted.get("requests", 0) + outcome.result.requests
         self.uncounted["throttled_seconds"] = (
             self.uncounted.get("throttled_seconds", 0.0) + outcome.waited
@@ -289,7 +292,8 @@ class BatchSender:
             # Every worker on this connection waits for the partner's reset, not just us.
             self.pace.observe(exc.rate_limit)
         self.throttled += 1
-        delay = backoff(self.throttled, exc)
+        self.throttled_in_a_row += 1
+        delay = backoff(self.throttled_in_a_row, exc)
         self._count_now(retries=1)
         record_event(
             self.run_id,

@@ -233,3 +233,34 @@ def test_a_stopped_runs_unreached_members_are_in_the_errors_export_with_the_reas
     assert unreached == members - ledger(sync)
     assert {row["outcome"] for row in rows} == {"failed"}
     assert all(row["reason"].startswith(f"{NOT_REACHED}: Braze answered 503") for row in rows)
+
+
+def test_appsflyer_past_its_unpublished_limit_answers_bare_429s_and_the_run_waits_them_out(
+    cohort, sandbox
+):
+    # AppsFlyer allows 2 requests a second here and says nothing of it: no rate-limit headers.
+    sandbox_post(sandbox, "config", {"appsflyer_rate_limit": 2})
+    connection = make_connection(
+        "appsflyer", endpoint=sandbox.url, secret=DEMO_APPSFLYER_TOKEN, batch_size=20
+    )
+    members = {f"af-{n:03}" for n in range(200)}
+    apply_changes(cohort.pk, add=[Identity("external_id", value) for value in members])
+    sync = make_sync(name="AF limited", cohort=cohort, connection=connection)
+    run = queued_run(sync)
+
+    # Backoff waits are cut short (the partner's clock is real: it refills 2 a second).
+    assert run_sync(run.pk, sleep=lambda seconds: time.sleep(min(seconds, 0.3))) == (
+        SyncRun.Status.SUCCEEDED
+    )
+    run.refresh_from_db()
+    assert run.added == len(members)
+    answers = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["requests"]
+    imports = answers["POST /api/audiences-import-api/v2/add"]
+    assert imports.get("429", 0) >= 1  # it met the limit, and no 429 spent an attempt
+    assert imports["200"] == 10
+    assert run.retries == imports.get("429", 0)
+    sync.refresh_from_db()
+    audience = requests.get(
+        f"{sandbox.url}/_sandbox/appsflyer/audiences/{sync.options['import_key']}", timeout=5
+    ).json()
+    assert {member["cuid"] for member in audience["members"]} == members

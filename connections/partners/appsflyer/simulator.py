@@ -68,6 +68,9 @@ def handle(
     fault = state.pop_fault("appsflyer")
     if fault is not None:
         return fault, {}, {"message": _fault_message(fault)}
+    if not state.take_appsflyer_token():
+        # As AppsFlyer answers: no Retry-After, no X-RateLimit-* headers.
+        return 429, {}, {"message": _fault_message(429)}
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not state.appsflyer_token_valid(token.strip()):
         return 403, {}, {"message": "Forbidden"}
