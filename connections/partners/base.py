@@ -187,6 +187,9 @@ class Partner:
     membership_modes: ClassVar[dict[str, str]] = {}
     # A sync's own settings at this partner, asked on the sync form's identifier step.
     sync_options_form: ClassVar[type[SyncOptionsForm]]
+    # Whether one request may carry adds and removes together (Braze: objects of both kinds in
+    # one /users/track), so a run's last adds take its first removals along.
+    mixes_adds_and_removes: ClassVar[bool] = False
     # The config key holding the most recipients per request: a run that learns a lower limit
     # from the partner's refusal writes it there.
     batch_size_setting: ClassVar[str] = "batch_size"

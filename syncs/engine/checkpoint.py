@@ -56,7 +56,11 @@ class Checkpoint:
 class InFlight:
     """A batch sent and not yet checkpointed: its members or ledger rows, what was sent of
     them, the members skipped for want of an identifier, the attempt under way, and the members
-    failed before sending with the reason (refs: an add past an array's cap)."""
+    failed before sending with the reason (refs: an add past an array's cap).
+
+    A partner that takes adds and removes in one request gets the run's last adds with its
+    first removals: `removals` and `removal_recipients`, whose refs are the ledger rows' ids
+    negated, so they never meet an add's ref."""
 
     op: str  # "add" or "remove"
     rows: Sequence[PlannedMember] | Sequence[SyncedMember]
@@ -65,6 +69,16 @@ class InFlight:
     started: "Future[Attempt] | None"
     at: float = field(default_factory=time.monotonic)
     refused: Sequence[tuple[int, str]] = ()
+    removals: Sequence[SyncedMember] = ()
+    removal_recipients: list[Recipient] = field(default_factory=list)
+
+    @property
+    def adds(self) -> list[Recipient]:
+        return self.recipients if self.op == "add" else []
+
+    @property
+    def removes(self) -> list[Recipient]:
+        return self.removal_recipients if self.op == "add" else self.recipients
 
 
 def of_batch(
@@ -78,10 +92,11 @@ def of_batch(
     """The checkpoint of a batch the partner answered: `uncounted` are the sender's requests
     and waits not yet added to the run's counters."""
     adds = batch.op == "add"
-    by_ref = {row.pk: row for row in batch.rows}
+    by_ref: dict[int, PlannedMember | SyncedMember] = {row.pk: row for row in batch.rows}
+    by_ref.update((-row.pk, row) for row in batch.removals)
     accepted = set(result.accepted)
     errors = [
-        error_row(run.pk, batch.op, _identity(by_ref[ref]), reason, result.status)
+        error_row(run.pk, _operation(by_ref[ref]), _identity(by_ref[ref]), reason, result.status)
         for ref, reason in result.failed
     ]
     if batch.skipped:
@@ -91,35 +106,40 @@ def of_batch(
         error_row(run.pk, batch.op, _identity(by_ref[ref]), reason, None)
         for ref, reason in batch.refused
     ]
-    counts: dict[str, float] = {"failed": len(result.failed) + len(batch.refused)}
-    if adds:
-        counts.update(added=len(accepted), skipped=len(batch.skipped))
-    else:
-        counts.update(removed=len(accepted))
-    event = {**counts, "batches": 1, "ms": round((time.monotonic() - batch.at) * 1000)}
-    for name, value in uncounted.items():
-        counts[name] = counts.get(name, 0) + value
     sent: list[ledger.LedgerRow] = []
     removed: list[SyncedMember] = []
-    for recipient in batch.recipients:
+    for recipient in [*batch.recipients, *batch.removal_recipients]:
         if recipient.ref in accepted:
             row = by_ref[recipient.ref]
             if isinstance(row, SyncedMember):
                 removed.append(row)
             else:
                 sent.append(_ledger_row(row, recipient))
+    counts: dict[str, float] = {"failed": len(result.failed) + len(batch.refused)}
+    if adds:
+        counts.update(added=len(sent), skipped=len(batch.skipped))
+    if removed or not adds:
+        counts.update(removed=len(removed))
+    event = {**counts, "batches": 1, "ms": round((time.monotonic() - batch.at) * 1000)}
+    for name, value in uncounted.items():
+        counts[name] = counts.get(name, 0) + value
+    removal_rows = batch.removals if adds else batch.rows
     return Checkpoint(
         run_id=run.pk,
         interruptions=run.interruptions,
         sync_id=run.sync_id,
         counts=counts,
-        add_cursor=batch.rows[-1].pk if adds else None,
-        remove_cursor=None if adds else batch.rows[-1].pk,
+        add_cursor=batch.rows[-1].pk if adds and batch.rows else None,
+        remove_cursor=removal_rows[-1].pk if removal_rows else None,
         sent=sent,
         removed=removed,
         errors=errors,
         event=event,
     )
+
+
+def _operation(row: PlannedMember | SyncedMember) -> str:
+    return "remove" if isinstance(row, SyncedMember) else "add"
 
 
 def merged(checkpoints: Sequence[Checkpoint]) -> Checkpoint:

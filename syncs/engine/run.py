@@ -164,9 +164,18 @@ class RunSender:
         elif not SyncRunPlanItem.objects.filter(run_id=self.run.pk).exists():
             restore_plan(self.run, self.scope)
         # A resumed run goes on from its checkpointed cursors, through the plan it stored.
+        last_adds: list[PlannedMember] = []
         for members in self._batches(self._planned_adds()):
+            if self.partner.mixes_adds_and_removes and len(members) < self.sender.batch_size:
+                last_adds = members  # its first removals fill the rest of their request
+                continue
             self._send_adds(members)
-        for rows in self._batches(self._planned_removals()):
+        removals = self._batches(
+            self._planned_removals(), first=self.sender.batch_size - len(last_adds)
+        )
+        if last_adds:
+            self._send_adds(last_adds, removals=next(removals, []))
+        for rows in removals:
             self._send_removes(rows)
         while self.in_flight:
             self._settle(self.in_flight.popleft())
@@ -209,16 +218,18 @@ class RunSender:
             after = page.last_ref
             yield page.rows
 
-    def _batches(self, pages: Iterator[list[T]]) -> Iterator[list[T]]:
+    def _batches(self, pages: Iterator[list[T]], *, first: int | None = None) -> Iterator[list[T]]:
         """The pages' rows in batches of the sender's size, read for each batch (a partner may
-        lower it); a batch may span pages, so pages stay small whatever the partner takes."""
+        lower it), the first of `first` rows when given; a batch may span pages, so pages stay
+        small whatever the partner takes."""
         pending: list[T] = []
+        size = first or self.sender.batch_size
         for rows in pages:
             pending += rows
-            while len(pending) >= self.sender.batch_size:
-                size = self.sender.batch_size
+            while len(pending) >= size:
                 yield pending[:size]
                 pending = pending[size:]
+                size = self.sender.batch_size
         if pending:
             yield pending
 
@@ -247,7 +258,11 @@ class RunSender:
     def _plan(self) -> None:
         plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
 
-    def _send_adds(self, members: Sequence[PlannedMember]) -> None:
+    def _send_adds(
+        self, members: Sequence[PlannedMember], removals: Sequence[SyncedMember] = ()
+    ) -> None:
+        """Send a batch of adds, with `removals` in the same request (a partner that mixes
+        them: the run's last adds take its first removals along)."""
         sending, skipped = [], []
         for member in members:
             recipient = diff.recipient_for(member, self.mapping)
@@ -258,17 +273,25 @@ class RunSender:
         # Invariant 9: a member whose array is full already fails here, unsent.
         refused = self.array_cap.overflowing(sending) if self.array_cap else {}
         recipients = [recipient for _, recipient in sending if recipient.ref not in refused]
+        removing = [_removal(row, ref=-row.pk) for row in removals]
         # A batch of members with no usable identifier sends nothing.
-        started = self.sender.start(add=recipients, remove=[]) if recipients else None
+        started = (
+            self.sender.start(add=recipients, remove=removing) if recipients or removing else None
+        )
         batch = InFlight(
-            "add", members, recipients, skipped, started, refused=list(refused.items())
+            "add",
+            members,
+            recipients,
+            skipped,
+            started,
+            refused=list(refused.items()),
+            removals=removals,
+            removal_recipients=removing,
         )
         self._queue(batch)
 
     def _send_removes(self, rows: Sequence[SyncedMember]) -> None:
-        recipients = [
-            Recipient(row.pk, row.dest_type, row.dest_value, row.dest_label) for row in rows
-        ]
+        recipients = [_removal(row, ref=row.pk) for row in rows]
         started = self.sender.start(add=[], remove=recipients)
         self._queue(InFlight("remove", rows, recipients, [], started))
 
@@ -283,14 +306,9 @@ class RunSender:
 
     def _settle(self, batch: InFlight) -> None:
         """Take the batch's answer (retried as needed); it goes into the next group commit."""
-        adds = batch.op == "add"
         try:
             result = (
-                self.sender.finish(
-                    batch.started,
-                    add=batch.recipients if adds else [],
-                    remove=[] if adds else batch.recipients,
-                )
+                self.sender.finish(batch.started, add=batch.adds, remove=batch.removes)
                 if batch.started is not None
                 else NOTHING_SENT
             )
@@ -327,7 +345,7 @@ class RunSender:
                 self.run, batch, result, self.mapping, uncounted=self.sender.take_uncounted()
             )
         )
-        self.answered_members += len(batch.rows)
+        self.answered_members += len(batch.rows) + len(batch.removals)
 
     def _commit_answered(self, *, last: bool = False) -> None:
         """The group commit: every answered batch in one checkpoint. Then stop if the run was
@@ -390,6 +408,11 @@ class RunSender:
 
 
 NOTHING_SENT = BatchResult(accepted=[], failed=[], requests=0, status=200)
+
+
+def _removal(row: SyncedMember, *, ref: int) -> Recipient:
+    """A ledger row as the partner is asked to remove it: addressed as it was sent."""
+    return Recipient(ref, row.dest_type, row.dest_value, row.dest_label)
 
 
 def _answered(batch: InFlight) -> bool:

@@ -41,3 +41,24 @@ def test_a_summary_ends_each_sentence_before_the_next(cohort, connection):
         "Braze refused the credentials: Invalid API key: ••••. 5 member(s) were not reached."
     )
     assert sentence("Done.") == "Done." and sentence("") == ""
+
+
+def test_a_braze_delta_carries_adds_and_removes_in_the_same_requests(sandbox, cohort, connection):
+    from tests.faults.simulator import in_destination, track_answers
+
+    old = [Identity("external_id", f"old-{n:03}") for n in range(100)]
+    apply_changes(cohort.pk, add=old)
+    sync = make_sync(cohort=cohort, connection=connection, leaving_members="remove")
+    start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    run_jobs()
+    before = track_answers(sandbox).get(201, 0)
+    new = [Identity("external_id", f"new-{n:03}") for n in range(100)]
+    apply_changes(cohort.pk, add=new, remove=old)
+    delta, _ = start_run(sync=sync, trigger=SyncRun.Trigger.RESYNC, actor=None)
+    run_jobs()
+    delta.refresh_from_db()
+    assert (delta.status, delta.added, delta.removed) == (SyncRun.Status.SUCCEEDED, 100, 100)
+    # 75 adds; the last 25 adds with 50 removals; the last 50 removals: 3 requests, not 4.
+    assert delta.requests == 3
+    assert track_answers(sandbox)[201] - before == 3
+    assert in_destination(sandbox, cohort.name) == {identity.value for identity in new}

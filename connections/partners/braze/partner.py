@@ -69,6 +69,7 @@ class Braze(Partner):
     sync_options_form = BrazeSyncOptions
     simulator: ClassVar[SimulatorEndpoints] = braze_simulator
     batch_size_setting = "objects_per_request"
+    mixes_adds_and_removes = True
     can_verify = True
 
     config: BrazeConfig
