@@ -180,6 +180,9 @@ class RunSender:
         while self.in_flight:
             self._settle(self.in_flight.popleft())
         self._commit_answered()
+        latency = self.sender.latency_ms()
+        if latency is not None:
+            self._ours().update(partner_latency_ms=latency)
         self.run.refresh_from_db()
         status = Status.PARTIALLY_FAILED if self.run.failed else Status.SUCCEEDED
         finish_run(self.run, status, "")

@@ -120,12 +120,21 @@ class BatchSender:
         self.rate_waited = 0.0
         # The requests the partner last said remain in its window (None: it does not say).
         self.remaining: int | None = None
-        # This run's requests posted and not yet answered.
+        # This run's requests posted and not yet answered; those answered, and their time.
         self.open = 0
+        self.answered = 0
+        self.answer_seconds = 0.0
         self._open_lock = threading.Lock()
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
+
+    def latency_ms(self) -> int | None:
+        """The partner's average answer time so far, None before its first answer."""
+        with self._open_lock:
+            if not self.answered:
+                return None
+            return round(1000 * self.answer_seconds / self.answered)
 
     def take_uncounted(self) -> dict[str, float]:
         """What accepted sends have not counted yet, for the checkpoint to add; then forgotten."""
@@ -230,6 +239,7 @@ class BatchSender:
             return Attempt(redis_down=outage.seconds)
         with self._open_lock:
             self.open += 1
+        posted = time.perf_counter()
         try:
             result = self.partner.send_batch(
                 cohort_label=self.cohort_label,
@@ -249,6 +259,8 @@ class BatchSender:
             with self._open_lock:
                 self.open -= 1
                 others = self.open
+                self.answered += 1
+                self.answer_seconds += time.perf_counter() - posted
         if result.rate_limit is not None:
             # Requests still open took their tokens after the partner counted this one.
             self.pace.observe(result.rate_limit, others=others)

@@ -122,6 +122,9 @@ class SyncRun(models.Model):
     # What the partner bills, in its data points, for each member the run adds or removes
     # (Braze: one per custom attribute written); null for a partner that bills none.
     data_points_per_member = models.PositiveSmallIntegerField(null=True, blank=True)
+    # How long the partner took to answer this run's requests, on average (milliseconds, from
+    # post to answer): the preview's time estimate for the connection's next runs.
+    partner_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     # The plan's bounds (highest member / ledger id it covers) and the checkpointed progress:
     # a resumed run goes on after the cursors, within the same bounds, so nothing is counted twice.
     add_until = models.BigIntegerField(default=0)

@@ -20,7 +20,7 @@ from django.db.models.functions import RowNumber
 from cohorts.models import EXTRA_IDENTIFIERS, CohortMember, IdType
 from connections.models import Connection
 from syncs.engine import diff
-from syncs.models import Sync, SyncedMember
+from syncs.models import Sync, SyncedMember, SyncRun
 from syncs.pages.progress import format_duration
 
 PRIMARY_TYPES = tuple(choice.value for choice in IdType)
@@ -82,25 +82,61 @@ def identifier_coverage(cohort_id: int, mapping: list[str] | None = None) -> Cov
 
 @dataclass(frozen=True)
 class Pace:
-    """A connection's batch size and rate limit, as the engine uses them."""
+    """A connection's batch size, rate limit and requests in flight, as the engine uses them,
+    and how long the partner took to answer its latest run (None before any)."""
 
     batch_size: int
     rate_requests: int
     rate_seconds: float
+    in_flight: int = 1
+    latency_ms: int | None = None
+    # Whether the run's last adds take its first removals along in one request (Braze).
+    mixes: bool = False
 
     @property
     def text(self) -> str:
-        return f"{self.rate_requests:,} requests per {self.rate_seconds:g} s"
+        rate = f"{self.rate_requests:,} requests per {self.rate_seconds:g} s"
+        if self.latency_ms is None:
+            return f"{rate}; the partner's answer time is not known yet"
+        return (
+            f"{rate}, {self.in_flight:,} in flight, the partner answering in "
+            f"{self.latency_ms:,} ms (its latest run)"
+        )
+
+    def seconds(self, requests: int) -> float:
+        """`requests` at this pace: the slower of the rate limit and the answers, when the
+        connection keeps `in_flight` requests waiting for the partner's answer time."""
+        if not requests:
+            return 0.0
+        by_rate = requests * self.rate_seconds / self.rate_requests
+        if self.latency_ms is None:
+            return by_rate
+        rounds = math.ceil(requests / self.in_flight)
+        return max(by_rate, rounds * self.latency_ms / 1000)
 
 
 def connection_pace(connection: Connection) -> Pace:
-    """Read from the typed config; raises ValueError when the config is not valid."""
+    """Read from the typed config and the connection's latest run that made requests (one
+    query); raises ValueError when the config is not valid."""
     config = connection.get_config()
     rate = connection.partner.rate_limit(config)
+    latency = (
+        SyncRun.objects.filter(
+            sync__connection_id=connection.pk,
+            partner_latency_ms__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("partner_latency_ms", flat=True)
+        .first()
+    )
     return Pace(
         batch_size=connection.partner(config, "").max_batch_size(),
         rate_requests=rate.requests,
         rate_seconds=rate.seconds,
+        in_flight=connection.partner.max_in_flight(config),
+        latency_ms=latency,
+        mixes=connection.partner.mixes_adds_and_removes,
     )
 
 
@@ -140,7 +176,11 @@ class SyncPreview:
 
     @property
     def remove_requests(self) -> int:
-        return math.ceil(self.removes / self.pace.batch_size)
+        """The requests the removals need of their own: where the partner mixes them, the
+        request of the run's last adds takes the first ones along, up to the batch size."""
+        size = self.pace.batch_size
+        room = size - self.to_add % size if self.pace.mixes and self.to_add % size else 0
+        return math.ceil(max(0, self.removes - room) / size)
 
     @property
     def requests(self) -> int:
@@ -148,9 +188,10 @@ class SyncPreview:
 
     @property
     def seconds(self) -> float:
-        """These requests at the pace of the connection's rate limit (the partner's own answer
-        time comes on top; an idle connection's first burst may go faster)."""
-        return self.requests * self.pace.rate_seconds / self.pace.rate_requests
+        """These requests at the connection's pace: its rate limit, or the partner's answer
+        time over the requests in flight, whichever is slower (an idle connection's first
+        burst may go faster)."""
+        return self.pace.seconds(self.requests)
 
     @property
     def duration(self) -> str:
@@ -210,7 +251,8 @@ def preview_new_sync(
     threshold_pct: int = 50,
     options: dict[str, Any] | None = None,
 ) -> SyncPreview:
-    """A new sync's first run sends the whole cohort and removes nothing: one query."""
+    """A new sync's first run sends the whole cohort and removes nothing: two queries (the
+    counts, and the connection's latest answer time)."""
     pace = connection_pace(connection)
     config = connection.get_config()
     counts = _add_counts(CohortMember.objects.filter(cohort_id=cohort_id), mapping, pace.batch_size)

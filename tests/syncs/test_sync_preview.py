@@ -85,8 +85,43 @@ def test_requests_and_time_follow_the_batch_size_and_the_rate_limit(cohort):
     assert (preview.to_add, preview.adds, preview.skipped, preview.removes) == (120, 120, 0, 0)
     assert preview.requests == 3  # 50 + 50 + 20
     assert preview.seconds == pytest.approx(0.6)  # 3 requests at 10 per 2 s
-    assert preview.pace.text == "10 requests per 2 s"
+    assert preview.pace.text == ("10 requests per 2 s; the partner's answer time is not known yet")
     assert not preview.held
+
+
+def test_the_time_follows_the_partners_answer_time_over_the_requests_in_flight(cohort):
+    fill(cohort, [Identity("external_id", f"u{n}") for n in range(75 * 40)])
+    connection = make_connection(max_concurrent_requests=8)
+    run = SyncRun.objects.create(
+        sync=make_sync(connection=connection, name="earlier"),
+        trigger=SyncRun.Trigger.MANUAL,
+        status=SyncRun.Status.SUCCEEDED,
+        partner_latency_ms=200,
+    )
+    SyncRun.objects.filter(pk=run.pk).update(finished_at=run.queued_at)
+    preview = preview_new_sync(cohort_id=cohort.pk, connection=connection, mapping=["external_id"])
+    # 40 requests, 8 at a time, 200 ms each: 5 rounds, 1 s, where the rate limit (3,000 per
+    # 3 s) alone would say 0.04 s.
+    assert preview.requests == 40
+    assert preview.seconds == pytest.approx(1.0)
+    assert preview.pace.text == (
+        "3,000 requests per 3 s, 8 in flight, the partner answering in 200 ms (its latest run)"
+    )
+
+
+@pytest.mark.usefixtures("rq_redis")
+def test_a_run_records_how_long_the_partner_took_to_answer(cohort, sandbox):
+    requests_module = pytest.importorskip("requests")
+    requests_module.post(
+        f"{sandbox.url}/_sandbox/faults", json={"partner": "braze", "latency_ms": 30}, timeout=5
+    ).raise_for_status()
+    fill(cohort, [Identity("external_id", f"u{n}") for n in range(150)])
+    sync = make_sync(cohort=cohort, connection=make_simulator_connection(sandbox))
+    run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.partner_latency_ms is not None and run.partner_latency_ms >= 30
 
 
 def test_an_appsflyer_preview_uses_its_batch_size_and_the_engines_default_pace(cohort):
@@ -95,7 +130,7 @@ def test_an_appsflyer_preview_uses_its_batch_size_and_the_engines_default_pace(c
     preview = preview_new_sync(cohort_id=cohort.pk, connection=connection, mapping=["gaid"])
     assert (preview.adds, preview.skipped) == (20, 20)
     assert preview.pace.batch_size == 7
-    assert preview.pace.text == "100 requests per 1 s"
+    assert preview.pace.text.startswith("100 requests per 1 s")
 
 
 def test_a_page_of_skipped_members_costs_no_request(cohort):
@@ -120,7 +155,8 @@ def test_previews_cost_the_same_queries_for_any_cohort_size(cohort, size):
         preview_sync_change(
             sync=sync, mapping=["braze_id"], leaving_members="remove", threshold_pct=50
         )
-    assert (len(new), len(change)) == (1, 2)
+    # One more each for the connection's latest answer time (the time estimate).
+    assert (len(new), len(change)) == (2, 3)
 
 
 # Against a real run
