@@ -20,6 +20,11 @@ def test_the_schema_lists_every_endpoint_with_bearer_auth(client):
     assert operations == {
         ("GET", "/api/v1/connections"),
         ("GET", "/api/v1/connections/{connection_id}"),
+        ("POST", "/api/v1/connections"),
+        ("PATCH", "/api/v1/connections/{connection_id}"),
+        ("DELETE", "/api/v1/connections/{connection_id}"),
+        ("POST", "/api/v1/connections/{connection_id}/test"),
+        ("GET", "/api/v1/connections/{connection_id}/checks/{check_id}"),
         ("GET", "/api/v1/cohorts"),
         ("GET", "/api/v1/cohorts/{cohort_id}"),
         ("GET", "/api/v1/syncs"),
