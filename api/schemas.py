@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from ninja import Schema
-from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AliasChoices, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from connections.partners import PARTNERS
 
@@ -158,6 +158,8 @@ class RunOut(Schema):
     id: int
     sync_id: int
     trigger: str
+    # A retry run (trigger "retry"): the run whose failed members it sends again.
+    retry_of: int | None = Field(validation_alias=AliasChoices("retry_of_id", "retry_of"))
     status: str
     queued_at: datetime
     started_at: datetime | None
