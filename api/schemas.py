@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from ninja import Schema
-from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AliasChoices, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+
+from connections.partners import PARTNERS
 
 # The largest id a BIGINT primary key holds; a larger one can only be "not found".
 MAX_ID = 2**63 - 1
@@ -83,6 +85,38 @@ class ConnectionOut(Schema):
     created_at: datetime
 
 
+class ConnectionCheckOut(Schema):
+    """One "Test connection": queued, running, then its outcome (ok, refused, unreachable,
+    failed) with the partner's answer in `message`."""
+
+    id: int
+    connection_id: int
+    status: str
+    message: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ConnectionCheckQueuedOut(Schema):
+    check: ConnectionCheckOut
+    # Where to read the check until its status is no longer queued or running.
+    poll: str
+
+
+class CleanupRunOut(Schema):
+    sync_id: int
+    run_id: int
+
+
+class ConnectionRemovalOut(Schema):
+    """A connection whose syncs first remove what they sent: deleted once their cleanup runs
+    finish (GET it until it answers 404)."""
+
+    deleted: bool
+    message: str
+    cleanup_runs: list[CleanupRunOut]
+
+
 class CohortOut(Schema):
     id: int
     name: str
@@ -124,6 +158,8 @@ class RunOut(Schema):
     id: int
     sync_id: int
     trigger: str
+    # A retry run (trigger "retry"): the run whose failed members it sends again.
+    retry_of: int | None = Field(validation_alias=AliasChoices("retry_of_id", "retry_of"))
     status: str
     queued_at: datetime
     started_at: datetime | None
@@ -258,3 +294,50 @@ class ImportKeyCreateIn(Input):
     expires_in_days: WholeNumber | None = Field(
         None, description="Leave out for a key that never expires."
     )
+
+
+def _partner_settings() -> str:
+    """Each partner's settings and credential parts, for the API docs, from the registry."""
+    return "; ".join(
+        f"`{kind}`: settings {', '.join(f'`{name}`' for name in partner.config_form().fields)}"
+        f", credentials {', '.join(f'`{name}`' for name in partner.secret_fields())}"
+        for kind, partner in PARTNERS.items()
+    )
+
+
+PARTNER_SETTINGS = _partner_settings()
+
+
+class ConnectionCreateIn(Input):
+    """Checked by the dashboard's own connection form (the partner's settings, and where a
+    custom endpoint resolves under the egress policy), so both refuse the same input."""
+
+    kind: str = Field(description=f"One of: {', '.join(PARTNERS)}.", examples=["braze"])
+    name: str
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"The partner's settings; those left out take their defaults. "
+        f"{PARTNER_SETTINGS}.",
+        examples=[{"instance": "US-01", "default_identifier": "external_id"}],
+    )
+    credentials: dict[str, str] = Field(
+        description="Every part of the partner's credential (see `config`). Write-only: never "
+        "answered, only its last characters, masked, as `secret`.",
+        examples=[{"secret": "your-braze-rest-api-key"}],
+    )
+
+
+class ConnectionUpdateIn(Input):
+    """Only what is sent changes: settings left out keep their value, and the credential is
+    only replaced when `credentials` is sent (all its parts together)."""
+
+    name: str | None = None
+    config: dict[str, Any] | None = Field(None, description=PARTNER_SETTINGS)
+    credentials: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> "ConnectionUpdateIn":
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulls)}")
+        return self

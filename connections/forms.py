@@ -3,6 +3,7 @@
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from connections.models import Connection
 from connections.partners import PARTNERS
@@ -76,6 +77,68 @@ class ConnectionForm(forms.Form):
     @property
     def all_fields(self) -> list[forms.BoundField]:
         return [*self, *self.partner_form]
+
+
+# What a setting sent as JSON may be: the form fields take text, numbers and true or false.
+SCALARS = (str, int, float, bool, type(None))
+
+
+def connection_form_for(
+    kind: str,
+    *,
+    name: str | None,
+    config: dict[str, Any],
+    credentials: dict[str, str],
+    instance: Connection | None = None,
+) -> ConnectionForm:
+    """The connection form filled from values sent as JSON (the REST API), so both check a
+    connection the same way. What is not sent keeps what the page would post: a new connection
+    its settings' defaults, an edited one its stored settings and name. Unknown settings or
+    credential parts raise ValidationError (the form itself would silently drop them)."""
+    partner = PARTNERS[kind]
+    settings_form = partner.config_form()
+    errors: dict[str, str] = {}
+    for key, value in config.items():
+        if key not in settings_form.fields:
+            errors[f"config.{key}"] = (
+                f"{partner.label} connections have no setting {key!r}; "
+                f"settings: {', '.join(settings_form.fields)}."
+            )
+        elif not isinstance(value, SCALARS):
+            errors[f"config.{key}"] = "Send text, a number, true or false."
+    for key in credentials:
+        if key not in partner.secret_fields():
+            errors[f"credentials.{key}"] = (
+                f"{partner.label} credentials have no part {key!r}; "
+                f"parts: {', '.join(partner.secret_fields())}."
+            )
+    if errors:
+        raise ValidationError(errors)
+    if instance is None:
+        current: dict[str, Any] = {
+            field_name: field.initial
+            for field_name, field in settings_form.fields.items()
+            if field.initial is not None
+        }
+    else:
+        current = {"name": instance.name, **instance.config}
+    data = {**current, **config, **credentials}
+    if name is not None:
+        data["name"] = name
+    return ConnectionForm(data=data, kind=kind, instance=instance)
+
+
+def form_errors(form: ConnectionForm) -> ValidationError:
+    """Every error of the form and its partner settings, settings under `config.<field>` and
+    credential parts under `credentials.<part>`."""
+    errors: dict[str, list[str]] = {}
+    for field_name, messages in form.errors.items():
+        key = f"credentials.{field_name}" if field_name in form.secret_names else field_name
+        errors.setdefault(key, []).extend(str(message) for message in messages)
+    for field_name, messages in form.partner_form.errors.items():
+        key = field_name if field_name == "__all__" else f"config.{field_name}"
+        errors.setdefault(key, []).extend(str(message) for message in messages)
+    return ValidationError(errors)
 
 
 class ConfirmDeleteForm(forms.Form):

@@ -1,5 +1,5 @@
 """A sync's lifecycle after creation: pause and resume it, cancel a run, approve or reject a run
-the mass-removal guard held, resend everything, delete it.
+the mass-removal guard held, resend everything, retry a run's failed members, delete it.
 
 Every service is typed and keyword-only, claims its state change with a compare-and-set and
 writes its audit entry in the same transaction, like those in syncs.services.
@@ -190,7 +190,7 @@ def reject_held_run(*, run: SyncRun, actor: User | None, ip: str | None = None) 
     return run
 
 
-# Full resync and deletion
+# Full resync, retry and deletion
 
 
 def full_resync(*, sync: Sync, actor: User | None, ip: str | None = None) -> SyncRun:
@@ -205,6 +205,30 @@ def full_resync(*, sync: Sync, actor: User | None, ip: str | None = None) -> Syn
             "resync once it has ended."
         )
     return run
+
+
+def retry_failed_members(*, run: SyncRun, actor: User | None, ip: str | None = None) -> SyncRun:
+    """Start a run of the same sync that sends again only the members that failed in `run` and
+    are still due: adds still in the cohort and not in the ledger, removals still in the ledger
+    and no longer in the cohort (the plan restricts the diff, syncs/engine/plan.py). Refused,
+    changing nothing, for a run without failures, a sync not active, or while a run is going.
+    start_run audits it."""
+    sync = run.sync
+    if run.status in SyncRun.ACTIVE or not run.failed:
+        raise ValidationError(f"Run {run.pk} has no failed members to retry.")
+    if sync.status != Sync.Status.ACTIVE:
+        raise ValidationError(
+            f"{sync.name} is {sync.get_status_display().lower()}: resume it before retrying."
+        )
+    new_run, created = start_run(
+        sync=sync, trigger=SyncRun.Trigger.RETRY, actor=actor, ip=ip, retry_of=run
+    )
+    if not created:
+        raise ValidationError(
+            f"Run {new_run.pk} of {sync.name} is {new_run.get_status_display().lower()}: "
+            "retry once it has ended."
+        )
+    return new_run
 
 
 def delete_sync(*, sync: Sync, actor: User | None, ip: str | None = None) -> None:

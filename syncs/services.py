@@ -244,11 +244,17 @@ def _validate_verification(connection: Connection, verify: object, sample_size: 
 
 
 def start_run(
-    *, sync: Sync, trigger: str, actor: User | None, ip: str | None = None
+    *,
+    sync: Sync,
+    trigger: str,
+    actor: User | None,
+    ip: str | None = None,
+    retry_of: SyncRun | None = None,
 ) -> tuple[SyncRun, bool]:
     """Queue a run unless one is queued or running already; returns (run, created).
 
-    The database's one-active-run constraint decides, so two clicks make one run.
+    The database's one-active-run constraint decides, so two clicks make one run. A retry run
+    names the run whose failed members it sends again (`retry_of`).
     """
     # A person's run (Run now, the API) and cleanup runs go ahead on a paused sync; the
     # schedule's runs do not.
@@ -260,16 +266,23 @@ def start_run(
         raise ValidationError(f"{sync.name} is {sync.get_status_display().lower()}.")
     try:
         with transaction.atomic():
-            run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=actor)
+            run = SyncRun.objects.create(
+                sync=sync, trigger=trigger, requested_by=actor, retry_of=retry_of
+            )
             who = f" by {actor.get_username()}" if actor is not None else ""
-            record_event(run.pk, Kind.QUEUED, f"{run.get_trigger_display()}{who}.")
+            of_run = f" of run {retry_of.pk}" if retry_of is not None else ""
+            record_event(run.pk, Kind.QUEUED, f"{run.get_trigger_display()}{of_run}{who}.")
             # People's requests are audited; the schedule's own runs are in the run history.
             if trigger not in (SyncRun.Trigger.SCHEDULE, SyncRun.Trigger.REALTIME):
                 audit.record(
                     actor=actor,
                     action="sync.run_requested",
                     target=sync,
-                    details={"run": run.pk, "trigger": trigger},
+                    details={
+                        "run": run.pk,
+                        "trigger": trigger,
+                        **({"retry_of": retry_of.pk} if retry_of is not None else {}),
+                    },
                     ip=ip,
                 )
     except IntegrityError:

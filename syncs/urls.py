@@ -23,6 +23,11 @@ urlpatterns = [
     path("<int:pk>/runs/<int:run_pk>/approve/", sync_lifecycle.run_approve, name="run_approve"),
     path("<int:pk>/runs/<int:run_pk>/reject/", sync_lifecycle.run_reject, name="run_reject"),
     path(
+        "<int:pk>/runs/<int:run_pk>/retry-failed/",
+        sync_lifecycle.run_retry_failed,
+        name="run_retry_failed",
+    ),
+    path(
         "connections/<int:pk>/timeline/",
         connection_timeline.connection_timeline,
         name="connection_timeline",

@@ -10,6 +10,7 @@ from api.auth import TokenAuth, actor
 from api.pagination import PageQuery, page_of
 from api.schemas import Id, Message, Page, RunDetailOut, RunErrorOut, RunOut
 from core.audit import client_ip
+from syncs.lifecycle import retry_failed_members
 from syncs.models import Sync, SyncRun, SyncRunError
 from syncs.pages.run_errors import error_groups
 from syncs.services import start_run
@@ -44,6 +45,22 @@ def trigger_run(request: HttpRequest, sync_id: Id) -> Status[Any]:
     if not created:
         return Status(200, run)
     return Status(202, run)
+
+
+@router.post(
+    "/syncs/{sync_id}/runs/{run_id}/retry-failed",
+    response={202: RunOut, 400: Message},
+    auth=TokenAuth(MANAGE),
+)
+def retry_failed(request: HttpRequest, sync_id: Id, run_id: Id) -> Status[SyncRun]:
+    """Start a run that sends again only the members that failed in this run (not those it
+    skipped) and are still due: adds still in the cohort and not in the destination, removals
+    still in it and no longer in the cohort. 202 with the new run (trigger `retry`, `retry_of`
+    this run). Refused (400, nothing started) for a run without failed members, a sync that is
+    paused or needs attention, or while a run of the sync is queued or running."""
+    run = _run(sync_id, run_id)
+    new_run = retry_failed_members(run=run, actor=actor(request), ip=client_ip(request))
+    return Status(202, new_run)
 
 
 @router.get("/syncs/{sync_id}/runs", response=Page[RunOut], auth=TokenAuth(VIEW))

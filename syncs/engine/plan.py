@@ -8,17 +8,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Case, Exists, Max, OuterRef, QuerySet, Value, When
+from django.db.models.functions import Concat
 
+from cohorts.models import IdType
 from syncs.engine import diff
+from syncs.engine.errors import SKIPPED_REASON
 from syncs.engine.events import Kind, record_event
 from syncs.engine.sending import StopRun
-from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunError, SyncRunPlanItem
 
 Op = SyncRunPlanItem.Op
 # The person already said yes (an approved held run starts with trigger resume), or asked for
-# everything to be re-sent or removed.
-UNGUARDED = (SyncRun.Trigger.RESYNC, SyncRun.Trigger.RESUME, SyncRun.Trigger.CLEANUP)
+# everything to be re-sent or removed; a retry removes only what its run was planned (and
+# guarded) to remove.
+UNGUARDED = (
+    SyncRun.Trigger.RESYNC,
+    SyncRun.Trigger.RESUME,
+    SyncRun.Trigger.CLEANUP,
+    SyncRun.Trigger.RETRY,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,9 @@ class Scope:
     # A cleanup run (before its connection is deleted) removes everything in the ledger.
     cleanup: bool
     removes: bool
+    # A retry run covers only the members that failed in the run it retries (retry_of).
+    retry: bool = False
+    retry_of: int | None = None
 
     @classmethod
     def of(cls, run: SyncRun, sync: Sync) -> "Scope":
@@ -39,7 +51,32 @@ class Scope:
             everyone=run.trigger == SyncRun.Trigger.RESYNC,
             cleanup=cleanup,
             removes=cleanup or sync.leaving_members == Sync.Leaving.REMOVE,
+            retry=run.trigger == SyncRun.Trigger.RETRY,
+            retry_of=run.retry_of_id,
         )
+
+    def restrict(self, rows: QuerySet[Any], operation: str) -> QuerySet[Any]:
+        """The diff's `rows` (cohort members or ledger rows) this run covers: for a retry, only
+        those whose `operation` ("add" or "remove") failed in the run it retries, matched by
+        the identity text the run's errors name them by. Members it skipped are not retried:
+        they have no identifier the sync can use, and would be skipped again."""
+        if not self.retry:
+            return rows
+        failed = SyncRunError.objects.filter(
+            # A retry whose run is gone (SET_NULL) plans nothing rather than the whole diff.
+            run_id=self.retry_of,
+            operation=operation,
+            member=OuterRef("identity"),
+        ).exclude(reason__startswith=SKIPPED_REASON)
+        return rows.alias(identity=_identity_text()).filter(Exists(failed))
+
+
+def _identity_text() -> Case:
+    """diff.identity_text in SQL: `alias_label:value` for a user alias, else `id_type:value`."""
+    return Case(
+        When(id_type=IdType.USER_ALIAS, then=Concat("alias_label", Value(":"), "value")),
+        default=Concat("id_type", Value(":"), "value"),
+    )
 
 
 def plan_run(run: SyncRun, scope: Scope, *, batch_size: int) -> None:
@@ -51,10 +88,12 @@ def plan_run(run: SyncRun, scope: Scope, *, batch_size: int) -> None:
         SyncRunPlanItem.objects.filter(run_id=run.pk).delete()  # a re-plan starts over
         adds = removes = 0
         if not scope.cleanup:
-            to_add = diff.members_to_add(sync, everyone=scope.everyone)
+            to_add = scope.restrict(diff.members_to_add(sync, everyone=scope.everyone), "add")
             adds = diff.write_plan(run.pk, Op.ADD, to_add)
         if scope.removes:
-            to_remove = diff.ledger_to_remove(sync, everything=scope.cleanup)
+            to_remove = scope.restrict(
+                diff.ledger_to_remove(sync, everything=scope.cleanup), "remove"
+            )
             removes = diff.write_plan(run.pk, Op.REMOVE, to_remove)
         planned = SyncRunPlanItem.objects.filter(run_id=run.pk)
         plan = {
@@ -84,14 +123,14 @@ def restore_plan(run: SyncRun, scope: Scope) -> None:
     sync = run.sync
     with transaction.atomic():
         if not scope.cleanup and run.add_until > run.add_cursor:
-            to_add = diff.members_to_add(sync, everyone=scope.everyone).filter(
-                id__gt=run.add_cursor, id__lte=run.add_until
-            )
+            to_add = scope.restrict(
+                diff.members_to_add(sync, everyone=scope.everyone), "add"
+            ).filter(id__gt=run.add_cursor, id__lte=run.add_until)
             diff.write_plan(run.pk, Op.ADD, to_add)
         if scope.removes and run.remove_until > run.remove_cursor:
-            to_remove = diff.ledger_to_remove(sync, everything=scope.cleanup).filter(
-                id__gt=run.remove_cursor, id__lte=run.remove_until
-            )
+            to_remove = scope.restrict(
+                diff.ledger_to_remove(sync, everything=scope.cleanup), "remove"
+            ).filter(id__gt=run.remove_cursor, id__lte=run.remove_until)
             diff.write_plan(run.pk, Op.REMOVE, to_remove)
 
 

@@ -80,6 +80,8 @@ class SyncRun(models.Model):
         RESYNC = "resync", "Full resync"
         # Removes everything the sync put in the destination, before its connection is deleted.
         CLEANUP = "cleanup", "Cleanup before deleting the connection"
+        # Sends again only the members that failed in an earlier run (retry_of).
+        RETRY = "retry", "Retry of failed members"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -145,6 +147,10 @@ class SyncRun(models.Model):
 
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A retry run's plan is its diff restricted to the members that failed in this run.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retried_by"
     )
 
     class Meta:

@@ -19,6 +19,7 @@ from syncs.lifecycle import (
     pause_sync,
     reject_held_run,
     resume_sync,
+    retry_failed_members,
 )
 from syncs.models import Sync
 from syncs.pages.preview import resync_data_points
@@ -129,3 +130,16 @@ def sync_delete(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("syncs:sync_detail", pk=sync.pk)
     messages.success(request, f"Sync {sync.name} deleted.")
     return redirect("syncs:sync_list")
+
+
+@role_required(MANAGE)
+@require_POST
+def run_retry_failed(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
+    run = run_of_sync(pk, run_pk)
+    try:
+        new_run = retry_failed_members(run=run, actor=request_actor(request), ip=client_ip(request))
+    except ValidationError as exc:
+        _refused(request, exc)
+        return redirect("syncs:run_detail", pk=pk, run_pk=run.pk)
+    # The new run's page says what it retries and shows it as it goes: no message to outlive it.
+    return redirect("syncs:run_detail", pk=pk, run_pk=new_run.pk)
