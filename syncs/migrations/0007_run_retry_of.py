@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("syncs", "0005_verification"),
+        ("syncs", "0006_run_partner_latency"),
     ]
 
     operations = [
