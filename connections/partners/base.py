@@ -157,7 +157,7 @@ class SimulatorEndpoints(Protocol):
 
     def handle(
         self, state: Any, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], dict[str, Any]]: ...
+    ) -> tuple[int, dict[str, str], dict[str, Any] | bytes]: ...
 
 
 class Partner:
