@@ -52,3 +52,22 @@ def enqueue_amplitude_batch(batch_id: int) -> None:
         result_ttl=3600,
         failure_ttl=86400,
     )
+
+
+# Amplitude pulls: a download of a large cohort takes minutes, so they go on `runs`.
+PULL_QUEUE = "runs"
+PULL_JOB = "cohorts.jobs.run_amplitude_pull"
+PULL_JOB_TIMEOUT = 3600
+
+
+def enqueue_pull(pull_id: int, *, due: str) -> None:
+    """One job per pull and due time: a dispatch retried for the same slot queues nothing new."""
+    queue = django_rq.get_queue(PULL_QUEUE, commit_mode="auto")
+    queue.enqueue(
+        PULL_JOB,
+        pull_id,
+        job_id=f"amplitude-pull-{pull_id}-{due}",
+        job_timeout=PULL_JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=86400,
+    )

@@ -195,6 +195,9 @@ class Partner:
     # Whether the partner can read membership back (verify_members): only then may a sync
     # verify a sample of what its runs sent.
     can_verify: ClassVar[bool] = False
+    # A source whose cohorts cohortsync downloads on a cadence (Amplitude's Behavioral Cohorts
+    # API): its connection page offers to pull them (cohorts/pulls).
+    downloads_cohorts: ClassVar[bool] = False
     simulator: ClassVar[SimulatorEndpoints]
 
     def __init__(self, config: Any, secret: str) -> None:

@@ -24,6 +24,7 @@ class Amplitude(Partner):
     label = "Amplitude"
     description = "Take cohorts from an Amplitude project (source)"
     directions = frozenset({Direction.SOURCE})
+    downloads_cohorts = True
     credential_label = "API key and secret key"
     config_form = AmplitudeConfigForm
     config_class = AmplitudeConfig
