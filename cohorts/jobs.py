@@ -5,6 +5,7 @@ from typing import Any
 from cohorts.csv_import import fail_interrupted_upload, import_csv_upload
 from cohorts.inbound.amplitude.service import apply_batch
 from cohorts.pulls.dispatch import dispatch_due_pulls as dispatch_pulls
+from cohorts.pulls.listing import read_listing
 from cohorts.pulls.run import run_pull
 from cohorts.upload_reaper import reap_stuck_uploads as reap
 
@@ -36,3 +37,8 @@ def run_amplitude_pull(pull_id: int) -> str:
 
 def dispatch_due_pulls() -> int:
     return dispatch_pulls()
+
+
+def list_amplitude_cohorts(connection_id: int) -> str:
+    listing = read_listing(connection_id)
+    return "skipped" if listing is None else listing.error or "listed"

@@ -433,3 +433,19 @@ class AmplitudeDownloadRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection_id}: {self.request_id}"
+
+
+class AmplitudeCohortListing(models.Model):
+    """The source's cohort list as a worker last read it (pages never call a partner), for
+    picking cohorts to pull: each entry's id, name and size."""
+
+    connection = models.OneToOneField(
+        "connections.Connection", on_delete=models.CASCADE, related_name="amplitude_listing"
+    )
+    cohorts = models.JSONField(default=list)
+    requested_at = models.DateTimeField(default=timezone.now)
+    listed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}: {len(self.cohorts)} cohorts"

@@ -71,3 +71,19 @@ def enqueue_pull(pull_id: int, *, due: str) -> None:
         result_ttl=3600,
         failure_ttl=86400,
     )
+
+
+# Reading a source's cohort list: one short call, so `default`.
+LISTING_JOB = "cohorts.jobs.list_amplitude_cohorts"
+
+
+def enqueue_listing(connection_id: int) -> None:
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queue.enqueue(
+        LISTING_JOB,
+        connection_id,
+        job_id=f"amplitude-listing-{connection_id}",
+        job_timeout=120,
+        result_ttl=600,
+        failure_ttl=86400,
+    )
