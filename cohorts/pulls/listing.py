@@ -58,7 +58,7 @@ def read_listing(connection_id: int) -> AmplitudeCohortListing | None:
             )
     except PartnerError as exc:
         error = exc.message
-    except ValueError as exc:
+    except (ValueError, crypto.CredentialError) as exc:
         error = str(exc)
     listing, _ = AmplitudeCohortListing.objects.update_or_create(
         connection=connection,

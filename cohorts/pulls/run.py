@@ -12,15 +12,16 @@ import io
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import reset_queries, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from cohorts.inbound.service import log_request
-from cohorts.membership import ChangeCounts, replace_members
+from cohorts.membership import ChangeCounts, Identity, replace_members
 from cohorts.models import AmplitudeDownloadRequest, AmplitudePull
 from cohorts.pulls.parse import BadFile, FileCounts, read_members
 from cohorts.queue import PULL_JOB_TIMEOUT
@@ -93,10 +94,11 @@ def _adapter(pull: AmplitudePull) -> Amplitude:
         adapter = connection.partner(
             connection.get_config(), crypto.decrypt(connection.encrypted_secret)
         )
-    except ValueError as exc:
+        if not isinstance(adapter, Amplitude):
+            raise PullFailed(f"{connection.name} is not an Amplitude source.")
+        adapter.basic_auth()  # the packed keys read now, not halfway through the download
+    except (ValueError, crypto.CredentialError) as exc:
         raise PullFailed(f"The source's settings cannot be used: {exc}") from None
-    if not isinstance(adapter, Amplitude):
-        raise PullFailed(f"{connection.name} is not an Amplitude source.")
     return adapter
 
 
@@ -115,10 +117,19 @@ def _download_and_apply(pull: AmplitudePull, sleep: Callable[[float], None]) -> 
         counts = FileCounts()
         try:
             with transaction.atomic():
-                changes = replace_members(pull.cohort_id, read_members(text, counts))
+                changes = replace_members(pull.cohort_id, _forgetting(read_members(text, counts)))
                 _succeed(pull, changes, counts)
         except BadFile as exc:
             raise PullFailed(f"{exc} Nothing was applied.", status=200) from None
+
+
+def _forgetting(chunks: Iterator[list[Identity]]) -> Iterator[list[Identity]]:
+    """The chunks as they come; with DEBUG on, Django keeps every statement in memory and a
+    worker has no request to clear them, so a million members would grow it by the file."""
+    for chunk in chunks:
+        if settings.DEBUG:
+            reset_queries()
+        yield chunk
 
 
 def _pending_request(pull: AmplitudePull, adapter: Amplitude) -> str:

@@ -169,7 +169,9 @@ def test_a_failed_export_keeps_the_cohort_and_is_shown_and_retried(sandbox, admi
     logged = ImportRequest.objects.filter(cohort=cohort, endpoint="download").first()
     assert logged.status == "rejected" and "export failed" in logged.error
     html = admin_client.get(reverse("cohorts:cohort_detail", args=[cohort.pk])).content.decode()
-    assert "Amplitude&#x27;s export failed" in html or "Amplitude's export failed" in html
+    shown = html.split('id="cohort-pull"')[1].split("</dd>")[0]
+    assert "Failed" in shown and "Amplitude&#x27;s export failed" in shown
+    assert "The cohort keeps its last good members." in shown
     # The retry succeeds and replaces the members.
     assert run(pull).status == AmplitudePull.Status.SUCCEEDED
     assert members_of(cohort) == {"other-1"}
@@ -320,3 +322,17 @@ def test_a_cohort_cannot_be_pulled_twice(sandbox):
             actor=None,
         )
     assert AmplitudePull.objects.count() == 1
+
+
+def test_unreadable_keys_fail_the_pull_with_a_clear_error_and_no_request(sandbox):
+    from connections import crypto
+
+    pull = _good_first_pull(sandbox)
+    pull.connection.__class__.objects.filter(pk=pull.connection_id).update(
+        encrypted_secret=crypto.encrypt("not json")
+    )
+    pull = run(pull)
+    assert pull.status == AmplitudePull.Status.FAILED
+    assert "enter the API key and secret key again" in pull.last_error
+    assert AmplitudeDownloadRequest.objects.count() == 1  # the first pull's only
+    assert members_of(pull.cohort) == {"keep-1", "keep-2"}
