@@ -336,3 +336,47 @@ def test_unreadable_keys_fail_the_pull_with_a_clear_error_and_no_request(sandbox
     assert "enter the API key and secret key again" in pull.last_error
     assert AmplitudeDownloadRequest.objects.count() == 1  # the first pull's only
     assert members_of(pull.cohort) == {"keep-1", "keep-2"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_sees_the_members_before_or_after_never_half(sandbox, monkeypatch):
+    """While the download is being applied (two chunks written, more to come), another
+    connection reads the cohort: it sees the old members, all of them and only them."""
+    import threading
+
+    from django.db import connection as default_connection
+    from django.db import connections
+
+    if default_connection.vendor != "postgresql":
+        pytest.skip("SQLite's in-memory test database locks tables against a second reader")
+    from cohorts.membership import Identity, apply_changes
+
+    seed(sandbox, [f"new-{n}" for n in range(3500)])
+    pull = pull_once(sandbox)
+    old = {f"old-{n}" for n in range(1000)}
+    apply_changes(pull.cohort_id, add=[Identity("external_id", value) for value in old])
+    seen: dict[str, object] = {}
+
+    def read_from_another_connection():
+        try:
+            cohort = Cohort.objects.get(pk=pull.cohort_id)
+            seen["count"] = cohort.member_count
+            seen["members"] = members_of(cohort)
+        finally:
+            connections.close_all()
+
+    real = pull_run.read_members
+
+    def reading_midway(lines, counts, **kwargs):
+        for number, chunk in enumerate(real(lines, counts, **kwargs), start=1):
+            yield chunk
+            if number == 2:  # the first two chunks are written by now, uncommitted
+                reader = threading.Thread(target=read_from_another_connection)
+                reader.start()
+                reader.join()
+
+    monkeypatch.setattr(pull_run, "read_members", reading_midway)
+    pull = run(pull)
+    assert pull.status == AmplitudePull.Status.SUCCEEDED
+    assert seen == {"count": 1000, "members": old}
+    assert members_of(pull.cohort) == {f"new-{n}" for n in range(3500)}
