@@ -380,3 +380,17 @@ def test_a_reader_sees_the_members_before_or_after_never_half(sandbox, monkeypat
     assert pull.status == AmplitudePull.Status.SUCCEEDED
     assert seen == {"count": 1000, "members": old}
     assert members_of(pull.cohort) == {f"new-{n}" for n in range(3500)}
+
+
+def test_rqcron_dispatches_due_pulls_every_minute_on_the_default_queue():
+    import importlib
+    from unittest import mock
+
+    import cohortsync.cron
+    from cohorts.jobs import dispatch_due_pulls as job
+
+    with mock.patch("rq.cron.register") as register:
+        importlib.reload(cohortsync.cron)
+    [call] = [c for c in register.call_args_list if c.kwargs.get("name") == "dispatch_due_pulls"]
+    assert call.args[0] is job
+    assert (call.kwargs["queue_name"], call.kwargs["cron"]) == ("default", "* * * * *")
