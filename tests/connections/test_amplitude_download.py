@@ -189,3 +189,28 @@ def test_the_control_api_refuses_bad_knobs(sandbox, route, body, message):
     response = requests.post(f"{sandbox.url}/_sandbox/amplitude/{route}", json=body, timeout=10)
     assert response.status_code == 400
     assert message in response.json()["message"]
+
+
+def test_a_redirect_to_a_forbidden_address_is_refused_by_the_egress_policy(seeded, monkeypatch):
+    from connections.partners.amplitude import simulator
+
+    monkeypatch.setattr(
+        simulator,
+        "_file",
+        lambda state, rid, headers: (302, {"Location": "http://169.254.169.254/latest/"}, {}),
+    )
+    amp = adapter(seeded)
+    request_id, _ = _export(amp)
+    with pytest.raises(PartnerError, match=r"Refused to call 169\.254\.169\.254") as refused:
+        download_file(amp, request_id, io.BytesIO())
+    assert refused.value.unreachable and not refused.value.retryable
+
+
+def test_a_redirect_without_a_location_is_an_error(seeded, monkeypatch):
+    from connections.partners.amplitude import simulator
+
+    monkeypatch.setattr(simulator, "_file", lambda state, rid, headers: (302, {}, {}))
+    amp = adapter(seeded)
+    request_id, _ = _export(amp)
+    with pytest.raises(PartnerError, match="redirected the download nowhere usable"):
+        download_file(amp, request_id, io.BytesIO())
