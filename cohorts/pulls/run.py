@@ -178,7 +178,7 @@ def _wait_until_ready(adapter: Amplitude, request_id: str, sleep: Callable[[floa
 def _succeed(pull: AmplitudePull, changes: ChangeCounts, counts: FileCounts) -> None:
     """Inside the transaction that replaced the members."""
     now = timezone.now()
-    period = PERIODS.get(Cadence(pull.cadence))
+    period = PERIODS.get(Cadence(_cadence_now(pull)))
     log_request(
         key=None,
         partner=PARTNER,
@@ -207,14 +207,21 @@ def _succeed(pull: AmplitudePull, changes: ChangeCounts, counts: FileCounts) -> 
     )
 
 
+def _cadence_now(pull: AmplitudePull) -> str:
+    """The cadence as it is now: someone may have changed it while the download ran."""
+    current = AmplitudePull.objects.filter(pk=pull.pk).values_list("cadence", flat=True).first()
+    return current or pull.cadence
+
+
 def _fail(pull: AmplitudePull, exc: PullFailed) -> None:
     """Recorded on the pull and in the cohort's import log; the members stay as they were."""
     now = timezone.now()
     failures = pull.failures + 1
+    cadence = _cadence_now(pull)
     next_run_at: datetime | None = now + min(
-        RETRY_FIRST * 2 ** (failures - 1), PERIODS.get(Cadence(pull.cadence), timedelta(days=1))
+        RETRY_FIRST * 2 ** (failures - 1), PERIODS.get(Cadence(cadence), timedelta(days=1))
     )
-    if pull.cadence == Cadence.ONCE and failures >= ONCE_ATTEMPTS:
+    if cadence == Cadence.ONCE and failures >= ONCE_ATTEMPTS:
         next_run_at = None
     logger.warning("Amplitude pull %s failed: %s", pull.pk, exc.message)
     with transaction.atomic():

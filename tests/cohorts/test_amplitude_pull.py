@@ -394,3 +394,20 @@ def test_rqcron_dispatches_due_pulls_every_minute_on_the_default_queue():
     [call] = [c for c in register.call_args_list if c.kwargs.get("name") == "dispatch_due_pulls"]
     assert call.args[0] is job
     assert (call.kwargs["queue_name"], call.kwargs["cron"]) == ("default", "* * * * *")
+
+
+def test_a_cadence_changed_during_a_download_schedules_the_next_by_the_new_one(
+    sandbox, monkeypatch
+):
+    seed(sandbox, ["a"])
+    pull = pull_once(sandbox, cadence="once")
+    real = pull_run.read_members
+
+    def changed_meanwhile(lines, counts, **kwargs):
+        change_cadence(pull=AmplitudePull.objects.get(pk=pull.pk), cadence="daily", actor=None)
+        yield from real(lines, counts, **kwargs)
+
+    monkeypatch.setattr(pull_run, "read_members", changed_meanwhile)
+    pull = run(pull)
+    assert pull.cadence == "daily"
+    assert pull.next_run_at == pull.last_success_at + timedelta(days=1)
