@@ -6,6 +6,7 @@ real next time when it ends. A job Redis lost leaves the pull due again once the
 """
 
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 
 import redis
@@ -17,15 +18,25 @@ from cohorts.queue import PULL_JOB_TIMEOUT, enqueue_pull
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=2 * PULL_JOB_TIMEOUT)
+# Amplitude takes about 4 export requests a minute per project (docs/partners/amplitude.md §5):
+# pulls of one source due together are spread over the next ticks, the earliest due first.
+PER_SOURCE_PER_TICK = 4
 
 
 def dispatch_due_pulls(*, now: datetime | None = None) -> int:
     """Queue the pulls due by `now`; returns how many were queued."""
     now = now or timezone.now()
-    due = AmplitudePull.objects.filter(next_run_at__lte=now).values_list("pk", "next_run_at")
+    due = (
+        AmplitudePull.objects.filter(next_run_at__lte=now)
+        .order_by("next_run_at", "pk")
+        .values_list("pk", "next_run_at", "connection_id")
+    )
     queued = 0
-    for pull_id, due_at in due:
+    per_source: Counter[int] = Counter()
+    for pull_id, due_at, connection_id in due:
         assert due_at is not None  # the filter says so
+        if per_source[connection_id] >= PER_SOURCE_PER_TICK:
+            continue
         claimed = AmplitudePull.objects.filter(pk=pull_id, next_run_at=due_at).update(
             next_run_at=now + LEASE
         )
@@ -39,4 +50,5 @@ def dispatch_due_pulls(*, now: datetime | None = None) -> int:
             logger.error("Could not queue Amplitude pull %s: %s", pull_id, type(exc).__name__)
             continue
         queued += 1
+        per_source[connection_id] += 1
     return queued

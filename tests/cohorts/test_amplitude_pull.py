@@ -411,3 +411,15 @@ def test_a_cadence_changed_during_a_download_schedules_the_next_by_the_new_one(
     pull = run(pull)
     assert pull.cadence == "daily"
     assert pull.next_run_at == pull.last_success_at + timedelta(days=1)
+
+
+@pytest.mark.usefixtures("rq_redis")
+def test_the_dispatcher_spreads_one_sources_pulls_over_the_minutes(sandbox):
+    source = make_source(sandbox)
+    for n in range(6):
+        create_pull(
+            connection=source, amplitude_cohort_id=f"c{n}", name=f"C{n}", cadence="once", actor=None
+        )
+    assert dispatch_due_pulls() == 4
+    assert dispatch_due_pulls() == 2
+    assert dispatch_due_pulls() == 0
