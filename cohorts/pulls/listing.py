@@ -12,6 +12,7 @@ from connections import crypto
 from connections.models import Connection
 from connections.partners.amplitude.partner import Amplitude
 from connections.partners.http import PartnerError
+from connections.services import record_refused_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def read_listing(connection_id: int) -> AmplitudeCohortListing | None:
             )
     except PartnerError as exc:
         error = exc.message
+        if exc.auth:
+            record_refused_credentials(connection_id=connection.pk, message=exc.message)
     except (ValueError, crypto.CredentialError) as exc:
         error = str(exc)
     listing, _ = AmplitudeCohortListing.objects.update_or_create(

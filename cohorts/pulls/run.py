@@ -30,6 +30,7 @@ from connections.models import ImportKey
 from connections.partners.amplitude.download import download_file, export_ready, request_export
 from connections.partners.amplitude.partner import Amplitude
 from connections.partners.http import PartnerError
+from connections.services import record_refused_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,16 @@ INTERNAL_ERROR = "The download stopped on an unexpected error; the cohort kept i
 
 
 class PullFailed(Exception):
-    def __init__(self, message: str, *, status: int = 0, keep_request: bool = False) -> None:
+    """`auth`: Amplitude refused the keys, so the connection needs attention too."""
+
+    def __init__(
+        self, message: str, *, status: int = 0, keep_request: bool = False, auth: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.keep_request = keep_request
+        self.auth = auth
 
 
 def run_pull(pull_id: int, *, sleep: Callable[[float], None] = time.sleep) -> AmplitudePull | None:
@@ -141,7 +147,7 @@ def _pending_request(pull: AmplitudePull, adapter: Amplitude) -> str:
     try:
         request_id = request_export(adapter, pull.amplitude_cohort_id)
     except PartnerError as exc:
-        raise PullFailed(exc.message, status=exc.status or 0) from None
+        raise PullFailed(exc.message, status=exc.status or 0, auth=exc.auth) from None
     now = timezone.now()
     with transaction.atomic():
         AmplitudeDownloadRequest.objects.create(
@@ -161,7 +167,9 @@ def _wait_until_ready(adapter: Amplitude, request_id: str, sleep: Callable[[floa
             # A failed job must be requested again; a 429 or an outage is polled again later.
             keep = exc.status == 429 or exc.unreachable
             message = exc.message if keep else f"Amplitude's export failed: {exc.message}"
-            raise PullFailed(message, status=exc.status or 0, keep_request=keep) from None
+            raise PullFailed(
+                message, status=exc.status or 0, keep_request=keep, auth=exc.auth
+            ) from None
         if waited >= POLL_BUDGET_SECONDS:
             minutes = POLL_BUDGET_SECONDS // 60
             raise PullFailed(
@@ -224,6 +232,8 @@ def _fail(pull: AmplitudePull, exc: PullFailed) -> None:
     if cadence == Cadence.ONCE and failures >= ONCE_ATTEMPTS:
         next_run_at = None
     logger.warning("Amplitude pull %s failed: %s", pull.pk, exc.message)
+    if exc.auth:
+        record_refused_credentials(connection_id=pull.connection_id, message=exc.message)
     with transaction.atomic():
         log_request(
             key=None,

@@ -423,3 +423,18 @@ def test_the_dispatcher_spreads_one_sources_pulls_over_the_minutes(sandbox):
     assert dispatch_due_pulls() == 4
     assert dispatch_due_pulls() == 2
     assert dispatch_due_pulls() == 0
+
+
+def test_refused_keys_fail_the_pull_and_the_source_needs_attention(sandbox):
+    from connections.models import Connection
+
+    pull = _good_first_pull(sandbox)
+    sandbox.state.amplitude_keys.clear()
+    pull = run(pull)
+    assert pull.status == AmplitudePull.Status.FAILED
+    assert "Invalid API key or secret key" in pull.last_error
+    source = Connection.objects.get(pk=pull.connection_id)
+    assert source.state == Connection.State.NEEDS_ATTENTION
+    assert "Invalid API key" in source.last_error
+    assert AuditEntry.objects.filter(action="connection.auth_failed").count() == 1
+    assert members_of(pull.cohort) == {"keep-1", "keep-2"}

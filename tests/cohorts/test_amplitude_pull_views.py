@@ -148,3 +148,18 @@ def test_a_marketer_stops_a_pull_and_the_cohort_keeps_its_members(marketer_clien
     marketer_client.post(reverse("cohorts:pull_stop", args=[pull.pk]))
     assert not AmplitudePull.objects.exists()
     assert pull.cohort.members.count() == 1
+
+
+@pytest.mark.usefixtures("rq_redis")
+def test_refused_keys_are_shown_on_the_list_and_the_source_needs_attention(admin_client, sandbox):
+    from connections.models import Connection
+
+    sandbox.state.amplitude_keys.clear()
+    source = make_source(sandbox)
+    admin_client.post(reverse("cohorts:refresh_listing", args=[source.pk]))
+    run_jobs("default")
+    html = page(admin_client, source).content.decode()
+    assert "Invalid API key or secret key" in html
+    assert DEMO_AMPLITUDE_SECRET_KEY not in html
+    source.refresh_from_db()
+    assert source.state == Connection.State.NEEDS_ATTENTION
