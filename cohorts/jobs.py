@@ -4,6 +4,9 @@ from typing import Any
 
 from cohorts.csv_import import fail_interrupted_upload, import_csv_upload
 from cohorts.inbound.amplitude.service import apply_batch
+from cohorts.pulls.dispatch import dispatch_due_pulls as dispatch_pulls
+from cohorts.pulls.listing import read_listing
+from cohorts.pulls.run import run_pull
 from cohorts.upload_reaper import reap_stuck_uploads as reap
 
 
@@ -25,3 +28,17 @@ def reap_stuck_uploads() -> int:
 def apply_amplitude_batch(batch_id: int) -> str:
     batch = apply_batch(batch_id)
     return batch.status if batch is not None else "skipped"
+
+
+def run_amplitude_pull(pull_id: int) -> str:
+    pull = run_pull(pull_id)
+    return pull.status if pull is not None else "skipped"
+
+
+def dispatch_due_pulls() -> int:
+    return dispatch_pulls()
+
+
+def list_amplitude_cohorts(connection_id: int) -> str:
+    listing = read_listing(connection_id)
+    return "skipped" if listing is None else listing.error or "listed"

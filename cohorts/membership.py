@@ -202,6 +202,48 @@ def apply_changes(
     return counts
 
 
+SEEN = "cohortsync_replace_seen"
+
+
+def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> ChangeCounts:
+    """Make the cohort exactly the identities given, in one transaction: add the new ones,
+    remove those not given. A reader sees the members before or after, never half.
+
+    `chunks` is consumed as it comes (a download read as a stream), never held whole: the keys
+    seen go to a temporary table, and the members absent from it are deleted in one statement
+    at the end. Whatever `chunks` raises rolls the whole replacement back.
+    """
+    with transaction.atomic():
+        # Writers of this cohort wait; readers keep seeing the committed members.
+        Cohort.objects.select_for_update(no_key=True).filter(pk=cohort_id).first()
+        counts = ChangeCounts()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {SEEN}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {SEEN} (id_type text, alias_label text, value text)"
+            )
+            cursor.execute(f"CREATE INDEX {SEEN}_key ON {SEEN} (value, id_type, alias_label)")
+        for chunk in chunks:
+            counts += add_members(cohort_id, chunk)
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {SEEN} (id_type, alias_label, value) VALUES (%s, %s, %s)",
+                    [(i.id_type, i.alias_label, i.value) for i in chunk],
+                )
+        # Only table names are interpolated; values travel as parameters.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {TABLE} WHERE cohort_id = %s AND NOT EXISTS ("
+                f"SELECT 1 FROM {SEEN} s WHERE s.value = {TABLE}.value "
+                f"AND s.id_type = {TABLE}.id_type AND s.alias_label = {TABLE}.alias_label)",
+                [cohort_id],
+            )
+            counts.removed += int(cursor.rowcount)
+            cursor.execute(f"DROP TABLE {SEEN}")
+        record_change(cohort_id, counts)
+    return counts
+
+
 def size_history(cohort_id: int, *, days: int = 30) -> list[tuple[datetime, int]]:
     since = timezone.now() - timedelta(days=days)
     return list(

@@ -356,3 +356,96 @@ class AmplitudeMemberState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cohort_id}:{self.user_id} {'in' if self.in_cohort else 'out'}"
+
+
+class AmplitudePull(models.Model):
+    """A cohort downloaded from an Amplitude source (Behavioral Cohorts API) on its cadence,
+    its membership replaced by each download (docs/partners/amplitude.md §11).
+
+    The latest attempt's outcome is copied here so the source page costs one query. A pending
+    export's request id is kept between attempts: polling it again costs no quota, requesting a
+    new one does (docs/partners/amplitude.md §5).
+    """
+
+    class Cadence(models.TextChoices):
+        ONCE = "once", "Once"
+        HOURLY = "hourly", "Hourly"
+        DAILY = "daily", "Daily"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for its first download"
+        RUNNING = "running", "Downloading"
+        SUCCEEDED = "succeeded", "Up to date"
+        FAILED = "failed", "Failed"
+
+    cohort = models.OneToOneField(Cohort, on_delete=models.CASCADE, related_name="amplitude_pull")
+    connection = models.ForeignKey(
+        "connections.Connection", on_delete=models.CASCADE, related_name="amplitude_pulls"
+    )
+    amplitude_cohort_id = models.CharField(max_length=255)
+    cadence = models.CharField(max_length=16, choices=Cadence.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    # When the dispatcher next queues it; None when nothing is scheduled (a "once" done).
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(max_length=255, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    # Failed attempts in a row: the backoff before the next one grows with it.
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    # The last good file: its rows, and those skipped for having no usable user_id.
+    last_rows = models.BigIntegerField(default=0)
+    last_skipped = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cohort__name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "amplitude_cohort_id"], name="one_pull_per_amplitude_cohort"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amplitude_cohort_id} ({self.cadence})"
+
+
+class AmplitudeDownloadRequest(models.Model):
+    """One export requested from Amplitude (step 1, the call its monthly quota counts): the
+    source page's "downloads used this month" is counted from these rows."""
+
+    connection = models.ForeignKey(
+        "connections.Connection", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    pull = models.ForeignKey(
+        AmplitudePull, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=255)
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["connection", "requested_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}: {self.request_id}"
+
+
+class AmplitudeCohortListing(models.Model):
+    """The source's cohort list as a worker last read it (pages never call a partner), for
+    picking cohorts to pull: each entry's id, name and size."""
+
+    connection = models.OneToOneField(
+        "connections.Connection", on_delete=models.CASCADE, related_name="amplitude_listing"
+    )
+    cohorts = models.JSONField(default=list)
+    requested_at = models.DateTimeField(default=timezone.now)
+    listed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}: {len(self.cohorts)} cohorts"

@@ -52,3 +52,38 @@ def enqueue_amplitude_batch(batch_id: int) -> None:
         result_ttl=3600,
         failure_ttl=86400,
     )
+
+
+# Amplitude pulls: a download of a large cohort takes minutes, so they go on `runs`.
+PULL_QUEUE = "runs"
+PULL_JOB = "cohorts.jobs.run_amplitude_pull"
+PULL_JOB_TIMEOUT = 3600
+
+
+def enqueue_pull(pull_id: int, *, due: str) -> None:
+    """One job per pull and due time: a dispatch retried for the same slot queues nothing new."""
+    queue = django_rq.get_queue(PULL_QUEUE, commit_mode="auto")
+    queue.enqueue(
+        PULL_JOB,
+        pull_id,
+        job_id=f"amplitude-pull-{pull_id}-{due}",
+        job_timeout=PULL_JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=86400,
+    )
+
+
+# Reading a source's cohort list: one short call, so `default`.
+LISTING_JOB = "cohorts.jobs.list_amplitude_cohorts"
+
+
+def enqueue_listing(connection_id: int) -> None:
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queue.enqueue(
+        LISTING_JOB,
+        connection_id,
+        job_id=f"amplitude-listing-{connection_id}",
+        job_timeout=120,
+        result_ttl=600,
+        failure_ttl=86400,
+    )

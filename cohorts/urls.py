@@ -1,6 +1,6 @@
 from django.urls import path
 
-from cohorts.views import cohorts, import_requests, uploads
+from cohorts.views import cohorts, import_requests, pulls, uploads
 
 app_name = "cohorts"
 
@@ -25,4 +25,9 @@ urlpatterns = [
         name="upload_bad_rows",
     ),
     path("import-requests/", import_requests.import_request_list, name="import_requests"),
+    path("sources/<int:connection_pk>/", pulls.source_cohorts, name="source_cohorts"),
+    path("sources/<int:connection_pk>/refresh/", pulls.refresh_listing, name="refresh_listing"),
+    path("sources/<int:connection_pk>/pull/", pulls.pull_create, name="pull_create"),
+    path("pulls/<int:pk>/cadence/", pulls.pull_cadence, name="pull_cadence"),
+    path("pulls/<int:pk>/stop/", pulls.pull_stop, name="pull_stop"),
 ]

@@ -5,7 +5,7 @@ RQ's cron has no leader election: run exactly ONE rqcron process per deployment.
 
 from rq import cron
 
-from cohorts.jobs import reap_stuck_uploads
+from cohorts.jobs import dispatch_due_pulls, reap_stuck_uploads
 from cohortsync.jobs import heartbeat, purge_expired_records, requeue_waiting_work
 from syncs.jobs import dispatch_due_syncs, reap_stuck_runs
 
@@ -28,6 +28,15 @@ cron.register(
     job_timeout=300,
     result_ttl=600,
     name="reap_stuck_runs",
+)
+# Amplitude pulls due on their cadence; safe to run twice too (compare-and-set on next_run_at).
+cron.register(
+    dispatch_due_pulls,
+    queue_name="default",
+    cron="* * * * *",
+    job_timeout=300,
+    result_ttl=600,
+    name="dispatch_due_pulls",
 )
 cron.register(
     reap_stuck_uploads,

@@ -345,6 +345,11 @@ COHORTSYNC_STALE_COHORT_DAYS = int(env_str("COHORTSYNC_STALE_COHORT_DAYS", "7"))
 COHORTSYNC_VERIFY_ALERT_PCT = float(env_str("COHORTSYNC_VERIFY_ALERT_PCT", "95"))
 if not 0 <= COHORTSYNC_VERIFY_ALERT_PCT <= 100:
     raise ImproperlyConfigured("COHORTSYNC_VERIFY_ALERT_PCT must be from 0 to 100.")
+# Amplitude's monthly download quota per project (500 on Growth and Enterprise plans,
+# docs/partners/amplitude.md §5): a pull cadence whose projected downloads exceed it is refused.
+COHORTSYNC_AMPLITUDE_MONTHLY_DOWNLOADS = int(
+    env_str("COHORTSYNC_AMPLITUDE_MONTHLY_DOWNLOADS", "500")
+)
 # Days each log that grows with traffic is kept; a daily job deletes older rows (0: keep for
 # ever). What each covers: cohortsync/retention.py.
 COHORTSYNC_RETENTION_DAYS_IMPORT_REQUESTS = int(

@@ -226,6 +226,26 @@ def _record_check_outcome(check: ConnectionCheck, outcome: str, message: str) ->
         )
 
 
+def record_refused_credentials(*, connection_id: int, message: str) -> bool:
+    """A partner refused the stored credentials outside a check or a sync run (an Amplitude
+    pull): the connection needs attention, audited and announced once. True if it changed."""
+    with transaction.atomic():
+        changed = (
+            Connection.objects.filter(pk=connection_id)
+            .exclude(state=Connection.State.NEEDS_ATTENTION)
+            .update(state=Connection.State.NEEDS_ATTENTION, last_error=message)
+        )
+        if changed:
+            audit.record(
+                actor=None,
+                action="connection.auth_failed",
+                target=Connection.objects.get(pk=connection_id),
+                details={"message": message},
+            )
+            _announce_state_change(connection_id, Connection.State.NEEDS_ATTENTION)
+    return bool(changed)
+
+
 def _announce_state_change(connection_id: int, state: str) -> None:
     """Tell listeners (alerts) once the new state has committed."""
     transaction.on_commit(

@@ -14,7 +14,7 @@ from django.utils import timezone
 from cohorts import services
 from cohorts.forms import ChangeMembersForm, CohortNameForm, CohortSearchForm, MemberSearchForm
 from cohorts.membership import ChangeCounts, size_history
-from cohorts.models import EXTRA_IDENTIFIERS, Cohort, CohortMember
+from cohorts.models import EXTRA_IDENTIFIERS, AmplitudePull, Cohort, CohortMember
 from core.audit import client_ip
 from core.charts import StepChart, step_chart
 from core.roles import request_actor, role_required
@@ -75,6 +75,7 @@ def cohort_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "latest_upload": uploads[0] if uploads else None,
         "syncs": cohort.syncs.select_related("connection"),
         "search_form": MemberSearchForm(),
+        "pull": AmplitudePull.objects.filter(cohort=cohort).select_related("connection").first(),
     }
     return render(request, "cohorts/detail.html", context)
 

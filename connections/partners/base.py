@@ -157,7 +157,7 @@ class SimulatorEndpoints(Protocol):
 
     def handle(
         self, state: Any, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], dict[str, Any]]: ...
+    ) -> tuple[int, dict[str, str], dict[str, Any] | bytes]: ...
 
 
 class Partner:
@@ -198,6 +198,9 @@ class Partner:
     # Whether the partner can read membership back (verify_members): only then may a sync
     # verify a sample of what its runs sent.
     can_verify: ClassVar[bool] = False
+    # A source whose cohorts cohortsync downloads on a cadence (Amplitude's Behavioral Cohorts
+    # API): its connection page offers to pull them (cohorts/pulls).
+    downloads_cohorts: ClassVar[bool] = False
     simulator: ClassVar[SimulatorEndpoints]
 
     def __init__(self, config: Any, secret: str) -> None:

@@ -3,8 +3,10 @@ handling and the classification of an answer (retry it, fix the credentials, or 
 Every call obeys the egress policy (core/egress.py, invariant 10 in docs/architecture.md)."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -151,9 +153,17 @@ def call(
             status=status,
             headers=headers,
         )
+    raise _refusal(response, body, headers, secret)
+
+
+def _refusal(
+    response: requests.Response, body: Any, headers: dict[str, str], secret: str
+) -> PartnerError:
+    """A non-2xx, non-3xx answer, classified: retry it, fix the credentials, or give up."""
+    status = response.status_code
     # Redacted before it is cut, so no part of the secret survives at the cut.
     full = redact(_message_from(body, f"HTTP {status} {response.reason}"), secret)
-    raise PartnerError(
+    return PartnerError(
         egress.excerpt(full, MESSAGE_CHARS),
         status=status,
         retryable=status == 429 or status >= 500,
@@ -161,6 +171,66 @@ def call(
         body=body,
         headers=headers,
     )
+
+
+@dataclass(frozen=True)
+class StreamedResponse:
+    """A 2xx or 3xx answer whose body is read as it arrives (`raw`, bytes), never whole."""
+
+    status: int
+    headers: dict[str, str]
+    raw: IO[bytes]
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("location", "")
+
+
+@contextmanager
+def stream(
+    url: str,
+    *,
+    secret: str,
+    authorization: str | None,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+) -> Iterator[StreamedResponse]:
+    """GET a file through the egress policy, its body streamed, for files too large to hold.
+
+    `authorization` None sends no Authorization header at all: a pre-signed storage link a
+    partner redirected to must not receive the partner's credentials. A 3xx is handed back (its
+    `location`) for the caller to follow explicitly with a second call; other non-2xx answers
+    raise a classified PartnerError, as `call` does.
+    """
+    host = urlsplit(url).netloc
+    headers = {"Authorization": authorization} if authorization else {}
+    sender = egress_http.session()
+    try:
+        try:
+            response = sender.get(
+                url, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+            )
+        except egress.EgressRefused as exc:
+            raise PartnerError(f"Refused to call {host}: {exc}", unreachable=True) from None
+        except requests.RequestException as exc:
+            reason = type(exc).__name__
+            raise PartnerError(
+                f"Could not reach {host} ({reason})", retryable=True, unreachable=True
+            ) from None
+        with response:
+            answer_headers = {key.lower(): value for key, value in response.headers.items()}
+            if not 200 <= response.status_code < 400:
+                try:
+                    body: Any = response.json() if response.content else {}
+                except (json.JSONDecodeError, requests.RequestException):
+                    body = {}
+                raise _refusal(response, body, answer_headers, secret)
+            # Content-Encoding (gzip) is undone as the body is read.
+            response.raw.decode_content = True
+            yield StreamedResponse(
+                response.status_code, answer_headers, cast(IO[bytes], response.raw)
+            )
+    finally:
+        sender.close()
 
 
 def normalise_endpoint(raw: str, *, what: str = "endpoint", field: str | None = None) -> str:

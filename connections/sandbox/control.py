@@ -208,6 +208,44 @@ def _seed_audience(state: SandboxState, payload: JsonDict) -> JsonDict:
         return state.create_audience(name, platform, import_key).snapshot()
 
 
+def _seed_amplitude_cohort(state: SandboxState, payload: JsonDict) -> JsonDict:
+    members = payload.get("members", [])
+    if not isinstance(members, list) or not all(
+        isinstance(m, dict) and all(isinstance(v, str | int | float) for v in m.values())
+        for m in members
+    ):
+        raise BadRequest("'members' must be an array of objects of CSV column values")
+    cohort_id = _string(payload, "id")
+    if "/" in cohort_id:
+        raise BadRequest("'id' must not contain '/'")
+    state.seed_amplitude_cohort(cohort_id, _string(payload, "name"), members)
+    return {"status": "ok", "members": len(members)}
+
+
+def _amplitude_config(state: SandboxState, payload: JsonDict) -> JsonDict:
+    integers = ("polls", "fail_jobs", "inline_bytes", "monthly_quota", "quota_status")
+    unknown = sorted(set(payload) - {*integers, "link_seconds"})
+    if unknown:
+        raise BadRequest(f"Unknown Amplitude config keys: {', '.join(unknown)}")
+    knobs: dict[str, int | float | None] = {}
+    for name in integers:
+        value = payload.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise BadRequest(f"'{name}' must be an integer")
+        if value is not None and value < 0:
+            raise BadRequest(f"'{name}' must not be negative")
+        knobs[name] = value
+    status = payload.get("quota_status")
+    if status is not None and not 400 <= status <= 599:
+        raise BadRequest("'quota_status' must be an HTTP error status (400-599)")
+    knobs["link_seconds"] = _positive_number(payload, "link_seconds", integer=False)
+    return state.configure_amplitude(**knobs)
+
+
+def _expire_amplitude_links(state: SandboxState, payload: JsonDict) -> JsonDict:
+    return {"expired": state.expire_amplitude_links()}
+
+
 _GET_ROUTES: dict[str, Callable[[SandboxState], JsonDict]] = {
     "/health": lambda state: {"status": "ok"},
     "/stats": lambda state: state.stats(),
@@ -215,6 +253,8 @@ _GET_ROUTES: dict[str, Callable[[SandboxState], JsonDict]] = {
     "/braze/profiles": lambda state: {"profiles": state.profiles()},
     "/braze/skipped": lambda state: {"skipped": state.skipped_updates()},
     "/braze/dropped": lambda state: {"dropped": state.dropped_adds()},
+    "/amplitude/config": lambda state: state.amplitude_config(),
+    "/amplitude/usage": lambda state: state.amplitude_usage(),
 }
 _GET_PREFIXES: list[tuple[str, Callable[[SandboxState, str], Response]]] = [
     ("/braze/profiles/", _profile),
@@ -230,4 +270,7 @@ _POST_ROUTES: dict[str, Callable[[SandboxState, JsonDict], JsonDict]] = {
     "/faults": _faults,
     "/braze/rejections": _reject_braze_objects,
     "/config": _config,
+    "/amplitude/cohorts": _seed_amplitude_cohort,
+    "/amplitude/config": _amplitude_config,
+    "/amplitude/links/expire": _expire_amplitude_links,
 }

@@ -21,12 +21,13 @@ from connections.sandbox.state import JsonDict, SandboxState
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 IDLE_TIMEOUT_SECONDS = 120
+QUERY_HEADER = ":query"
 _ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only compared against, never bound
 
 
 def dispatch(
     state: SandboxState, method: str, path: str, headers: Mapping[str, str], body: bytes
-) -> tuple[int, dict[str, str], JsonDict]:
+) -> tuple[int, dict[str, str], JsonDict | bytes]:
     """Route one request to its simulator; partner traffic is counted per endpoint and status."""
     if control.owns(path):
         return control.handle(state, method, path, headers, body)
@@ -131,7 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        path = urlsplit(self.path).path
+        target = urlsplit(self.path)
+        path = target.path
+        # The query string, for the simulators that read one (Amplitude's propKeys), under a
+        # name no real header can have.
+        headers[QUERY_HEADER] = target.query
         try:
             status, extra, payload = dispatch(self.server.state, self.command, path, headers, body)
         except Exception:
@@ -139,10 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, payload = 500, {}, {"message": "Internal sandbox error"}
         self._send(status, extra, payload)
 
-    def _send(self, status: int, extra: Mapping[str, str], payload: JsonDict) -> None:
-        data = json.dumps(payload).encode()
+    def _send(self, status: int, extra: Mapping[str, str], payload: JsonDict | bytes) -> None:
+        # A simulator may answer a file (Amplitude's cohort CSV): bytes go out as they are, with
+        # the Content-Type its headers give.
+        raw = isinstance(payload, bytes)
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        if not raw or "Content-Type" not in extra:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in extra.items():
             self.send_header(name, value)

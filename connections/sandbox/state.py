@@ -38,6 +38,35 @@ DEFAULT_BRAZE_ARRAY_CAP = 25
 ARRAY_OVERFLOWS = ("truncate", "refuse")
 
 JsonDict = dict[str, Any]
+
+# Amplitude's download (docs/partners/amplitude.md §3, §5): polls answered 202 before 200, the
+# largest file answered inline (a larger one is a 302 to a storage link), how long a storage
+# link lives, and the step-1 requests a project may make in a month.
+DEFAULT_AMPLITUDE_POLLS = 1
+DEFAULT_AMPLITUDE_INLINE_BYTES = 64 * 1024
+DEFAULT_AMPLITUDE_LINK_SECONDS = 60.0
+DEFAULT_AMPLITUDE_MONTHLY_QUOTA = 500
+
+
+@dataclass
+class AmplitudeExport:
+    """One export job: which cohort, with which properties, and how it ends."""
+
+    cohort_id: str
+    prop_keys: tuple[str, ...] | None  # None: no properties (props=0); () all of them
+    polls_left: int
+    fails: bool
+
+
+@dataclass
+class AmplitudeLink:
+    """A pre-signed storage link: the job whose file it serves, until it expires."""
+
+    request_id: str
+    expires_at: float
+    expired: bool = False
+
+
 # One AppsFlyer audience member: the device object's non-empty fields, frozen to sit in a set.
 Member = frozenset[tuple[str, str]]
 
@@ -147,6 +176,23 @@ class SandboxState:
                 (DEMO_AMPLITUDE_API_KEY, DEMO_AMPLITUDE_SECRET_KEY)
             }
             self.amplitude_cohorts: list[JsonDict] = []
+            # The Behavioral Cohorts download (docs/partners/amplitude.md §3-§5, §12): members
+            # per cohort id (each a dict of CSV columns, `user_id` among them), export jobs by
+            # request id, storage links by token, and step-1 requests per key pair and month.
+            self.amplitude_members: dict[str, list[JsonDict]] = {}
+            self.amplitude_exports: dict[str, AmplitudeExport] = {}
+            self.amplitude_links: dict[str, AmplitudeLink] = {}
+            self.amplitude_downloads: dict[str, int] = {}
+            # Authorization headers that reached a storage link (there should be none).
+            self.amplitude_storage_auth: list[str] = []
+            self.amplitude_polls = DEFAULT_AMPLITUDE_POLLS
+            self.amplitude_fail_jobs = 0
+            self.amplitude_inline_bytes = DEFAULT_AMPLITUDE_INLINE_BYTES
+            self.amplitude_link_seconds = DEFAULT_AMPLITUDE_LINK_SECONDS
+            self.amplitude_monthly_quota = DEFAULT_AMPLITUDE_MONTHLY_QUOTA
+            # Amplitude does not say which status an exhausted quota gets: configurable.
+            self.amplitude_quota_status = 429
+            self.next_amplitude_request = 1
 
     # Credentials
 
@@ -267,6 +313,49 @@ class SandboxState:
         """Whether AppsFlyer's (unpublished) rate limit lets one more request through."""
         with self.lock:
             return self.appsflyer_bucket is None or self.appsflyer_bucket.take().allowed
+
+    # Amplitude's download
+
+    def seed_amplitude_cohort(self, cohort_id: str, name: str, members: list[JsonDict]) -> None:
+        """List the cohort (or replace it) with these members, each a dict of CSV columns."""
+        with self.lock:
+            self.amplitude_cohorts = [c for c in self.amplitude_cohorts if c["id"] != cohort_id]
+            self.amplitude_cohorts.append(
+                {"id": cohort_id, "name": name, "size": len(members), "archived": False}
+            )
+            self.amplitude_members[cohort_id] = [dict(member) for member in members]
+
+    def configure_amplitude(self, **knobs: int | float | None) -> JsonDict:
+        with self.lock:
+            for name, value in knobs.items():
+                if value is not None:
+                    setattr(self, f"amplitude_{name}", value)
+            return self.amplitude_config()
+
+    def amplitude_config(self) -> JsonDict:
+        with self.lock:
+            return {
+                "polls": self.amplitude_polls,
+                "fail_jobs": self.amplitude_fail_jobs,
+                "inline_bytes": self.amplitude_inline_bytes,
+                "link_seconds": self.amplitude_link_seconds,
+                "monthly_quota": self.amplitude_monthly_quota,
+                "quota_status": self.amplitude_quota_status,
+            }
+
+    def expire_amplitude_links(self) -> int:
+        """Expire every storage link handed out so far, as a minute passing would."""
+        with self.lock:
+            for link in self.amplitude_links.values():
+                link.expired = True
+            return len(self.amplitude_links)
+
+    def amplitude_usage(self) -> JsonDict:
+        with self.lock:
+            return {
+                "downloads": dict(self.amplitude_downloads),
+                "storage_authorization_seen": len(self.amplitude_storage_auth),
+            }
 
     # Partner data reads
 

@@ -24,6 +24,7 @@ class Amplitude(Partner):
     label = "Amplitude"
     description = "Take cohorts from an Amplitude project (source)"
     directions = frozenset({Direction.SOURCE})
+    downloads_cohorts = True
     credential_label = "API key and secret key"
     config_form = AmplitudeConfigForm
     config_class = AmplitudeConfig
@@ -64,15 +65,21 @@ class Amplitude(Partner):
             raise ValueError(UNREADABLE)
         return api_key, secret_key
 
-    def list_cohorts(self) -> list[dict[str, Any]]:
-        """The project's cohorts as Amplitude lists them (HTTP Basic, api_key:secret_key)."""
+    def basic_auth(self) -> tuple[str, str]:
+        """(the Authorization header, the secret to redact from messages): HTTP Basic,
+        api_key:secret_key (docs/partners/amplitude.md §1)."""
         api_key, secret_key = self._keys()
         token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode()
+        return f"Basic {token}", secret_key
+
+    def list_cohorts(self) -> list[dict[str, Any]]:
+        """The project's cohorts as Amplitude lists them (HTTP Basic, api_key:secret_key)."""
+        authorization, secret_key = self.basic_auth()
         response = call(
             "GET",
             f"{self.config.base_url}{COHORTS_PATH}",
             secret=secret_key,
-            authorization=f"Basic {token}",
+            authorization=authorization,
         )
         cohorts = response.body.get("cohorts") if isinstance(response.body, dict) else None
         if not isinstance(cohorts, list) or not all(isinstance(c, dict) for c in cohorts):
