@@ -103,10 +103,18 @@ def run_reference(url: str, path: str, secret: str, bodies: list[bytes], threads
     return seconds
 
 
+def checkpoint_members(kind: str) -> int:
+    """The members in one of the engine's group commits: whole batches, up to the setting."""
+    from django.conf import settings
+
+    batch = 75 if kind == "braze" else 10_000
+    return max(batch, settings.COHORTSYNC_CHECKPOINT_MEMBERS // batch * batch)
+
+
 def checkpoints_alone(connection: Any, cohort: Any, members: int, batch: int) -> float:
     """Seconds to commit the run's checkpoints with no partner at all: `members` ledger rows in
-    checkpoints of `batch`, exactly as the engine writes them. The database's floor for the
-    run, which the reference client never pays."""
+    checkpoints of `batch` (a group commit's members), as the engine writes them. The
+    database's floor for the run, which the reference client never pays."""
     from syncs.engine import checkpoint, ledger
     from syncs.models import SyncRun
 
@@ -181,9 +189,7 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
         sync = _common.make_sync(cohort, connection)
         try:
             figures = _common.run_in_worker(_common.queue_run(sync))
-            floor_seconds = checkpoints_alone(
-                connection, cohort, members, 75 if kind == "braze" else 10_000
-            )
+            floor_seconds = checkpoints_alone(connection, cohort, members, checkpoint_members(kind))
         finally:
             _common.drop_cohort(cohort)
             connection.delete()
