@@ -45,10 +45,13 @@ def test_a_key_revoked_mid_run_fails_both_runs_pauses_every_sync_and_alerts_once
         assert run.planned == run.added + run.removed + run.failed + run.skipped
     assert (first_run.added, first_run.failed) == (2 * BATCH, 2 * BATCH)
     assert (second_run.added, second_run.failed) == (0, 4 * BATCH)
-    # Each run's first batches go out together: every one sent after the revocation is refused
-    # once, none is retried.
-    in_flight = FIRST_IN_FLIGHT
-    assert track_answers(sandbox) == {201: 2, 401: (in_flight - 2) + in_flight}
+    # Every batch sent after the revocation is refused once and none is retried. How many of a
+    # run's first batches (up to FIRST_IN_FLIGHT) go out before its first refusal comes back
+    # depends on timing: at least one a run, at most all of them.
+    answers = track_answers(sandbox)
+    assert set(answers) == {201, 401} and answers[201] == 2
+    assert 2 <= answers[401] <= (FIRST_IN_FLIGHT - 2) + FIRST_IN_FLIGHT
+    assert first_run.retries == second_run.retries == 0
     # The two batches that got in, whichever they were, are the ledger.
     assert in_destination(sandbox, cohort.name) == ledger(first)
     assert len(ledger(first)) == 2 * BATCH and ledger(first) <= set(members)
