@@ -54,6 +54,7 @@ def test_admin_sets_up_a_webhook_and_sends_a_test_alert(
 
     webhook.statuses.extend([500, 500, 500])
     page.click("#send-test-alert")
+    expect(page.locator("#alert-deliveries")).to_contain_text("Pending")  # queued by the click
     run_jobs()
     expect(page.locator("#alert-deliveries")).to_contain_text(
         "The webhook answered HTTP 500: invalid_token"

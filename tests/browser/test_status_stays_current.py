@@ -153,6 +153,8 @@ def test_a_connection_page_shows_one_state_and_only_the_current_keys_test(
     state = page.locator("#connection-state")
 
     page.click("#test-connection")
+    # The check job is queued by the click's request: wait for its answer before running jobs.
+    expect(page.locator("#check-result")).to_contain_text("Testing the connection")
     run_jobs()
     expect(page.locator("#check-result")).to_contain_text("Credentials refused")
     expect(state).to_contain_text("Needs attention")
@@ -170,6 +172,7 @@ def test_a_connection_page_shows_one_state_and_only_the_current_keys_test(
     assert "Invalid API key" not in page.locator("section.card").first.inner_text()
 
     page.click("#test-connection")
+    expect(page.locator("#check-result")).to_contain_text("Testing the connection")
     run_jobs()
     expect(page.locator("#check-result")).to_contain_text("Credentials accepted")
     expect(state).to_contain_text("Healthy")
