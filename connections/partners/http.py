@@ -126,14 +126,8 @@ def call(
             timeout=timeout,
             allow_redirects=False,
         )
-    except egress.EgressRefused as exc:
-        # Not retryable: the address will not become allowed by waiting.
-        raise PartnerError(f"Refused to call {host}: {exc}", unreachable=True) from None
-    except requests.RequestException as exc:
-        reason = type(exc).__name__
-        raise PartnerError(
-            f"Could not reach {host} ({reason})", retryable=True, unreachable=True
-        ) from None
+    except (egress.EgressRefused, requests.RequestException) as exc:
+        raise _unreached(host, exc) from None
     finally:
         if session is None:
             sender.close()
@@ -154,6 +148,15 @@ def call(
             headers=headers,
         )
     raise _refusal(response, body, headers, secret)
+
+
+def _unreached(host: str, exc: Exception) -> PartnerError:
+    """No answer: the egress policy refused the address (not retryable: it will not become
+    allowed by waiting), or the network failed (retryable)."""
+    if isinstance(exc, egress.EgressRefused):
+        return PartnerError(f"Refused to call {host}: {exc}", unreachable=True)
+    reason = type(exc).__name__
+    return PartnerError(f"Could not reach {host} ({reason})", retryable=True, unreachable=True)
 
 
 def _refusal(
@@ -209,13 +212,8 @@ def stream(
             response = sender.get(
                 url, headers=headers, timeout=timeout, allow_redirects=False, stream=True
             )
-        except egress.EgressRefused as exc:
-            raise PartnerError(f"Refused to call {host}: {exc}", unreachable=True) from None
-        except requests.RequestException as exc:
-            reason = type(exc).__name__
-            raise PartnerError(
-                f"Could not reach {host} ({reason})", retryable=True, unreachable=True
-            ) from None
+        except (egress.EgressRefused, requests.RequestException) as exc:
+            raise _unreached(host, exc) from None
         with response:
             answer_headers = {key.lower(): value for key, value in response.headers.items()}
             if not 200 <= response.status_code < 400:
