@@ -131,7 +131,6 @@ class RunSender:
             beat=self.beat,
             in_flight=self.in_flight_limit,
         )
-        self.sender.in_flight = self.window
         self.in_flight: deque[InFlight] = deque()
         # Batches answered and not yet checkpointed (the next group commit), oldest first.
         self.answered: list[checkpoint.Checkpoint] = []
@@ -337,8 +336,6 @@ class RunSender:
             self.window = max(1, self.window // 2)
         else:
             self.window = min(ceiling, self.window + 1)
-        # The sender reads the partner's remaining requests less the others in flight.
-        self.sender.in_flight = self.window
 
     def _answer(self, batch: InFlight, result: BatchResult) -> None:
         if not self.answered:

@@ -105,7 +105,6 @@ class BatchSender:
         self.beat = beat
         self._threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="send")
         self._local = threading.local()
-        self.in_flight = in_flight
         # Sending threads wait for the bucket with a plain `pause`: the heartbeat is a database
         # write, beaten by the thread that waits for their answer (`beat`).
         self.pace = SharedPace(connection, partner, pause=pause)
