@@ -7,14 +7,15 @@ skipped, and nothing sent twice beyond the batches in flight.
 As many batches are in flight at once as the connection allows (its maximum concurrent
 requests, shared by all its runs and workers, always under its rate limit): while the sending
 threads post the next ones, this thread takes the answers of the oldest, always in the order
-they were sent, and checkpoints them together (a group commit, every
-COHORTSYNC_CHECKPOINT_MEMBERS members or COHORTSYNC_CHECKPOINT_SECONDS), so a checkpoint's cursor
-never passes a batch that is not in the ledger. Only this thread touches the database.
+they were sent, and checkpoints them together (a group commit, syncs/engine/group_commit.py), so
+a checkpoint's cursor never passes a batch that is not in the ledger. On PostgreSQL the plan's
+pages are read ahead and the group commits written on threads of their own
+(syncs/engine/background.py), so this thread waits on no database round trip while it sends.
 
-The resume bound that follows: a killed worker has sent at most the members answered since its
-last checkpoint (under COHORTSYNC_CHECKPOINT_MEMBERS plus one batch) and those in flight (its
-in-flight limit times the batch size) that its ledger lacks; the next worker sends those again
-(both partners' writes are idempotent).
+The resume bound that follows: a killed worker has sent at most the members of two group commits
+(the one being written and the one being gathered, each under COHORTSYNC_CHECKPOINT_MEMBERS plus
+one batch) and those in flight (its in-flight limit times the batch size) that its ledger lacks;
+the next worker sends those again (both partners' writes are idempotent).
 """
 
 import logging
@@ -34,9 +35,11 @@ from connections.partners.http import PartnerError
 from core import stopping
 from syncs.engine import checkpoint, diff
 from syncs.engine.array_cap import ArrayCapGuard
+from syncs.engine.background import off_thread_possible, read_ahead
 from syncs.engine.checkpoint import InFlight
 from syncs.engine.diff import PlannedMember
 from syncs.engine.events import Kind, record_event
+from syncs.engine.group_commit import GroupCommit
 from syncs.engine.outcome import finish_run, interrupt_run, refuse_connection
 from syncs.engine.plan import Scope, plan_run, restore_plan
 from syncs.engine.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, Interrupted, StopRun
@@ -117,8 +120,7 @@ class RunSender:
         self.in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
         self.window = min(FIRST_IN_FLIGHT, self.in_flight_limit)
         self.throttled_seen = 0
-        self.group_members = settings.COHORTSYNC_CHECKPOINT_MEMBERS
-        self.group_seconds = settings.COHORTSYNC_CHECKPOINT_SECONDS
+        self.off_thread = off_thread_possible()
         self.sender = BatchSender(
             run_id=run.pk,
             connection=self.connection,
@@ -132,10 +134,12 @@ class RunSender:
             in_flight=self.in_flight_limit,
         )
         self.in_flight: deque[InFlight] = deque()
-        # Batches answered and not yet checkpointed (the next group commit), oldest first.
-        self.answered: list[checkpoint.Checkpoint] = []
-        self.answered_members = 0
-        self.answered_since = 0.0
+        # Batches answered and not yet checkpointed, oldest first, and their writer.
+        self.answered = GroupCommit(
+            members=settings.COHORTSYNC_CHECKPOINT_MEMBERS,
+            seconds=settings.COHORTSYNC_CHECKPOINT_SECONDS,
+            off_thread=self.off_thread,
+        )
         self.scope = Scope.of(run, self.sync)
         self.mapping: list[str] = self.sync.identifier_mapping or [
             self.partner.default_identifier(config)
@@ -146,7 +150,10 @@ class RunSender:
         try:
             self._execute()
         finally:
-            self.sender.close()
+            try:
+                self.answered.close()
+            finally:
+                self.sender.close()
 
     def _execute(self) -> None:
         self._prepare_destination()
@@ -178,7 +185,7 @@ class RunSender:
             self._send_removes(rows)
         while self.in_flight:
             self._settle(self.in_flight.popleft())
-        self._commit_answered()
+        self._commit_answered(everything=True)
         latency = self.sender.latency_ms()
         if latency is not None:
             self._ours().update(partner_latency_ms=latency)
@@ -201,6 +208,9 @@ class RunSender:
                 setattr(self.run, name, value)
 
     def _planned_adds(self) -> Iterator[list[PlannedMember]]:
+        return read_ahead(self._pages_to_add, off_thread=self.off_thread)
+
+    def _pages_to_add(self) -> Iterator[list[PlannedMember]]:
         after = self.run.add_cursor
         while page := diff.page_to_add(
             self.sync, run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS
@@ -319,10 +329,7 @@ class RunSender:
             raise
         self._adapt_window()
         self._answer(batch, result)
-        if (
-            self.answered_members >= self.group_members
-            or time.monotonic() - self.answered_since >= self.group_seconds
-        ):
+        if self.answered.due():
             self._commit_answered()
 
     def _adapt_window(self) -> None:
@@ -338,23 +345,21 @@ class RunSender:
             self.window = min(ceiling, self.window + 1)
 
     def _answer(self, batch: InFlight, result: BatchResult) -> None:
-        if not self.answered:
-            self.answered_since = time.monotonic()
-        self.answered.append(
+        self.answered.add(
             checkpoint.of_batch(
                 self.run, batch, result, self.mapping, uncounted=self.sender.take_uncounted()
-            )
+            ),
+            members=len(batch.rows) + len(batch.removals),
         )
-        self.answered_members += len(batch.rows) + len(batch.removals)
 
-    def _commit_answered(self, *, last: bool = False) -> None:
-        """The group commit: every answered batch in one checkpoint. Then stop if the run was
-        canceled, taken over, or its worker is stopping (unless this is the stopping run's
-        `last` commit)."""
-        if not self.answered:
+    def _commit_answered(self, *, last: bool = False, everything: bool = False) -> None:
+        """The group commit: every answered batch in one checkpoint (and, for the run's
+        `last` commit as it stops or once `everything` was sent, every write finished). Then
+        stop if the run was canceled, taken over, or its worker is stopping (unless this is
+        the stopping run's `last` commit)."""
+        if self.answered.idle:
             return
-        status = checkpoint.commit(checkpoint.merged(self.answered))
-        self.answered, self.answered_members = [], 0
+        status = self.answered.finish() if last or everything else self.answered.commit()
         if status is None:
             raise LostClaim(self.run.pk)
         if last:
