@@ -71,3 +71,12 @@ def test_a_refusal_is_a_message_on_the_run_page_and_starts_nothing(marketer_clie
     [message] = [str(m) for m in get_messages(response.wsgi_request)]
     assert "is paused: resume it before retrying" in message
     assert SyncRun.objects.count() == 1
+
+
+def test_a_paused_syncs_run_says_to_resume_it_instead_of_offering_the_button(
+    marketer_client, failed_run
+):
+    Sync.objects.filter(pk=failed_run.sync_id).update(status=Sync.Status.PAUSED)
+    html = page(marketer_client, failed_run)
+    assert BUTTON not in html
+    assert "is paused: resume it to retry the members that failed here." in html
