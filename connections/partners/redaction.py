@@ -28,7 +28,9 @@ SAMPLE = 3
 TEXT_CHARS = 4_000
 # Keys whose value is a credential, wherever they appear in a body.
 CREDENTIAL_KEY = re.compile(
-    r"api[_-]?key|token|secret|password|passwd|authorization|credential|client[_-]?key", re.I
+    r"api[_-]?key|token|secret|password|passwd|authori[sz]ation|authentication|credential"
+    r"|client[_-]?key|signature",
+    re.I,
 )
 # Runs of characters an identifier is made of, in a message that quotes one; then the parts of a
 # run that a label glues to it ("external_id:u-42", "id=u-42").
@@ -132,13 +134,15 @@ def _mask_text(text: str, hidden: frozenset[str]) -> str:
     if text in hidden:
         return MASK
 
+    def word(part: str) -> str:
+        bare = part.rstrip(_TRAILING)  # the full stop that ends a sentence is not part of it
+        return MASK + part[len(bare) :] if bare in hidden else part
+
     def token(match: re.Match[str]) -> str:
-        word = match.group(0)
-        bare = word.rstrip(_TRAILING)
-        if bare in hidden:
-            return MASK + word[len(bare) :]
-        parts = _GLUE.split(word)
-        return "".join(MASK if part.rstrip(_TRAILING) in hidden else part for part in parts)
+        masked = word(match.group(0))
+        if masked != match.group(0):
+            return masked
+        return "".join(word(part) for part in _GLUE.split(match.group(0)))
 
     return _TOKEN.sub(token, text)
 
