@@ -7,11 +7,11 @@ Each kind has its own setting, in days (0 keeps it for ever):
 | IMPORT_REQUESTS | ImportRequest (the inbound log) | when it arrived |
 | REFUSED_COUNTS | RefusedImportCount (refused before a key was shown) | its minute |
 | RUN_EVENTS | SyncRunEvent (a run's timeline) | when its run finished |
-| RUN_EXCHANGES | SyncRunExchange (a run's requests and answers, with a sample of identifiers) | when its run finished |
+| RUN_EXCHANGES | SyncRunExchange (a run's requests and answers) | when its run finished |
 | ALERT_DELIVERIES | AlertDelivery | when it was queued |
 
-A run keeps its counts, summary and errors: only its timeline and its requests and answers go. `purge_expired_records`
-(cohortsync.jobs) runs daily from cohortsync/cron.py and deletes in batches
+A run keeps its counts, summary and errors: only its timeline and its requests and answers go.
+`purge_expired_records` (cohortsync.jobs) runs daily from cohortsync/cron.py and deletes in batches
 (core.retention.delete_in_batches) for at most TIME_BUDGET_SECONDS; what is left waits a day.
 """
 

@@ -33,7 +33,9 @@ class ExchangeRow:
     @property
     def duration(self) -> str:
         milliseconds = self.exchange.milliseconds
-        return f"{milliseconds:,} ms" if milliseconds < 1000 else format_duration(milliseconds / 1000)
+        if milliseconds < 1000:
+            return f"{milliseconds:,} ms"
+        return format_duration(milliseconds / 1000)
 
     @property
     def batch_text(self) -> str:
