@@ -4,13 +4,17 @@ first 3 members, in the request or quoted back in the answer; both partners."""
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 
+import pytest
+
+from connections.partners import PARTNERS
 from connections.partners.appsflyer.partner import AppsFlyer
 from connections.partners.appsflyer.payload import device_rows, import_payload
-from connections.partners.base import Recipient
+from connections.partners.base import Direction, Recipient
 from connections.partners.braze.partner import Braze
 from connections.partners.braze.payload import build_track_payload
-from connections.partners.exchanges import Exchange
+from connections.partners.exchanges import Exchange, recording
 from connections.partners.redaction import (
     MASK,
     SAMPLE,
@@ -21,6 +25,7 @@ from connections.partners.redaction import (
     transcript,
     without_credentials,
 )
+from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
 
 BRAZE_KEY = "braze-rest-key-3f9c-5e7a-do-not-show"
 APPSFLYER_TOKEN = "eyJhbGciOi.appsflyer-v2-token.do-not-show"
@@ -233,3 +238,37 @@ def test_long_bodies_are_cut_and_say_so():
     assert len(text) < 160
     assert text.endswith("characters in all")
     assert as_text(None) == ""
+
+
+SIMULATOR_SECRETS = {"braze": DEMO_BRAZE_KEY, "appsflyer": DEMO_APPSFLYER_TOKEN}
+
+
+@pytest.mark.parametrize("kind", sorted(SIMULATOR_SECRETS))
+def test_each_destination_batch_sent_to_the_simulator_shows_three_members_and_no_credential(
+    kind, sandbox
+):
+    assert set(SIMULATOR_SECRETS) == {
+        k for k, p in PARTNERS.items() if Direction.DESTINATION in p.directions
+    }
+    partner_class = PARTNERS[kind]
+    config = partner_class.parse_config(partner_class.simulator_config(sandbox.url))
+    partner = partner_class(config, SIMULATOR_SECRETS[kind])
+    options = partner.prepare_sync(cohort_label="Registry check", options={}).options
+    identifier = partner_class.default_identifier(config)
+    members = [f"member-{n:04d}-{kind}" for n in range(10)]
+
+    with recording() as noted:
+        partner.send_batch(
+            cohort_label="Registry check",
+            add=[Recipient(n, identifier, value) for n, value in enumerate(members)],
+            remove=[],
+            options=options,
+        )
+
+    [sent] = noted
+    assert sent.status is not None and sent.status < 300
+    kept = transcript(sent, partial(partner_class.redact_request, sample=SAMPLE))
+    text = stored(kept)
+    assert [member for member in members if member in text] == members[:3]
+    assert "… and 7 more" in kept.request
+    assert SIMULATOR_SECRETS[kind] not in text
