@@ -222,3 +222,31 @@ def test_a_runs_exchanges_go_with_it(cohort, braze_one_at_a_time):
     assert SyncRunExchange.objects.filter(run=run).count() == 1
     run.delete()
     assert not SyncRunExchange.objects.exists()
+
+
+def test_a_resumed_run_numbers_its_batches_again_and_carries_the_cap_over(
+    cohort, braze_one_at_a_time, sandbox, viewer_client
+):
+    fill(cohort, 3 * BATCH)
+    sync = make_sync(name="Exchanges", cohort=cohort, connection=braze_one_at_a_time)
+    run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    # What an earlier part of the run kept before it was interrupted: 48 of its 50.
+    SyncRun.objects.filter(pk=run.pk).update(interruptions=1)
+    SyncRunExchange.objects.bulk_create(
+        SyncRunExchange(run=run, batch=n, attempt=1, status=201, method="POST", path="/users/track")
+        for n in range(1, 49)
+    )
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"partner": "braze", "statuses": [503]}, timeout=5
+    ).raise_for_status()
+
+    run_sync(run.pk, sleep=Sleeps())
+
+    run.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCEEDED
+    resumed = SyncRunExchange.objects.filter(run=run, interruptions=1).order_by("id")
+    # Batch 1 of this part: its 503 and its retry; batches 2 and 3 find no room left.
+    assert list(resumed.values_list("batch", "attempt", "status")) == [(1, 1, 503), (1, 2, 201)]
+    assert SyncRunExchange.objects.filter(run=run).count() == exchanges.KEPT_PER_RUN
+    assert run.exchanges_left_out == 0  # accepted batches are not "left out" refusals
+    assert "Batch 1 after resume 1" in page_text(viewer_client, run)
