@@ -76,7 +76,7 @@ class ExchangeLog:
         stops_run: bool = False,
     ) -> None:
         """Keep an attempt's exchanges (`noted`) if they are worth it and the cap allows;
-        `failed_members`: the partner accepted the request but failed some of its members;
+        `failed_members`: the batch was accepted with some of its members failed;
         `stops_run`: this answer ends the run."""
         refused = any(exchange.failed for exchange in noted)
         if not (batch.number <= FIRST_BATCHES or refused or failed_members):

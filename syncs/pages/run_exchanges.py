@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 
+from connections.partners.redaction import SAMPLE
 from syncs.engine.exchanges import FIRST_BATCHES, KEPT_PER_RUN
-from syncs.engine.sending import MAX_ATTEMPTS
 from syncs.models import SyncRun, SyncRunExchange
 from syncs.pages.progress import format_duration
 
@@ -53,7 +53,7 @@ class RunExchanges:
     left_out: int
     first_batches: int = FIRST_BATCHES
     kept_per_run: int = KEPT_PER_RUN
-    max_attempts: int = MAX_ATTEMPTS
+    sample: int = SAMPLE
 
 
 def _since(origin: datetime, at: datetime) -> str:

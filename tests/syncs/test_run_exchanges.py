@@ -9,6 +9,7 @@ answer is fixed.
 
 import html
 import json
+import re
 import socket
 
 import pytest
@@ -97,6 +98,8 @@ def test_a_503_and_a_429_are_kept_with_the_first_batches_and_shown_redacted(
 
     page = page_text(viewer_client, run)
     assert "Requests and answers" in page
+    count = re.search(r'class="muted small exchanges-count">([^<]*)<', page)
+    assert count is not None and count.group(1) == "7 kept, 2 of them refused or unanswered"
     assert page.count('class="exchange failed"') == 2
     assert "503 Service Unavailable" in page and "429 Too Many Requests" in page
     assert '"message": "Service Unavailable"' in page
