@@ -34,7 +34,7 @@ AT = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
 def exchange(url: str, request, answer, *, secret: str, status: int | None = 400) -> Exchange:
     return Exchange(
-        at=AT,
+        sent_at=AT.timestamp(),
         method="POST",
         url=url,
         request=request,
