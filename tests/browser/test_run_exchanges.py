@@ -81,11 +81,12 @@ def test_a_marketer_opens_a_refused_request_on_a_laptop(
     run = run_that_met_a_503(sandbox)
     log_in(page, live_server, "mia@example.com")
     page.goto(live_server.url + reverse("syncs:run_detail", args=[run.sync_id, run.pk]))
+    expect_of()(page.locator("#exchanges .exchange")).to_have_count(4)
+    screenshot(page, "run-exchanges-laptop")
 
     open_the_refused_exchange(page)
-    layout = check_layout(page, "run-exchanges-laptop")
+    layout = check_layout(page, "run-exchanges-laptop-open")
     assert not any(card["scrolls"] for card in layout["cards"])
-    screenshot(page, "run-exchanges-laptop-open")
 
 
 def test_on_a_phone_the_request_and_answer_wrap_inside_their_card(
