@@ -186,6 +186,8 @@ class RunOut(Schema):
     verify_verified: int | None
     verified_at: datetime | None
     verify_error: str
+    # Refused or unanswered requests past the run's cap on those it keeps (`.../exchanges`).
+    exchanges_left_out: int
 
 
 class ErrorGroupOut(Schema):
@@ -206,6 +208,27 @@ class RunErrorOut(Schema):
     reason: str
     partner_status: int | None
     created_at: datetime
+
+
+class RunExchangeOut(Schema):
+    """A request the run sent and the partner's answer, redacted: no credential, and only the
+    first 3 members of a request in full (the others counted, masked where the answer quotes
+    them). `request` and `answer` are pretty-printed JSON text (an answer that was not JSON as
+    it came), cut at 4,000 characters; `status` is null when no answer came (`note` says why)."""
+
+    id: int
+    at: datetime
+    batch: int
+    attempt: int
+    # Batches are numbered from 1 again in each part of a run resumed after an interruption.
+    interruptions: int
+    method: str
+    path: str
+    status: int | None
+    milliseconds: int
+    request: str
+    answer: str
+    note: str
 
 
 class ImportKeyOut(Schema):

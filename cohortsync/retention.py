@@ -7,10 +7,11 @@ Each kind has its own setting, in days (0 keeps it for ever):
 | IMPORT_REQUESTS | ImportRequest (the inbound log) | when it arrived |
 | REFUSED_COUNTS | RefusedImportCount (refused before a key was shown) | its minute |
 | RUN_EVENTS | SyncRunEvent (a run's timeline) | when its run finished |
+| RUN_EXCHANGES | SyncRunExchange (a run's requests and answers) | when its run finished |
 | ALERT_DELIVERIES | AlertDelivery | when it was queued |
 
-A run keeps its counts, summary and errors: only its timeline goes. `purge_expired_records`
-(cohortsync.jobs) runs daily from cohortsync/cron.py and deletes in batches
+A run keeps its counts, summary and errors: only its timeline and its requests and answers go.
+`purge_expired_records` (cohortsync.jobs) runs daily from cohortsync/cron.py and deletes in batches
 (core.retention.delete_in_batches) for at most TIME_BUDGET_SECONDS; what is left waits a day.
 """
 
@@ -28,7 +29,7 @@ from django.utils import timezone
 from alerts.models import AlertDelivery
 from cohorts.models import ImportRequest, RefusedImportCount
 from core.retention import BATCH_SIZE, delete_in_batches
-from syncs.models import SyncRunEvent
+from syncs.models import SyncRunEvent, SyncRunExchange
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ POLICIES = [
         "COHORTSYNC_RETENTION_DAYS_RUN_EVENTS",
         # A held or running run keeps its timeline however old it is.
         lambda cutoff: SyncRunEvent.objects.filter(at__lt=cutoff, run__finished_at__lt=cutoff),
+    ),
+    Policy(
+        "run_exchanges",
+        "COHORTSYNC_RETENTION_DAYS_RUN_EXCHANGES",
+        # Like the timeline: a held or running run keeps them however old they are.
+        lambda cutoff: SyncRunExchange.objects.filter(at__lt=cutoff, run__finished_at__lt=cutoff),
     ),
     Policy(
         "alert_deliveries",

@@ -16,7 +16,7 @@ from cohorts.models import ImportRequest, RefusedImportCount
 from cohortsync.jobs import purge_expired_records
 from cohortsync.retention import POLICIES, purge_expired
 from core.retention import delete_in_batches
-from syncs.models import SyncRun, SyncRunEvent
+from syncs.models import SyncRun, SyncRunEvent, SyncRunExchange
 from tests.factories import make_run, make_sync
 from tests.jobs import run_jobs
 
@@ -56,17 +56,26 @@ def sync():
     return make_sync()
 
 
-def test_the_defaults_keep_ninety_days(settings):
-    assert [getattr(settings, policy.setting) for policy in POLICIES] == [90, 90, 90, 90]
-    assert {policy.setting for policy in POLICIES} == {
-        "COHORTSYNC_RETENTION_DAYS_IMPORT_REQUESTS",
-        "COHORTSYNC_RETENTION_DAYS_REFUSED_COUNTS",
-        "COHORTSYNC_RETENTION_DAYS_RUN_EVENTS",
-        "COHORTSYNC_RETENTION_DAYS_ALERT_DELIVERIES",
+def exchanges(run, at, n=2):
+    SyncRunExchange.objects.bulk_create(
+        SyncRunExchange(run=run, at=at, batch=1, attempt=1, method="POST", path="/users/track")
+        for _ in range(n)
+    )
+
+
+def test_the_defaults_keep_ninety_days_and_a_runs_requests_thirty(settings):
+    assert {policy.setting: getattr(settings, policy.setting) for policy in POLICIES} == {
+        "COHORTSYNC_RETENTION_DAYS_IMPORT_REQUESTS": 90,
+        "COHORTSYNC_RETENTION_DAYS_REFUSED_COUNTS": 90,
+        "COHORTSYNC_RETENTION_DAYS_RUN_EVENTS": 90,
+        # They hold a sample of members' identifiers: kept for debugging, not for history.
+        "COHORTSYNC_RETENTION_DAYS_RUN_EXCHANGES": 30,
+        "COHORTSYNC_RETENTION_DAYS_ALERT_DELIVERIES": 90,
     }
 
 
-def test_rows_past_their_retention_go_and_the_rest_stay(sync):
+def test_rows_past_their_retention_go_and_the_rest_stay(sync, settings):
+    settings.COHORTSYNC_RETENTION_DAYS_RUN_EXCHANGES = 90  # aged as the timeline is, here
     kept_request, _ = import_request(RECENT), import_request(OLD)
     kept_count, _ = refused_count(RECENT), refused_count(OLD)
     kept_delivery, _ = delivery(RECENT), delivery(OLD, status=AlertDelivery.Status.FAILED)
@@ -75,6 +84,9 @@ def test_rows_past_their_retention_go_and_the_rest_stay(sync):
     events(old_run, OLD)
     events(recent_run, OLD)  # a long-held run that finished recently keeps its whole timeline
     events(recent_run, RECENT)
+    exchanges(old_run, OLD)
+    exchanges(recent_run, OLD)  # like its timeline: kept while its run finished recently
+    exchanges(recent_run, RECENT)
 
     deleted = purge_expired(now=NOW)
 
@@ -82,6 +94,7 @@ def test_rows_past_their_retention_go_and_the_rest_stay(sync):
         "import_requests": 1,
         "refused_counts": 1,
         "run_events": 3,
+        "run_exchanges": 2,
         "alert_deliveries": 1,
     }
     assert list(ImportRequest.objects.all()) == [kept_request]
@@ -89,15 +102,28 @@ def test_rows_past_their_retention_go_and_the_rest_stay(sync):
     assert list(AlertDelivery.objects.all()) == [kept_delivery]
     assert set(SyncRunEvent.objects.values_list("run_id", flat=True)) == {recent_run.pk}
     assert SyncRunEvent.objects.count() == 6
-    # A run keeps its row, counts and summary: only its timeline went.
+    assert set(SyncRunExchange.objects.values_list("run_id", flat=True)) == {recent_run.pk}
+    # A run keeps its row, counts and summary: only its timeline and its exchanges went.
     assert SyncRun.objects.filter(pk=old_run.pk).exists()
 
 
 def test_a_run_that_has_not_finished_keeps_its_timeline_however_old(sync):
     held = make_run(sync, status=SyncRun.Status.HELD)
     events(held, OLD)
-    assert purge_expired(now=NOW)["run_events"] == 0
+    exchanges(held, OLD)
+    deleted = purge_expired(now=NOW)
+    assert (deleted["run_events"], deleted["run_exchanges"]) == (0, 0)
     assert SyncRunEvent.objects.filter(run=held).count() == 3
+    assert SyncRunExchange.objects.filter(run=held).count() == 2
+
+
+def test_a_runs_requests_and_answers_go_after_thirty_days(sync):
+    run = make_run(sync, finished_at=NOW - timedelta(days=31))
+    events(run, NOW - timedelta(days=31))
+    exchanges(run, NOW - timedelta(days=31))
+    deleted = purge_expired(now=NOW)
+    assert (deleted["run_events"], deleted["run_exchanges"]) == (0, 2)
+    assert SyncRunEvent.objects.filter(run=run).count() == 3
 
 
 def test_each_setting_sets_its_own_days_and_zero_keeps_for_ever(settings):

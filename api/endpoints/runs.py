@@ -1,4 +1,5 @@
-"""Runs of a sync: trigger one (marketers and admins), list and read them (every role)."""
+"""Runs of a sync: trigger one (marketers and admins), list and read them, their errors and
+their requests and answers (every role)."""
 
 from typing import Any
 
@@ -8,10 +9,10 @@ from ninja import Query, Router, Status
 from api.access import get_or_404
 from api.auth import TokenAuth, actor
 from api.pagination import PageQuery, page_of
-from api.schemas import Id, Message, Page, RunDetailOut, RunErrorOut, RunOut
+from api.schemas import Id, Message, Page, RunDetailOut, RunErrorOut, RunExchangeOut, RunOut
 from core.audit import client_ip
 from syncs.lifecycle import retry_failed_members
-from syncs.models import Sync, SyncRun, SyncRunError
+from syncs.models import Sync, SyncRun, SyncRunError, SyncRunExchange
 from syncs.pages.run_errors import error_groups
 from syncs.services import start_run
 
@@ -87,3 +88,19 @@ def list_run_errors(
     """The members the run could not add or remove, or skipped, in the order they happened."""
     run = _run(sync_id, run_id)
     return page_of(SyncRunError.objects.filter(run=run), page)
+
+
+@router.get(
+    "/syncs/{sync_id}/runs/{run_id}/exchanges",
+    response=Page[RunExchangeOut],
+    auth=TokenAuth(VIEW),
+)
+def list_run_exchanges(
+    request: HttpRequest, sync_id: Id, run_id: Id, page: Query[PageQuery]
+) -> dict[str, Any]:
+    """The requests the run kept with the partner's answers, in the order they were sent, as
+    its page shows them: every request of its first 5 batches and every one the partner refused
+    or left unanswered, at most 50 a run (the run's `exchanges_left_out` counts refused ones past
+    that). Redacted: no credential, identifiers only for the first 3 members of a request."""
+    run = _run(sync_id, run_id)
+    return page_of(SyncRunExchange.objects.filter(run=run), page)

@@ -10,6 +10,8 @@ import requests
 from django import forms
 from django.forms.utils import pretty_name
 
+from connections.partners import redaction
+
 
 @dataclass(frozen=True)
 class Recipient:
@@ -333,6 +335,14 @@ class Partner:
         """What the partner bills for each member a sync with `options` adds or removes, in its
         data points (Braze: one per custom attribute updated); None when it bills none."""
         return None
+
+    @classmethod
+    def redact_request(cls, path: str, body: Any, *, sample: int) -> redaction.RedactedRequest:
+        """A request body to `path` as a run's page may show it: the first `sample` recipients
+        in full, the others counted, their identifiers returned to be masked in the answer.
+        Partners override it with what their bodies hold; this default cuts every list and hides
+        every string of what it cut."""
+        return redaction.sample_lists(body, sample)
 
     def check(self) -> str:
         """A cheap authenticated call: returns what it proved, raises PartnerError otherwise."""

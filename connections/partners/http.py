@@ -1,6 +1,7 @@
 """The one HTTP helper every partner call goes through, and what it raises: timeouts, JSON
 handling and the classification of an answer (retry it, fix the credentials, or give up).
-Every call obeys the egress policy (core/egress.py, invariant 10 in docs/architecture.md)."""
+Every call obeys the egress policy (core/egress.py, invariant 10 in docs/architecture.md), and
+inside `exchanges.recording()` is noted with its answer (connections/partners/exchanges.py)."""
 
 import json
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from connections.partners import exchanges
 from connections.partners.base import ConfigError, PartnerConfig, RateLimitSignal
 from core import egress, egress_http
 
@@ -19,6 +21,8 @@ from core import egress, egress_http
 DEFAULT_TIMEOUT = (5.0, 30.0)
 # What is kept of a partner's own message: it lands on pages any viewer reads.
 MESSAGE_CHARS = 120
+# What a recorded exchange keeps of an answer that is not JSON (an HTML error page, say).
+RAW_ANSWER_CHARS = 8_000
 
 
 class PartnerError(Exception):
@@ -114,6 +118,7 @@ def call(
     """
     sender = egress_http.protect(session) if session is not None else egress_http.session()
     host = urlsplit(url).netloc
+    sent = exchanges.pending(method, url, payload, secret)
     try:
         response = sender.request(
             method,
@@ -127,7 +132,10 @@ def call(
             allow_redirects=False,
         )
     except (egress.EgressRefused, requests.RequestException) as exc:
-        raise _unreached(host, exc) from None
+        unreached = _unreached(host, exc)
+        if sent is not None:
+            sent.answered(None, None, note=unreached.message)
+        raise unreached from None
     finally:
         if session is None:
             sender.close()
@@ -135,6 +143,8 @@ def call(
         body: Any = response.json() if response.content else {}
     except json.JSONDecodeError:
         body = {}
+    if sent is not None:
+        sent.answered(response.status_code, body or response.text[:RAW_ANSWER_CHARS])
     headers = {key.lower(): value for key, value in response.headers.items()}
     status = response.status_code
     if 200 <= status < 300:

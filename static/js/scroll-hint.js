@@ -1,6 +1,7 @@
 // A card whose table is wider than the screen (a phone, a narrow window) scrolls sideways: mark
 // it .scrolls-sideways, and the stylesheet shows a hint that stays in view while it scrolls.
-// Only the cards that do scroll are marked, checked again after a resize and an htmx swap.
+// Only the cards that do scroll are marked, checked again after a resize, an htmx swap and a
+// <details> opened or closed.
 // Loaded with <script src>, never inline, so the pages can run under a strict CSP.
 (function () {
   "use strict";
@@ -15,4 +16,5 @@
   window.addEventListener("load", mark); // once fonts and images have their size
   window.addEventListener("resize", mark);
   document.addEventListener("htmx:afterSettle", mark);
+  document.addEventListener("toggle", mark, true); // a <details> opened or closed (toggle does not bubble)
 })();

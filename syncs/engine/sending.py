@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -19,9 +19,11 @@ from django.conf import settings
 
 from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, Recipient
+from connections.partners.exchanges import Exchange, recording
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
 from connections.ratelimit import RateLimitTimeout
 from syncs.engine.events import Kind, record_event
+from syncs.engine.exchanges import BatchNumber, ExchangeLog
 from syncs.engine.outcome import learn_batch_size, refuse_connection
 from syncs.engine.pacing import MAX_BACKOFF_SECONDS, RedisOutage, SharedPace, backoff
 from syncs.models import SyncRun
@@ -60,9 +62,13 @@ class Interrupted(Exception):
 @dataclass
 class Attempt:
     """One try at a batch: the partner's answer or why there was none, and the seconds spent
-    waiting for the shared rate limit first."""
+    waiting for the shared rate limit first; which batch and attempt it was, and the requests it
+    made with their answers (kept on the run's page when worth it: syncs/engine/exchanges.py)."""
 
+    batch: BatchNumber
+    number: int = 0
     waited: float = 0.0
+    exchanges: list[Exchange] = field(default_factory=list)
     result: BatchResult | None = None
     refused: PartnerError | None = None
     too_large: BatchTooLarge | None = None
@@ -124,6 +130,8 @@ class BatchSender:
         self.answered = 0
         self.answer_seconds = 0.0
         self._open_lock = threading.Lock()
+        self.exchange_log = ExchangeLog(run_id, type(partner))
+        self._batches_started = 0
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
@@ -141,31 +149,51 @@ class BatchSender:
         return taken
 
     def _count_now(self, **counts: float) -> None:
-        """Count at once (a failed or split send), with whatever accepted sends left uncounted."""
+        """Count at once (a failed or split send), with whatever accepted sends left uncounted
+        and the refused requests the run's page left out."""
         for name, value in self.take_uncounted().items():
             counts[name] = counts.get(name, 0) + value
+        left_out = self.exchange_log.take_left_out()
+        if left_out:
+            counts["exchanges_left_out"] = left_out
         self.count(**counts)
 
     def start(self, *, add: list[Recipient], remove: list[Recipient]) -> "Future[Attempt]":
         """The batch's first attempt, on a sending thread; `finish` takes its answer."""
-        return self._threads.submit(self._attempt, add, remove)
+        self._batches_started += 1
+        return self._submit(add, remove, BatchNumber(self._batches_started))
+
+    def _submit(
+        self, add: list[Recipient], remove: list[Recipient], batch: BatchNumber
+    ) -> "Future[Attempt]":
+        return self._threads.submit(self._attempt, add, remove, batch)
 
     def finish(
-        self, started: "Future[Attempt] | None", *, add: list[Recipient], remove: list[Recipient]
+        self,
+        started: "Future[Attempt] | None",
+        *,
+        add: list[Recipient],
+        remove: list[Recipient],
+        batch: BatchNumber | None = None,
     ) -> BatchResult:
         """The batch's answer: the `started` attempt's (None: make one now), retried as needed.
 
         5xx and network errors spend the batch's MAX_ATTEMPTS; a 429, or a reset the partner
         announced, is waited out without spending one, within the run's budget of rate-limit
         waits (past it the run is interrupted and resumes later). A refused credential stops
-        the run; a batch too large is sent in halves; objects refused by name fail alone."""
+        the run; a batch too large is sent in halves; objects refused by name fail alone.
+        `batch`: the batch these recipients are part of (its halves, its resends), if not new."""
         failures = 0
         while True:
             if started is None:
                 # Retries go through a sending thread too, this thread beating meanwhile.
-                started = self.start(add=add, remove=remove)
+                if batch is None:
+                    started = self.start(add=add, remove=remove)
+                else:
+                    started = self._submit(add, remove, batch)
             outcome = self._answer(started)
             started = None
+            batch = outcome.batch
             waited = outcome.waited
             if outcome.redis_down is not None:
                 raise Interrupted(
@@ -184,17 +212,21 @@ class BatchSender:
                 continue
             self._note_wait(waited, "the connection's shared rate limit")
             if outcome.too_large is not None:
+                self._keep(outcome)
                 self._count_now(requests=1, throttled_seconds=waited)
-                return self._send_in_halves(add, remove, outcome.too_large)
+                return self._send_in_halves(add, remove, outcome.too_large, batch)
             if outcome.objects_refused is not None:
+                self._keep(outcome)
                 self._count_now(requests=1, throttled_seconds=waited)
-                return self._send_without(add, remove, outcome.objects_refused)
+                return self._send_without(add, remove, outcome.objects_refused, batch)
             if outcome.refused is not None:
+                if outcome.refused.status != 429:
+                    failures += 1
+                self._keep(outcome, stops_run=stops_run(outcome.refused, failures))
                 self._count_now(requests=1, throttled_seconds=waited)
                 if outcome.refused.status == 429:
                     self._wait_for_partner(outcome.refused)
                 else:
-                    failures += 1
                     self._handle_error(outcome.refused, failures)
                 continue
             return self._accept(outcome)
@@ -205,13 +237,26 @@ class BatchSender:
         outcome = self._answer(started)
         if outcome.result is None:
             if outcome.refused is not None or outcome.too_large is not None:
+                self._keep(outcome)
                 self._count_now(requests=1, throttled_seconds=outcome.waited)
             return None
         return self._accept(outcome)
 
+    def _keep(self, outcome: Attempt, *, stops_run: bool = False) -> None:
+        """The attempt's requests and answers onto the run's page, if worth it."""
+        if outcome.exchanges:
+            self.exchange_log.keep(
+                outcome.exchanges,
+                batch=outcome.batch,
+                attempt=outcome.number,
+                failed_members=bool(outcome.result and outcome.result.failed),
+                stops_run=stops_run,
+            )
+
     def _accept(self, outcome: Attempt) -> BatchResult:
         """An accepted batch: its request and wait are counted with its checkpoint."""
         assert outcome.result is not None
+        self._keep(outcome)
         self.throttled_in_a_row = 0
         self.uncounted["requests"] = self.uncounted.get("requests", 0) + outcome.result.requests
         self.uncounted["throttled_seconds"] = (
@@ -227,32 +272,40 @@ class BatchSender:
             except FutureTimeout:
                 self.beat()
 
-    def _attempt(self, add: list[Recipient], remove: list[Recipient]) -> Attempt:
-        """Wait for a token, post the batch, read the rate-limit headers. No database here: it
-        runs on the sending threads."""
+    def _attempt(
+        self, add: list[Recipient], remove: list[Recipient], batch: BatchNumber
+    ) -> Attempt:
+        """Wait for a token, post the batch (its requests and answers noted, in memory), read
+        the rate-limit headers. No database here: it runs on the sending threads."""
         try:
             waited, lease = self.pace.acquire()
         except RateLimitTimeout as timeout:
-            return Attempt(no_token=timeout)
+            return Attempt(batch, no_token=timeout)
         except RedisOutage as outage:
-            return Attempt(redis_down=outage.seconds)
+            return Attempt(batch, redis_down=outage.seconds)
+        # A batch's attempts follow one another: only one thread counts them at a time.
+        attempt = Attempt(batch, batch.next_attempt(), waited)
         with self._open_lock:
             self.open += 1
         posted = time.perf_counter()
         try:
-            result = self.partner.send_batch(
-                cohort_label=self.cohort_label,
-                add=add,
-                remove=remove,
-                options=self.options,
-                session=self._session(),
-            )
+            with recording() as attempt.exchanges:
+                result = self.partner.send_batch(
+                    cohort_label=self.cohort_label,
+                    add=add,
+                    remove=remove,
+                    options=self.options,
+                    session=self._session(),
+                )
         except BatchTooLarge as too_large:
-            return Attempt(waited, too_large=too_large)
+            attempt.too_large = too_large
+            return attempt
         except ObjectsRefused as refused:
-            return Attempt(waited, objects_refused=refused)
+            attempt.objects_refused = refused
+            return attempt
         except PartnerError as exc:
-            return Attempt(waited, refused=exc)
+            attempt.refused = exc
+            return attempt
         finally:
             self.pace.release(lease)
             with self._open_lock:
@@ -264,7 +317,8 @@ class BatchSender:
             # Requests still open took their tokens after the partner counted this one.
             self.pace.observe(result.rate_limit, others=others)
             self.remaining = result.rate_limit.remaining
-        return Attempt(waited, result=result)
+        attempt.result = result
+        return attempt
 
     def _session(self) -> requests.Session:
         """One keep-alive session per thread: a Session is not shared between threads."""
@@ -279,7 +333,7 @@ class BatchSender:
         if exc.auth:
             refuse_connection(self.connection, exc.message)
             raise StopRun(f"{label} refused the credentials: {exc.message}") from None
-        if not exc.retryable or attempt == MAX_ATTEMPTS:
+        if stops_run(exc, attempt):
             raise StopRun(
                 f"{label} answered {exc.status or 'nothing'} ({exc.message})"
                 f" after {attempt} attempt(s)."
@@ -343,7 +397,11 @@ class BatchSender:
             )
 
     def _send_in_halves(
-        self, add: list[Recipient], remove: list[Recipient], refusal: BatchTooLarge
+        self,
+        add: list[Recipient],
+        remove: list[Recipient],
+        refusal: BatchTooLarge,
+        batch: BatchNumber,
     ) -> BatchResult:
         """The partner refused the batch as too large and said (or we inferred) how many it
         takes: send this batch in smaller ones and remember the size on the connection, with
@@ -365,7 +423,7 @@ class BatchSender:
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]
                 result = self.finish(
-                    None, add=chunk if is_add else [], remove=[] if is_add else chunk
+                    None, add=chunk if is_add else [], remove=[] if is_add else chunk, batch=batch
                 )
                 merged.accepted += result.accepted
                 merged.failed += result.failed
@@ -373,7 +431,11 @@ class BatchSender:
         return merged
 
     def _send_without(
-        self, add: list[Recipient], remove: list[Recipient], refusal: ObjectsRefused
+        self,
+        add: list[Recipient],
+        remove: list[Recipient],
+        refusal: ObjectsRefused,
+        batch: BatchNumber,
     ) -> BatchResult:
         """The partner refused the whole batch for the objects it named: those fail with its
         reasons, and the others are sent again without them."""
@@ -389,6 +451,14 @@ class BatchSender:
         )
         if not add and not remove:
             return BatchResult(accepted=[], failed=list(refusal.failed), requests=0, status=400)
-        result = self.finish(None, add=add, remove=remove)
+        result = self.finish(None, add=add, remove=remove, batch=batch)
         result.failed = [*refusal.failed, *result.failed]
         return result
+
+
+def stops_run(exc: PartnerError, failures: int) -> bool:
+    """Whether this refusal ends the run: the credentials refused, an answer that waiting will
+    not change, or the batch's last attempt spent (a 429 never ends it: it is waited out)."""
+    if exc.status == 429:
+        return False
+    return exc.auth or not exc.retryable or failures >= MAX_ATTEMPTS

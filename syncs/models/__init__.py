@@ -1,7 +1,7 @@
 """The syncs app's models: syncs, their runs, the ledger and each run's history and plan."""
 
 from syncs.models.plans import SyncRunPlanItem
-from syncs.models.run_history import SyncRemoval, SyncRunEvent
+from syncs.models.run_history import SyncRemoval, SyncRunEvent, SyncRunExchange
 from syncs.models.syncs import Sync, SyncedMember, SyncRun, SyncRunError
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "SyncRun",
     "SyncRunError",
     "SyncRunEvent",
+    "SyncRunExchange",
     "SyncRunPlanItem",
     "SyncedMember",
 ]

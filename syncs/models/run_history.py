@@ -1,4 +1,5 @@
-"""What happened during a run, and to whom: the run's timeline and the members it removed.
+"""What happened during a run, and to whom: the run's timeline, a few of its requests with the
+partner's answers, and the members it removed.
 
 The ledger (SyncedMember) says who is in the destination now; these say how it got there, for
 the run page's timeline and the member lookup.
@@ -50,6 +51,49 @@ class SyncRunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id}: {self.kind}"
+
+
+class SyncRunExchange(models.Model):
+    """One request a run sent to its partner and the answer, as its page shows them: kept for
+    the run's first batches and for every attempt the partner refused or left unanswered, up
+    to a cap per run (syncs/engine/exchanges.py). Redacted before it is written
+    (connections/partners/redaction.py): no credential, no header, identifiers only for the
+    first few members of a batch."""
+
+    # The (run, id) index below leads with the run.
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="exchanges", db_index=False
+    )
+    at = models.DateTimeField(default=timezone.now)
+    # Batches are numbered in the order the run sent them, from 1 again in each resumed part of
+    # the run (`interruptions`: how many times it had been interrupted when this was sent).
+    batch = models.PositiveIntegerField()
+    attempt = models.PositiveSmallIntegerField()
+    interruptions = models.PositiveSmallIntegerField(default=0)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=300)
+    # None: no answer came back (`note` says why).
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    milliseconds = models.PositiveIntegerField(default=0)
+    request = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["run", "id"]),
+            # The retention job (cohortsync/retention.py) finds old exchanges by time.
+            models.Index(fields=["at"], name="syncrunexchange_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: batch {self.batch} attempt {self.attempt} -> {self.status}"
+
+    @property
+    def failed(self) -> bool:
+        """No answer, or the partner refused the request (4xx, 5xx, 429)."""
+        return self.status is None or self.status >= 400
 
 
 class SyncRemoval(models.Model):

@@ -127,6 +127,9 @@ class SyncRun(models.Model):
     # How long the partner took to answer this run's requests, on average (milliseconds, from
     # post to answer): the preview's time estimate for the connection's next runs.
     partner_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Requests and answers worth showing that the run's page does not, past its cap on those
+    # kept (SyncRunExchange): the page says how many were left out.
+    exchanges_left_out = models.PositiveIntegerField(default=0)
     # The plan's bounds (highest member / ledger id it covers) and the checkpointed progress:
     # a resumed run goes on after the cursors, within the same bounds, so nothing is counted twice.
     add_until = models.BigIntegerField(default=0)

@@ -1,5 +1,6 @@
-"""A run's page (counts, timeline, errors grouped by reason, a held run's approval) and the CSV
-of every member it failed or skipped. Every role reads both; the buttons need manage_syncs."""
+"""A run's page (counts, timeline, requests and answers, errors grouped by reason, a held run's
+approval) and the CSV of every member it failed or skipped. Every role reads both; the buttons
+need manage_syncs."""
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -12,6 +13,7 @@ from syncs.engine import diff
 from syncs.models import SyncRun, SyncRunError
 from syncs.pages.progress import duration_between, estimate_progress
 from syncs.pages.run_errors import ERROR_REASONS_SHOWN, error_groups
+from syncs.pages.run_exchanges import run_exchanges
 from syncs.pages.run_export import export_lines
 from syncs.pages.run_timeline import run_timeline
 from syncs.views.syncs import VIEW, queue_note, run_of_sync
@@ -49,6 +51,7 @@ def run_detail(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
         "queue_note": queue_note(run),
         "duration": duration_between(run.started_at, run.finished_at),
         "timeline": run_timeline(run),
+        "exchanges": run_exchanges(run),
         "error_groups": error_groups(run),
         "error_rows": error_rows,
         # Counted as failed or skipped without a row of their own: the run stopped before it

@@ -38,6 +38,7 @@ def test_the_schema_lists_every_endpoint_with_bearer_auth(client):
         ("GET", "/api/v1/syncs/{sync_id}/runs"),
         ("GET", "/api/v1/syncs/{sync_id}/runs/{run_id}"),
         ("GET", "/api/v1/syncs/{sync_id}/runs/{run_id}/errors"),
+        ("GET", "/api/v1/syncs/{sync_id}/runs/{run_id}/exchanges"),
         ("POST", "/api/v1/syncs/{sync_id}/runs/{run_id}/retry-failed"),
         ("GET", "/api/v1/import-keys"),
         ("POST", "/api/v1/import-keys"),

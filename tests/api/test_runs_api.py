@@ -1,12 +1,16 @@
 """Runs through the API: trigger (202, or 200 with the run already active), list newest first,
-read with counts and errors grouped by reason, and one run end to end through a real worker and
-the partner simulator."""
+read with counts and errors grouped by reason, its requests and answers redacted, and one run end
+to end through a real worker and the partner simulator."""
+
+import json
 
 import pytest
+import requests
 
+from connections.sandbox import DEMO_BRAZE_KEY
 from core.models import AuditEntry
 from syncs.models import SyncRun, SyncRunError
-from syncs.services import waits_for_queue
+from syncs.services import start_run, waits_for_queue
 from tests.api.helpers import queries_of
 from tests.factories import make_cohort, make_run, make_simulator_connection, make_sync
 from tests.jobs import run_jobs
@@ -158,3 +162,28 @@ def test_end_to_end_a_script_creates_a_sync_runs_it_and_reads_the_outcome(market
     assert run["error_groups"] == []
     listed = marketer_api.get(f"/syncs/{sync_id}").json()
     assert listed["last_run_status"] == "succeeded"
+
+
+def test_a_runs_requests_and_answers_read_redacted_as_on_its_page(viewer_api, sandbox):
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"partner": "braze", "statuses": [503]}, timeout=5
+    ).raise_for_status()
+    sync = make_sync(
+        cohort=make_cohort(name="Winback", members=10),
+        connection=make_simulator_connection(sandbox),
+    )
+    run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    run_jobs()
+
+    assert viewer_api.get(f"/syncs/{sync.pk}/runs/{run.pk}").json()["exchanges_left_out"] == 0
+    page = viewer_api.get(f"/syncs/{sync.pk}/runs/{run.pk}/exchanges").json()
+    assert page["count"] == 2
+    refused, accepted = page["items"]
+    assert (refused["batch"], refused["attempt"], refused["status"]) == (1, 1, 503)
+    assert (accepted["batch"], accepted["attempt"], accepted["status"]) == (1, 2, 201)
+    assert refused["path"] == "/users/track"
+    assert json.loads(refused["answer"]) == {"message": "Service Unavailable"}
+    assert json.loads(refused["request"])["attributes"][3] == "… and 7 more objects"
+    assert DEMO_BRAZE_KEY not in json.dumps(page)
+    other = make_sync(cohort=make_cohort(name="Other", members=1), name="Other")
+    assert viewer_api.get(f"/syncs/{other.pk}/runs/{run.pk}/exchanges").status_code == 404

@@ -22,7 +22,7 @@ from cohorts.models import Cohort, ImportRequest
 from connections.keys import generate_import_key
 from connections.models import Connection
 from core.models import AuditEntry
-from syncs.models import Sync, SyncRun
+from syncs.models import Sync, SyncRun, SyncRunExchange
 from tests.base import make_connection
 from tests.factories import make_sync
 
@@ -108,6 +108,23 @@ def test_a_sync_page_and_its_run_history(viewer_client, marketer):
     url = reverse("syncs:sync_detail", args=[sync.pk])
     assert_constant(viewer_client, url, add_runs)
     assert_constant(viewer_client, url + "?status=succeeded&trigger=manual", add_runs)
+
+
+def test_a_run_page_and_its_requests_and_answers(viewer_client):
+    sync = new_sync()
+    run = SyncRun.objects.create(sync=sync, trigger="manual", status="failed")
+
+    def add_exchanges(n):
+        SyncRunExchange.objects.bulk_create(
+            SyncRunExchange(
+                run=run, batch=1, attempt=1, status=503, method="POST", path="/users/track"
+            )
+            for _ in range(n)
+        )
+
+    assert_constant(
+        viewer_client, reverse("syncs:run_detail", args=[sync.pk, run.pk]), add_exchanges
+    )
 
 
 def test_the_cohort_list(viewer_client):

@@ -10,6 +10,7 @@ from django import forms
 from connections.partners.appsflyer import simulator as appsflyer_simulator
 from connections.partners.appsflyer.config import PLATFORMS, AppsFlyerConfig, AppsFlyerConfigForm
 from connections.partners.appsflyer.payload import device_limit, device_rows, import_payload
+from connections.partners.appsflyer.redaction import redact_import_request
 from connections.partners.base import (
     BatchResult,
     Partner,
@@ -20,6 +21,7 @@ from connections.partners.base import (
     SyncOptionsForm,
 )
 from connections.partners.http import BatchTooLarge, PartnerError, PartnerResponse, call
+from connections.partners.redaction import RedactedRequest
 
 IMPORT_PATH = "/api/audiences-import-api/v2"
 AUDIENCE_PATH = "/api/audiences-external-api/audience"
@@ -89,6 +91,10 @@ class AppsFlyer(Partner):
     @classmethod
     def account_key(cls, config: AppsFlyerConfig) -> str:
         return f"appsflyer:{config.app_id}"
+
+    @classmethod
+    def redact_request(cls, path: str, body: Any, *, sample: int) -> RedactedRequest:
+        return redact_import_request(body, sample=sample)
 
     def check(self) -> str:
         # A read-only call with the same token the import API takes (403 when refused).

@@ -28,7 +28,9 @@ from connections.partners.braze.config import (
 )
 from connections.partners.braze.export import build_export_payloads, verified_refs
 from connections.partners.braze.payload import build_track_payload, object_errors, split_outcome
+from connections.partners.braze.redaction import redact_track_request
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError, call
+from connections.partners.redaction import RedactedRequest
 
 # Braze's 400 for a request over the workspace's objects-per-request cap, which the answer
 # does not state (docs/partners/braze.md §2).
@@ -115,6 +117,10 @@ class Braze(Partner):
         # Braze bills each custom attribute an object updates (docs/partners/braze.md §13): the
         # array's add or remove is one, the boolean one, both two; adds and removes alike.
         return 2 if cls.membership_mode(config, options) == "both" else 1
+
+    @classmethod
+    def redact_request(cls, path: str, body: Any, *, sample: int) -> RedactedRequest:
+        return redact_track_request(body, sample=sample)
 
     def check(self) -> str:
         url = f"{self.config.rest_endpoint}/users/track"
