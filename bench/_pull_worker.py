@@ -42,6 +42,7 @@ def main(pull_id: int, properties: list[str]) -> None:
     import django
 
     django.setup()
+    from cohorts import membership
     from cohorts.models import AmplitudePull
     from cohorts.pulls import run
 
@@ -52,6 +53,7 @@ def main(pull_id: int, properties: list[str]) -> None:
     run._wait_until_ready = timed(spent, "export_wait", run._wait_until_ready)
     run.download_file = timed(spent, "download", run.download_file)
     run.replace_members = timed(spent, "apply", run.replace_members)
+    membership._stage = timed(spent, "stage", membership._stage)
     started = time.perf_counter()
     cpu_started = time.process_time()
     run.run_pull(pull_id)

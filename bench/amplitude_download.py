@@ -21,6 +21,7 @@ COPY's members/s; the process doing the apply stays under 300 MB of RSS.
 """
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -42,16 +43,20 @@ COUNTRIES = ("US", "DE", "FR", "BR", "JP", "IN")
 SEED_CHUNK = 100_000  # members per control request: about 8 MB, under the 10 MB body limit
 SOURCE_NAME = "bench amplitude source"
 REFERENCE_TABLE = "bench_amplitude_copy"
+FLOOR_TABLE = "bench_members_floor"
 SAMPLE_EVERY_SECONDS = 2.0
 
 
 def seed_simulator(url: str, members: int) -> None:
-    """The cohort in the simulator, in requests of SEED_CHUNK members."""
+    """The cohort in the simulator, in requests of SEED_CHUNK members. The file's order is
+    Amplitude's (undocumented): here by amplitude_id, the user_ids shuffled against it by a
+    fixed permutation, so the apply cannot profit from a file sorted by user_id."""
+    stride = next(s for s in range(7919, 2 * members + 7919) if math.gcd(s, members) == 1)
     for start in range(0, members, SEED_CHUNK):
         chunk = [
             {
                 "amplitude_id": str(1_000_000_000 + n),
-                "user_id": f"user-{n:08d}",
+                "user_id": f"user-{n * stride % members:08d}",
                 "plan": PLANS[n % len(PLANS)],
                 "country": COUNTRIES[n % len(COUNTRIES)],
             }
@@ -104,6 +109,8 @@ def forget_earlier_run() -> None:
             [cohort_ids],
         )
         cursor.execute(f"DROP TABLE IF EXISTS {REFERENCE_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+    Cohort.objects.filter(name="bench floor").delete()
     Cohort.objects.filter(pk__in=cohort_ids).delete()
     Connection.objects.filter(name=SOURCE_NAME).delete()
     with connection.cursor() as cursor:
@@ -189,8 +196,12 @@ def _download(session: Any, url: str, auth: Any, query: Any, into: Any) -> float
     return time.perf_counter() - started
 
 
-def reference_copy(path: str) -> float:
-    """Seconds for COPY of the file into a plain table of its columns, in one transaction."""
+def reference_copy(path: str) -> tuple[float, float, float]:
+    """Seconds for COPY of the file into a plain table of its columns, in one transaction;
+    then, as floors of any design that keeps the members table as it is, seconds to INSERT
+    those rows (sorted, the cheapest order) into an empty copy of the members table with its
+    indexes, without and with its foreign key to the cohort (checked row by row when the
+    transaction commits)."""
     from django.db import connection, transaction
 
     with open(path, encoding="utf-8") as file:
@@ -206,8 +217,40 @@ def reference_copy(path: str) -> float:
             while chunk := file.read(1024 * 1024):
                 copy.write(chunk)
     seconds = time.perf_counter() - started
+    indexed = insert_into_members_copy(foreign_key=False)
+    with_foreign_key = insert_into_members_copy(foreign_key=True)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {REFERENCE_TABLE}")
+    return seconds, indexed, with_foreign_key
+
+
+def insert_into_members_copy(*, foreign_key: bool) -> float:
+    from django.db import connection, transaction
+
+    from cohorts.models import Cohort, CohortMember
+
+    members = CohortMember._meta.db_table
+    cohort = Cohort.objects.create(name="bench floor", source=Cohort.Source.MANUAL)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+        cursor.execute(f"CREATE TABLE {FLOOR_TABLE} (LIKE {members} INCLUDING ALL)")
+        if foreign_key:
+            cursor.execute(
+                f"ALTER TABLE {FLOOR_TABLE} ADD FOREIGN KEY (cohort_id) REFERENCES "
+                f"{Cohort._meta.db_table} (id) DEFERRABLE INITIALLY DEFERRED"
+            )
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {FLOOR_TABLE} (cohort_id, added_at, id_type, alias_label, value) "  # noqa: S608
+            f"SELECT %s, now(), 'external_id', '', user_id FROM {REFERENCE_TABLE} "
+            "ORDER BY user_id",
+            [cohort.pk],
+        )
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {FLOOR_TABLE}")
+    cohort.delete()
     return seconds
 
 
@@ -241,10 +284,16 @@ def main() -> None:
             with tempfile.NamedTemporaryFile("wb", suffix=".csv") as file:
                 download_seconds = reference_download(url, properties, file)
                 file_mb = os.path.getsize(file.name) / 1e6
-                copy_seconds = reference_copy(file.name)
+                copy_seconds, *floors = reference_copy(file.name)
         finally:
             forget_earlier_run()
     report(args.members, first, second, counter, download_seconds, copy_seconds, file_mb)
+    indexed, with_foreign_key = floors
+    print(
+        f"Floors: the same rows INSERTed into an empty copy of the members table with its "
+        f"indexes: {indexed:.1f} s ({args.members / indexed:,.0f} members/s); with its foreign "
+        f"key too: {with_foreign_key:.1f} s ({args.members / with_foreign_key:,.0f} members/s)"
+    )
 
 
 def report(
@@ -276,6 +325,13 @@ def report(
             rate(first["apply_seconds"]),
             rate(copy_seconds),
             f"{copy_seconds / first['apply_seconds']:.0%}",
+        ],
+        [
+            "  apply's phases, s: staging (COPY) / the rest (INSERT, DELETE, counts)",
+            f"{first.get('stage_seconds', 0):.1f} / "
+            f"{first['apply_seconds'] - first.get('stage_seconds', 0):.1f}",
+            "",
+            "",
         ],
         [
             "  seconds: export / download / apply",
