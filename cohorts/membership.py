@@ -203,28 +203,35 @@ def apply_changes(
 
 
 SEEN = "cohortsync_replace_seen"
+# Identities per COPY while staging: a few MB held at once, a statement per 20,000.
+STAGE_ROWS = 20_000
 SEEN_COLUMNS = ", ".join(KEY_COLUMNS)
 SEEN_MATCHES_MEMBER = " AND ".join(f"s.{column} = {TABLE}.{column}" for column in KEY_COLUMNS)
 
 
+def _copy_staged(cursor: Any, identities: Sequence[Identity]) -> int:
+    with cursor.copy(f"COPY {SEEN} ({SEEN_COLUMNS}) FROM STDIN") as copy:
+        for identity in identities:
+            copy.write_row((identity.id_type, identity.alias_label, identity.value))
+    return len(identities)
+
+
 def _stage(cursor: Any, chunks: Iterable[Sequence[Identity]]) -> int:
     """Every identity given into the temporary table, as the chunks come; returns how many
-    (repeats included). PostgreSQL takes each chunk as a COPY, not a statement per row. A COPY
-    per chunk rather than one for all: between chunks the connection is free, so whatever
-    produces them may use the database too."""
+    (repeats included). PostgreSQL takes them by COPY, STAGE_ROWS at a time, not a statement per
+    row. Not one COPY for all: between chunks the connection is free, so whatever produces them
+    may use the database too."""
     staged = 0
     if connection.vendor == "postgresql":
+        pending: list[Identity] = []
         for chunk in chunks:
-            with cursor.copy(f"COPY {SEEN} ({SEEN_COLUMNS}) FROM STDIN") as copy:
-                for identity in chunk:
-                    copy.write_row((identity.id_type, identity.alias_label, identity.value))
-            staged += len(chunk)
-        # Temporary tables are never analysed by autovacuum; and the members' statistics may
-        # say the cohort is empty (its first download). A nested loop would then scan one side
-        # once per row of the other: quadratic (100,000 members took 517 s). Hash joins only,
-        # for this transaction.
+            pending.extend(chunk)
+            if len(pending) >= STAGE_ROWS:
+                staged += _copy_staged(cursor, pending)
+                pending = []
+        staged += _copy_staged(cursor, pending)
+        # Temporary tables are never analysed by autovacuum.
         cursor.execute(f"ANALYZE {SEEN}")
-        cursor.execute("SET LOCAL enable_nestloop = off")
         return staged
     for chunk in chunks:
         cursor.executemany(
@@ -234,6 +241,19 @@ def _stage(cursor: Any, chunks: Iterable[Sequence[Identity]]) -> int:
         staged += len(chunk)
     cursor.execute(f"CREATE INDEX {SEEN}_key ON {SEEN} (value, id_type, alias_label)")
     return staged
+
+
+def _without_nested_loops(cursor: Any) -> str | None:
+    """PostgreSQL: hash joins only, until set back; returns the setting to set back (None on
+    SQLite). The members' statistics may say the cohort is empty (its first download): the
+    planner then picked a nested loop that scanned the members once per staged row, quadratic
+    (100,000 members took 517 s)."""
+    if connection.vendor != "postgresql":
+        return None
+    cursor.execute("SELECT current_setting('enable_nestloop')")
+    (current,) = cursor.fetchone()
+    cursor.execute("SET LOCAL enable_nestloop = off")
+    return str(current)
 
 
 def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> ChangeCounts:
@@ -255,6 +275,7 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
                 f"CREATE TEMPORARY TABLE {SEEN} (id_type text, alias_label text, value text)"
             )
             staged = _stage(cursor, chunks)
+            nestloop = _without_nested_loops(cursor)
             # The identities the cohort lacks (repeats in the file: the conflict clause), in the
             # unique index's order: the indexes then grow at their ends instead of at random
             # pages, which halved the insert of a million shuffled identities (52 s -> 24 s).
@@ -273,6 +294,8 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
             )
             removed = int(cursor.rowcount)
             cursor.execute(f"DROP TABLE {SEEN}")
+            if nestloop is not None:
+                cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nestloop])
         counts = ChangeCounts(added=added, removed=removed, ignored=staged - added)
         record_change(cohort_id, counts)
     return counts
