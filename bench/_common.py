@@ -1,8 +1,8 @@
 """What the sync benchmarks share: Django on PostgreSQL, the simulator in a process of its own,
 cohorts filled in SQL, a sync run in a worker process of its own, and the machine line.
 
-Imported by bench/full_sync.py, delta_sync.py, dispatcher_tick.py, realtime_latency.py and
-simulator_ceiling.py; not by the import benchmarks, which predate it.
+Imported by bench/full_sync.py, delta_sync.py, dispatcher_tick.py, realtime_latency.py,
+simulator_ceiling.py and amplitude_download.py; not by the import benchmarks, which predate it.
 """
 
 import json
@@ -173,8 +173,11 @@ def queue_run(sync: Any) -> int:
     return SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL).pk
 
 
-def run_in_worker(run_id: int) -> dict[str, Any]:
-    """bench/_worker.py runs the run in a fresh process; its timings and its own peak RSS."""
+def run_in_worker(
+    run_id: int, *, script: str = "_worker.py", args: Sequence[str] = ()
+) -> dict[str, Any]:
+    """bench/_worker.py runs the run in a fresh process; its timings and its own peak RSS.
+    (`script`: another job's runner, e.g. _pull_worker.py for an Amplitude pull.)"""
     from django.conf import settings
 
     # A production worker: DEBUG off, or Django keeps the last 9,000 queries in memory (about
@@ -188,7 +191,7 @@ def run_in_worker(run_id: int) -> dict[str, Any]:
     }
     started = time.perf_counter()
     process = subprocess.Popen(
-        [PYTHON, str(ROOT / "bench" / "_worker.py"), str(run_id)],
+        [PYTHON, str(ROOT / "bench" / script), str(run_id), *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -203,43 +203,100 @@ def apply_changes(
 
 
 SEEN = "cohortsync_replace_seen"
+# Identities per COPY while staging: a few MB held at once, a statement per 20,000.
+STAGE_ROWS = 20_000
+SEEN_COLUMNS = ", ".join(KEY_COLUMNS)
+SEEN_MATCHES_MEMBER = " AND ".join(f"s.{column} = {TABLE}.{column}" for column in KEY_COLUMNS)
+
+
+def _copy_staged(cursor: Any, identities: Sequence[Identity]) -> int:
+    with cursor.copy(f"COPY {SEEN} ({SEEN_COLUMNS}) FROM STDIN") as copy:
+        for identity in identities:
+            copy.write_row((identity.id_type, identity.alias_label, identity.value))
+    return len(identities)
+
+
+def _stage(cursor: Any, chunks: Iterable[Sequence[Identity]]) -> int:
+    """Every identity given into the temporary table, as the chunks come; returns how many
+    (repeats included). PostgreSQL takes them by COPY, STAGE_ROWS at a time, not a statement per
+    row. Not one COPY for all: between chunks the connection is free, so whatever produces them
+    may use the database too."""
+    staged = 0
+    if connection.vendor == "postgresql":
+        pending: list[Identity] = []
+        for chunk in chunks:
+            pending.extend(chunk)
+            if len(pending) >= STAGE_ROWS:
+                staged += _copy_staged(cursor, pending)
+                pending = []
+        staged += _copy_staged(cursor, pending)
+        # Temporary tables are never analysed by autovacuum.
+        cursor.execute(f"ANALYZE {SEEN}")
+        return staged
+    for chunk in chunks:
+        cursor.executemany(
+            f"INSERT INTO {SEEN} ({SEEN_COLUMNS}) VALUES (%s, %s, %s)",
+            [(i.id_type, i.alias_label, i.value) for i in chunk],
+        )
+        staged += len(chunk)
+    cursor.execute(f"CREATE INDEX {SEEN}_key ON {SEEN} (value, id_type, alias_label)")
+    return staged
+
+
+def _without_nested_loops(cursor: Any) -> str | None:
+    """PostgreSQL: hash joins only, until set back; returns the setting to set back (None on
+    SQLite). The members' statistics may say the cohort is empty (its first download): the
+    planner then picked a nested loop that scanned the members once per staged row, quadratic
+    (100,000 members took 517 s)."""
+    if connection.vendor != "postgresql":
+        return None
+    cursor.execute("SELECT current_setting('enable_nestloop')")
+    (current,) = cursor.fetchone()
+    cursor.execute("SET LOCAL enable_nestloop = off")
+    return str(current)
 
 
 def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> ChangeCounts:
     """Make the cohort exactly the identities given, in one transaction: add the new ones,
     remove those not given. A reader sees the members before or after, never half.
 
-    `chunks` is consumed as it comes (a download read as a stream), never held whole: the keys
-    seen go to a temporary table, and the members absent from it are deleted in one statement
-    at the end. Whatever `chunks` raises rolls the whole replacement back.
+    `chunks` is consumed as it comes (a download read as a stream), never held whole: the
+    identities go to a temporary table, then two set-based statements add those the cohort
+    lacks and delete the members absent from it. Whatever `chunks` raises rolls the whole
+    replacement back.
     """
     with transaction.atomic():
         # Writers of this cohort wait; readers keep seeing the committed members.
         Cohort.objects.select_for_update(no_key=True).filter(pk=cohort_id).first()
-        counts = ChangeCounts()
+        # Only table and column names are interpolated; values travel as parameters.
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {SEEN}")
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {SEEN} (id_type text, alias_label text, value text)"
             )
-            cursor.execute(f"CREATE INDEX {SEEN}_key ON {SEEN} (value, id_type, alias_label)")
-        for chunk in chunks:
-            counts += add_members(cohort_id, chunk)
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO {SEEN} (id_type, alias_label, value) VALUES (%s, %s, %s)",
-                    [(i.id_type, i.alias_label, i.value) for i in chunk],
-                )
-        # Only table names are interpolated; values travel as parameters.
-        with connection.cursor() as cursor:
+            staged = _stage(cursor, chunks)
+            nestloop = _without_nested_loops(cursor)
+            # The identities the cohort lacks (repeats in the file: the conflict clause), in the
+            # unique index's order: the indexes then grow at their ends instead of at random
+            # pages, which halved the insert of a million shuffled identities (52 s -> 24 s).
+            cursor.execute(
+                f"INSERT INTO {TABLE} (cohort_id, added_at, {SEEN_COLUMNS}) "
+                f"SELECT %s, %s, {SEEN_COLUMNS} FROM {SEEN} s WHERE NOT EXISTS ("
+                f"SELECT 1 FROM {TABLE} WHERE {TABLE}.cohort_id = %s AND {SEEN_MATCHES_MEMBER}) "
+                f"ORDER BY {SEEN_COLUMNS} ON CONFLICT (cohort_id, {SEEN_COLUMNS}) DO NOTHING",
+                [cohort_id, timezone.now(), cohort_id],
+            )
+            added = int(cursor.rowcount)
             cursor.execute(
                 f"DELETE FROM {TABLE} WHERE cohort_id = %s AND NOT EXISTS ("
-                f"SELECT 1 FROM {SEEN} s WHERE s.value = {TABLE}.value "
-                f"AND s.id_type = {TABLE}.id_type AND s.alias_label = {TABLE}.alias_label)",
+                f"SELECT 1 FROM {SEEN} s WHERE {SEEN_MATCHES_MEMBER})",
                 [cohort_id],
             )
-            counts.removed += int(cursor.rowcount)
+            removed = int(cursor.rowcount)
             cursor.execute(f"DROP TABLE {SEEN}")
+            if nestloop is not None:
+                cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nestloop])
+        counts = ChangeCounts(added=added, removed=removed, ignored=staged - added)
         record_change(cohort_id, counts)
     return counts
 

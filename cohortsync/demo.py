@@ -9,7 +9,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 
-from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
+from connections.sandbox import (
+    DEMO_AMPLITUDE_API_KEY,
+    DEMO_AMPLITUDE_SECRET_KEY,
+    DEMO_APPSFLYER_TOKEN,
+    DEMO_BRAZE_KEY,
+)
 
 DEMO_EMAIL = "admin@example.com"
 DEV_ENV = (
@@ -61,4 +66,7 @@ def simulator_credentials() -> str:
     """The partner simulator's own credentials: made up, public, accepted only by the simulator.
     The demo connections already hold them; a connection of your own to the simulator needs
     them."""
-    return f"Braze REST API key {DEMO_BRAZE_KEY}, AppsFlyer V2 token {DEMO_APPSFLYER_TOKEN}"
+    return (
+        f"Braze REST API key {DEMO_BRAZE_KEY}, AppsFlyer V2 token {DEMO_APPSFLYER_TOKEN}, "
+        f"Amplitude API key {DEMO_AMPLITUDE_API_KEY} with secret key {DEMO_AMPLITUDE_SECRET_KEY}"
+    )

@@ -61,7 +61,11 @@ class Stack:
         ]
         if sandbox:
             self.children.append(
-                Child("sandbox", [*manage, "partner_sandbox", "--port", str(sandbox_port)])
+                # With the demo's Amplitude project, which the seeded source pulls from.
+                Child(
+                    "sandbox",
+                    [*manage, "partner_sandbox", "--port", str(sandbox_port), "--demo-project"],
+                )
             )
         self.ports = [port, sandbox_port] if sandbox else [port]
         # Said once the web server answers, after the children's start-up output, so that how

@@ -218,8 +218,11 @@ def _seed_amplitude_cohort(state: SandboxState, payload: JsonDict) -> JsonDict:
     cohort_id = _string(payload, "id")
     if "/" in cohort_id:
         raise BadRequest("'id' must not contain '/'")
-    state.seed_amplitude_cohort(cohort_id, _string(payload, "name"), members)
-    return {"status": "ok", "members": len(members)}
+    append = payload.get("append", False)
+    if not isinstance(append, bool):
+        raise BadRequest("'append' must be a boolean")
+    size = state.seed_amplitude_cohort(cohort_id, _string(payload, "name"), members, append=append)
+    return {"status": "ok", "members": size}
 
 
 def _amplitude_config(state: SandboxState, payload: JsonDict) -> JsonDict:

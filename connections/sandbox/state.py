@@ -56,6 +56,9 @@ class AmplitudeExport:
     prop_keys: tuple[str, ...] | None  # None: no properties (props=0); () all of them
     polls_left: int
     fails: bool
+    # The file, made once when the job completes (as Amplitude's job writes it): /file and
+    # the storage link serve these bytes, however many times they are asked.
+    data: bytes | None = None
 
 
 @dataclass
@@ -316,14 +319,21 @@ class SandboxState:
 
     # Amplitude's download
 
-    def seed_amplitude_cohort(self, cohort_id: str, name: str, members: list[JsonDict]) -> None:
-        """List the cohort (or replace it) with these members, each a dict of CSV columns."""
+    def seed_amplitude_cohort(
+        self, cohort_id: str, name: str, members: list[JsonDict], *, append: bool = False
+    ) -> int:
+        """List the cohort (or replace it) with these members, each a dict of CSV columns;
+        `append` adds them to its members instead (a large cohort arrives in several requests,
+        each under the server's body limit). Returns the cohort's size."""
         with self.lock:
+            kept = self.amplitude_members.get(cohort_id, []) if append else []
+            kept.extend(dict(member) for member in members)
+            self.amplitude_members[cohort_id] = kept
             self.amplitude_cohorts = [c for c in self.amplitude_cohorts if c["id"] != cohort_id]
             self.amplitude_cohorts.append(
-                {"id": cohort_id, "name": name, "size": len(members), "archived": False}
+                {"id": cohort_id, "name": name, "size": len(kept), "archived": False}
             )
-            self.amplitude_members[cohort_id] = [dict(member) for member in members]
+            return len(kept)
 
     def configure_amplitude(self, **knobs: int | float | None) -> JsonDict:
         with self.lock:

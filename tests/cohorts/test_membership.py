@@ -99,3 +99,48 @@ def test_size_is_sampled_at_most_once_a_minute(cohort):
     samples = size_history(cohort.pk)
     assert len(samples) == CohortSizeSample.objects.count() <= 2
     assert samples[-1][1] == 2
+
+
+# Replacing the whole membership (an Amplitude download): staged, then two set-based statements
+
+
+def members(cohort):
+    return set(
+        CohortMember.objects.filter(cohort=cohort).values_list("id_type", "alias_label", "value")
+    )
+
+
+def test_replacing_adds_the_new_removes_the_absent_and_counts_repeats_as_ignored(cohort):
+    from cohorts.membership import replace_members
+
+    apply_changes(cohort.pk, add=[ext("a"), ext("b"), Identity("user_alias", "b", "label")])
+    chunks = [[ext("b"), ext("c")], [ext("c"), Identity("user_alias", "b", "label")]]
+    counts = replace_members(cohort.pk, iter(chunks))
+    assert (counts.added, counts.removed, counts.ignored) == (1, 1, 3)
+    assert members(cohort) == {
+        ("external_id", "", "b"),
+        ("external_id", "", "c"),
+        ("user_alias", "label", "b"),
+    }
+    cohort.refresh_from_db()
+    assert cohort.member_count == 3
+    assert size_history(cohort.pk)[-1][1] == 3
+
+
+def test_a_replacement_that_fails_halfway_changes_nothing(cohort):
+    from cohorts.membership import replace_members
+
+    apply_changes(cohort.pk, add=[ext("a"), ext("b")])
+
+    def chunks():
+        yield [ext("x"), ext("y")]
+        raise ValueError("the file broke off")
+
+    with pytest.raises(ValueError, match="broke off"):
+        replace_members(cohort.pk, chunks())
+    assert members(cohort) == {("external_id", "", "a"), ("external_id", "", "b")}
+    cohort.refresh_from_db()
+    assert cohort.member_count == 2
+    # The staging table went with the rolled-back transaction: the next replacement works.
+    counts = replace_members(cohort.pk, iter([[ext("b")]]))
+    assert (counts.added, counts.removed) == (0, 1)

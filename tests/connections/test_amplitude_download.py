@@ -175,6 +175,25 @@ def test_properties_asked_for_become_columns(seeded):
     assert text.splitlines() == ["amplitude_id,user_id,plan", "1,u1,pro"]
 
 
+def test_a_large_cohort_is_seeded_in_several_requests_and_its_file_made_once(seeded):
+    more = [{"user_id": f"late-{n}", "amplitude_id": 9000 + n} for n in range(5)]
+    answer = control(
+        seeded,
+        "cohorts",
+        {"id": "7khm89cz", "name": "Power users", "members": more, "append": True},
+    )
+    assert answer["members"] == len(MEMBERS) + 5
+    amp = adapter(seeded)
+    request_id, _ = _export(amp)
+    # The export's file is the cohort as it was when the job completed, whatever comes after.
+    control(seeded, "cohorts", {"id": "7khm89cz", "name": "Power users", "members": []})
+    into = io.BytesIO()
+    download_file(amp, request_id, into)
+    rows = into.getvalue().decode().splitlines()
+    assert len(rows) == 1 + len(MEMBERS) + 5
+    assert rows[-1] == "9004,late-4"
+
+
 @pytest.mark.parametrize(
     ("route", "body", "message"),
     [
@@ -183,6 +202,7 @@ def test_properties_asked_for_become_columns(seeded):
         ("config", {"quota_status": 200}, "'quota_status' must be an HTTP error status"),
         ("cohorts", {"id": "a", "name": "A", "members": "x"}, "'members' must be an array"),
         ("cohorts", {"id": "a/b", "name": "A"}, "'id' must not contain '/'"),
+        ("cohorts", {"id": "a", "name": "A", "append": "yes"}, "'append' must be a boolean"),
     ],
 )
 def test_the_control_api_refuses_bad_knobs(sandbox, route, body, message):

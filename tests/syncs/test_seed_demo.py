@@ -17,10 +17,13 @@ def test_seed_demo_is_idempotent_and_says_how_to_log_in(settings, capsys, tmp_pa
     second = capsys.readouterr().out
     assert "admin@example.com" in first
     assert first.splitlines()[-1] == second.splitlines()[-1]  # same password both times
-    assert Connection.objects.count() == 2
+    assert Connection.objects.count() == 3  # Braze, AppsFlyer, the Amplitude source
     braze = Connection.objects.get(kind="braze")
     assert braze.get_config().rest_endpoint == "http://127.0.0.1:8765"
-    syncs = {sync.connection.kind: sync for sync in Sync.objects.select_related("connection")}
+    syncs = {
+        sync.connection.kind: sync
+        for sync in Sync.objects.select_related("connection").filter(cohort__source="manual")
+    }
     assert set(syncs) == {"braze", "appsflyer"}
     assert syncs["braze"].connection == braze
     assert syncs["braze"].cohort.member_count == 520
@@ -49,8 +52,9 @@ def test_the_demo_syncs_run_to_both_sandboxes(settings, tmp_path, sandbox):
     settings.DEV_ENV_FILE = tmp_path / "dev.env"
     settings.DEBUG = True
     call_command("seed_demo", sandbox_port=urlsplit(sandbox.url).port)
-    assert dispatch_due_syncs() == 2
+    assert dispatch_due_syncs() == 2  # the Amplitude cohort's real-time sync waits for a change
     run_jobs()
+    assert SyncRun.objects.count() == 2
     runs = {run.sync.connection.kind: run for run in SyncRun.objects.select_related("sync")}
     assert runs["braze"].status == SyncRun.Status.SUCCEEDED
     assert runs["braze"].added == 500  # the 20 device-only members have no usable identifier
@@ -85,9 +89,9 @@ def test_seeded_before_the_stack_the_checks_wait_and_run_once_redis_is_up(
     assert "a worker runs it once the stack is up" in capsys.readouterr().out
     assert not [r for r in caplog.records if r.levelname == "ERROR"]  # no alarm on make run
     assert all(c.state == Connection.State.UNTESTED for c in Connection.objects.all())
-    assert [c.checks.count() for c in Connection.objects.all()] == [1, 1]  # not one per run
+    assert [c.checks.count() for c in Connection.objects.all()] == [1, 1, 1]  # not one per run
 
     settings.RQ_QUEUES = reachable  # the stack is up: the cron queues the waiting checks
-    assert requeue_waiting_checks(now=timezone.now() + timedelta(minutes=2)) == 2
+    assert requeue_waiting_checks(now=timezone.now() + timedelta(minutes=2)) == 3
     run_jobs()
     assert all(c.state == Connection.State.HEALTHY for c in Connection.objects.all())

@@ -11,6 +11,7 @@ from django.utils import timezone
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
 from cohortsync.demo import DEMO_EMAIL, demo_password, simulator_credentials, write_dev_env
+from cohortsync.demo_amplitude import request_first_listing, seed_amplitude_demo
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
@@ -23,8 +24,10 @@ from syncs.services import create_sync
 
 class Command(BaseCommand):
     help = (
-        "Seed, idempotently, a demo admin and two sandbox connections, and mark this checkout as "
-        "a development one (var/dev.env) so later manage.py commands need no DEBUG=true."
+        "Seed, idempotently, a demo admin, two sandbox destinations with a cohort synced to "
+        "both, an Amplitude sandbox source whose pulled cohort feeds a Braze sync, and mark "
+        "this checkout as a development one (var/dev.env) so later manage.py commands need no "
+        "DEBUG=true."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -57,9 +60,12 @@ class Command(BaseCommand):
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        amplitude = seed_amplitude_demo(sandbox, self.stdout.write)
         queue_up = self._queue_is_up()
-        for connection in (braze, appsflyer):
+        for connection in (braze, appsflyer, amplitude):
             self._check_connection(connection, queue_now=queue_up)
+        if queue_up:
+            request_first_listing(amplitude)
         dev_env = write_dev_env()
         self.stdout.write(
             f"{dev_env} marks this checkout as a development one: manage.py commands run "

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from connections.sandbox.demo_project import seed_demo_project
 from connections.sandbox.server import SandboxServer
 
 
@@ -20,6 +21,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8765, help="TCP port (0 picks a free one)")
         parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
+        parser.add_argument(
+            "--demo-project",
+            action="store_true",
+            help="serve the demo's Amplitude project and its cohorts (make run does)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -28,6 +34,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Cannot listen on {options['host']}:{options['port']}: {exc}"
             ) from exc
+        if options["demo_project"]:
+            seed_demo_project(server.state)
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
             server.request_stop()

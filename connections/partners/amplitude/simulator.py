@@ -115,6 +115,7 @@ def _status(state: SandboxState, request_id: str) -> Response:
         # The real failure string is undocumented (docs/partners/amplitude.md §13): any answer
         # other than 200 or 202 is a failure to cohortsync.
         return 500, {}, {"request_id": request_id, "async_status": "JOB FAILED"}
+    _csv(state, export)  # the job writes its file before it says it completed
     return 200, {}, {"request_id": request_id, "async_status": "JOB COMPLETED"}
 
 
@@ -150,6 +151,13 @@ def _storage(state: SandboxState, token: str, headers: Mapping[str, str]) -> Res
 
 
 def _csv(state: SandboxState, export: AmplitudeExport) -> bytes:
+    """The export's file, made on first use and kept: the members as they were then."""
+    if export.data is None:
+        export.data = _render(state, export)
+    return export.data
+
+
+def _render(state: SandboxState, export: AmplitudeExport) -> bytes:
     members = state.amplitude_members.get(export.cohort_id, [])
     if export.prop_keys is None:
         extra: list[str] = []
