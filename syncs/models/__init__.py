@@ -3,6 +3,7 @@
 from syncs.models.plans import SyncRunPlanItem
 from syncs.models.run_history import SyncRemoval, SyncRunEvent
 from syncs.models.syncs import Sync, SyncedMember, SyncRun, SyncRunError
+from syncs.models.traits import SyncedTraits
 
 __all__ = [
     "Sync",
@@ -12,4 +13,5 @@ __all__ = [
     "SyncRunEvent",
     "SyncRunPlanItem",
     "SyncedMember",
+    "SyncedTraits",
 ]

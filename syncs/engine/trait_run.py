@@ -1,0 +1,182 @@
+"""What a trait run does differently from a membership run; the run loop, sending,
+checkpoints, errors and events are the same (syncs/engine/run.py).
+
+Its plan is the cohort's members whose chosen properties differ from what the trait ledger
+(SyncedTraits) says was sent; it never removes anyone (a member who leaves the cohort keeps
+the attributes sent). Comparing JSON values the way Braze holds them (types count) is not
+portable SQL, so the plan is computed a keyset page of members at a time, each page compared
+with its ledger rows in Python, and only the planned ids written: memory stays one page, and
+the run pages through the plan as a membership run does. When a page is sent, each member's
+update is computed again against the ledger of that moment, so a member whose values
+changed back meanwhile is not sent (and counts as skipped, as one who left the diff).
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from cohorts.models import CohortMember
+from syncs.engine import diff
+from syncs.engine.diff import Page, PlannedMember
+from syncs.engine.events import Kind, record_event
+from syncs.engine.plan import Scope
+from syncs.engine.traits import Trait, TraitUpdate, traits_of, update_for
+from syncs.models import Sync, SyncedTraits, SyncRun, SyncRunPlanItem
+
+# Members compared per query while planning.
+PLAN_PAGE = 2000
+
+Identity = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class TraitRow:
+    """A trait ledger row as a checkpoint writes it: the member, where it was sent, and the
+    attribute values its profile holds from this sync now."""
+
+    id_type: str
+    alias_label: str
+    value: str
+    dest_type: str
+    dest_value: str
+    values: dict[str, Any]
+
+
+@dataclass
+class TraitWork:
+    """A trait sync's run: its traits, and the updates of the page being sent (member id ->
+    update), taken as its batches go out."""
+
+    sync: Sync
+    traits: list[Trait]
+    send_nulls: bool
+    everything: bool
+    pending: dict[int, TraitUpdate] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: SyncRun, sync: Sync) -> "TraitWork":
+        return cls(
+            sync=sync,
+            traits=traits_of(sync.traits),
+            send_nulls=sync.traits_send_nulls,
+            everything=run.trigger == SyncRun.Trigger.RESYNC,
+        )
+
+    def _update(self, properties: Any, sent: dict[str, Any]) -> TraitUpdate | None:
+        return update_for(
+            properties,
+            sent,
+            self.traits,
+            send_nulls=self.send_nulls,
+            everything=self.everything,
+        )
+
+    def plan(self, run: SyncRun, scope: Scope, *, batch_size: int) -> None:
+        """Write the run's plan (the members with something to send) and its counts in one
+        commit, as plan_run does for membership."""
+        with transaction.atomic():
+            SyncRunPlanItem.objects.filter(run_id=run.pk).delete()  # a re-plan starts over
+            planned = 0
+            if not scope.cleanup:
+                members = scope.restrict(
+                    CohortMember.objects.filter(cohort_id=self.sync.cohort_id), "add"
+                )
+                after = 0
+                while page := list(
+                    members.filter(id__gt=after)
+                    .order_by("id")
+                    .values_list("id", "id_type", "alias_label", "value", "properties")[:PLAN_PAGE]
+                ):
+                    after = page[-1][0]
+                    sent = ledger_values(self.sync.pk, [row[1:4] for row in page])
+                    ids = [
+                        row[0]
+                        for row in page
+                        if self._update(row[4], sent.get(row[1:4], {})) is not None
+                    ]
+                    SyncRunPlanItem.objects.bulk_create(
+                        SyncRunPlanItem(run_id=run.pk, op=SyncRunPlanItem.Op.ADD, ref_id=ref)
+                        for ref in ids
+                    )
+                    planned += len(ids)
+            top = SyncRunPlanItem.objects.filter(run_id=run.pk).aggregate(top=Max("ref_id"))
+            plan = {
+                "planned_adds": planned,
+                "planned_removes": 0,
+                "add_until": top["top"] or 0,
+                "remove_until": 0,
+            }
+            SyncRun.objects.filter(pk=run.pk).update(**plan)
+        for name, value in plan.items():
+            setattr(run, name, value)
+        record_event(
+            run.pk,
+            Kind.PLANNED,
+            f"{planned:,} members to update, in batches of up to {batch_size:,}.",
+            adds=planned,
+            removes=0,
+        )
+
+    def page(self, *, run_id: int, after_id: int, limit: int) -> Page[PlannedMember] | None:
+        """The next page of the plan, as diff.page_to_add, each member's update computed now
+        and kept in `pending` until its batch goes out."""
+        page = diff.page_to_add(self.sync, run_id=run_id, after_id=after_id, limit=limit)
+        if page is None:
+            return None
+        properties = dict(
+            CohortMember.objects.filter(id__in=[m.pk for m in page.rows]).values_list(
+                "id", "properties"
+            )
+        )
+        sent = ledger_values(self.sync.pk, [(m.id_type, m.alias_label, m.value) for m in page.rows])
+        for member in page.rows:
+            update = self._update(
+                properties.get(member.pk),
+                sent.get((member.id_type, member.alias_label, member.value), {}),
+            )
+            if update is not None:
+                self.pending[member.pk] = update
+        return page
+
+
+def ledger_values(sync_id: int, identities: Sequence[Identity]) -> dict[Identity, dict[str, Any]]:
+    """What the trait ledger says was sent to each of `identities` (absent: nothing yet); one
+    query, through the ledger's (sync, value, ...) index."""
+    rows = SyncedTraits.objects.filter(
+        sync_id=sync_id, value__in={value for _, _, value in identities}
+    ).values_list("id_type", "alias_label", "value", "values")
+    wanted = set(identities)
+    return {
+        (id_type, label, value): dict(values or {})
+        for id_type, label, value, values in rows
+        if (id_type, label, value) in wanted
+    }
+
+
+def record_traits(sync_id: int, run_id: int, rows: Iterable[TraitRow]) -> None:
+    """Write what the partner accepted into the trait ledger, replacing each member's values
+    (the checkpoint's transaction; one run of a sync at a time, so nothing else writes them)."""
+    now = timezone.now()
+    SyncedTraits.objects.bulk_create(
+        [
+            SyncedTraits(
+                sync_id=sync_id,
+                run_id=run_id,
+                updated_at=now,
+                id_type=row.id_type,
+                alias_label=row.alias_label,
+                value=row.value,
+                dest_type=row.dest_type,
+                dest_value=row.dest_value,
+                values=row.values,
+            )
+            for row in rows
+        ],
+        update_conflicts=True,
+        unique_fields=["sync", "value", "id_type", "alias_label"],
+        update_fields=["dest_type", "dest_value", "values", "run", "updated_at"],
+    )
