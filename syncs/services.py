@@ -68,6 +68,7 @@ def create_sync(
         verify=verify,
     )
     if kind == Sync.Kind.TRAITS:
+        # By the partner's trait identifier, and members who leave keep what was sent.
         identifier_mapping, leaving_members = [str(trait_fields["identifier"])], Sync.Leaving.KEEP
     name, identifier_mapping, parsed = _validated(
         connection=connection,

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from cohorts.models import IDENTIFIER_LABELS
 from connections.models import Connection
 from syncs.engine.traits import TraitsError, parse_traits
 from syncs.models import Sync
@@ -46,7 +47,7 @@ def validated_traits(
         )
     identifier = partner.trait_identifier
     if identifier_mapping not in ([], [identifier], None):
-        label = partner.identifier_names.get(identifier, identifier)
+        label = IDENTIFIER_LABELS.get(identifier, identifier)
         raise ValidationError({"identifier_mapping": f"A trait sync sends by {label} only."})
     if verify:
         raise ValidationError({"verify": "A trait sync has no membership to verify."})
