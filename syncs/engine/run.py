@@ -207,6 +207,7 @@ class RunSender:
             facts = {
                 "adds_applied": True,
                 "data_points_per_member": None if per_member is None else 0,
+                "updates_traits": True,
             }
         changed = {name: value for name, value in facts.items() if getattr(self.run, name) != value}
         if changed:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
 from cohortsync.demo import DEMO_EMAIL, demo_password, simulator_credentials, write_dev_env
+from cohortsync.demo_traits import seed_trait_sync
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
@@ -57,6 +58,8 @@ class Command(BaseCommand):
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        if seed_trait_sync(braze):
+            self.stdout.write("Created the demo subscribers and their trait sync to Braze.")
         queue_up = self._queue_is_up()
         for connection in (braze, appsflyer):
             self._check_connection(connection, queue_now=queue_up)
