@@ -294,6 +294,8 @@ class CsvUploadRow(IdentityFields):
     upload = models.ForeignKey(
         CsvUpload, on_delete=models.CASCADE, related_name="staged_rows", db_index=False
     )
+    # The row's member properties (a file with property columns); None when it has none.
+    properties = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
