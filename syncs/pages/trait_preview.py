@@ -101,12 +101,18 @@ def preview_trait_run(
     traits: list[Trait],
     send_nulls: bool,
     sync: Sync | None = None,
+    everything: bool = False,
 ) -> TraitRunPreview:
     """What the next run would send: for a new sync (`sync` None) every chosen value, for a
-    sync the changes against its trait ledger, as the engine's plan counts them."""
+    sync the changes against its trait ledger (all it has, for `everything`: a full resync),
+    as the engine's plan counts them."""
     updates = attributes = skipped = 0
     after = 0
-    members = CohortMember.objects.filter(cohort_id=cohort_id, properties__isnull=False)
+    members = CohortMember.objects.filter(cohort_id=cohort_id)
+    if sync is None:
+        # Nothing sent yet: a member without properties has nothing to send (with a ledger,
+        # one whose properties are gone may have nulls to send).
+        members = members.filter(properties__isnull=False)
     while page := list(
         members.filter(id__gt=after)
         .order_by("id")
@@ -116,7 +122,11 @@ def preview_trait_run(
         sent = ledger_values(sync.pk, [row[1:4] for row in page]) if sync else {}
         for _, id_type, label, value, properties in page:
             update = update_for(
-                properties, sent.get((id_type, label, value), {}), traits, send_nulls=send_nulls
+                properties,
+                sent.get((id_type, label, value), {}),
+                traits,
+                send_nulls=send_nulls,
+                everything=everything,
             )
             if update is None:
                 continue

@@ -249,3 +249,26 @@ def test_a_member_without_an_external_id_is_skipped_and_a_refused_value_fails_al
     # The failed member has nothing in the ledger: the next run tries it again.
     assert not SyncedTraits.objects.filter(sync=sync, value="u1").exists()
     assert run(sync).planned_adds == 2
+
+
+def test_the_pages_of_a_trait_sync_say_updated_and_count_attributes(
+    connection, received, webhook_key, marketer_client
+):
+    from django.urls import reverse
+
+    push(webhook_key, {"u1": {"plan": "pro", "score": 3}, "u2": {"plan": "free"}}, at=1_764_000_000)
+    sync = trait_sync(connection, traits=[{"property": "plan"}, {"property": "score"}])
+    done = run(sync)
+
+    page = marketer_client.get(reverse("syncs:run_detail", args=[sync.pk, done.pk]))
+    html = page.content.decode()
+    assert "<dt>Updated</dt>" in html
+    assert "the 3 custom attributes written to the 2 members the destination accepted" in html
+    detail = marketer_client.get(reverse("syncs:sync_detail", args=[sync.pk])).content.decode()
+    assert 'id="sync-traits"' in detail
+    assert "2 updated" in marketer_client.get(reverse("syncs:sync_list")).content.decode()
+    resync = marketer_client.get(reverse("syncs:sync_resync", args=[sync.pk])).content.decode()
+    assert "2 members with an external ID, 3 attributes" in resync
+    lookup = marketer_client.get(reverse("members:lookup"), {"q": "u1"}).content.decode()
+    assert "Attributes written" in lookup and "Not sent yet" not in lookup
+    assert marketer_client.get("/").status_code == 200
