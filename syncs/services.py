@@ -82,7 +82,8 @@ def create_sync(
     _validate_verification(connection, verify, verify_sample_size)
     first_run = cadences.next_run_at(parsed, after=timezone.now())
     with transaction.atomic():
-        refuse_array_overflow(connection=connection, cohort=cohort, options=options)
+        if kind == Sync.Kind.MEMBERSHIP:  # a trait sync writes no membership array
+            refuse_array_overflow(connection=connection, cohort=cohort, options=options)
         sync = Sync.objects.create(
             next_run_at=first_run,
             name=name,

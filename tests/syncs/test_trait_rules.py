@@ -140,3 +140,28 @@ def test_a_trait_batch_is_one_object_per_member_that_creates_unknown_profiles():
         ]
     }
     assert refs == [7, 9]
+
+
+def test_a_trait_sync_never_counts_against_the_connections_array_cap():
+    braze = make_connection(name="Braze prod", membership_mode="array", array_cap=1)
+    create_sync(
+        name="Membership",
+        cohort=make_cohort(name="A"),
+        connection=braze,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "once"},
+        actor=None,
+    )
+    # A second cohort in the array would pass the cap of 1; traits write no array.
+    trait_sync(braze)
+    with pytest.raises(ValidationError) as refused:
+        create_sync(
+            name="Another membership",
+            cohort=make_cohort(name="B"),
+            connection=braze,
+            identifier_mapping=["external_id"],
+            cadence={"kind": "once"},
+            actor=None,
+        )
+    assert "options" in refused.value.message_dict
+    assert Sync.objects.count() == 2
