@@ -272,3 +272,55 @@ def test_the_pages_of_a_trait_sync_say_updated_and_count_attributes(
     lookup = marketer_client.get(reverse("members:lookup"), {"q": "u1"}).content.decode()
     assert "Attributes written" in lookup and "Not sent yet" not in lookup
     assert marketer_client.get("/").status_code == 200
+
+
+@pytest.mark.usefixtures("checkpoint_every_batch")
+def test_a_trait_run_stopped_at_a_checkpoint_resumes_and_every_member_is_written_once_in_the_ledger(
+    connection, sandbox, received, monkeypatch
+):
+    from cohorts.membership import Identity, apply_changes
+    from cohorts.models import Cohort
+    from core import stopping
+    from syncs.engine import checkpoint
+    from syncs.engine.run import run_sync
+
+    cohort = Cohort.objects.create(name="Many", source=Cohort.Source.MANUAL)
+    apply_changes(
+        cohort.pk,
+        add=[Identity("external_id", f"m{n}", properties={"n": n}) for n in range(600)],
+    )
+    sync = create_sync(
+        name="Many traits",
+        cohort=cohort,
+        connection=connection,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "once"},
+        kind=Sync.Kind.TRAITS,
+        traits=[{"property": "n", "attribute": "rank"}],
+        actor=None,
+    )
+    queued, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    real_commit = checkpoint.commit
+
+    def commit_then_stop(pending):
+        status = real_commit(pending)
+        stopping.request_stop()
+        return status
+
+    monkeypatch.setattr(checkpoint, "commit", commit_then_stop)
+    try:
+        assert run_sync(queued.pk) == "interrupted"
+        queued.refresh_from_db()
+        # What Braze accepted is in the trait ledger, and only that (invariant 1).
+        assert 0 < queued.added == SyncedTraits.objects.filter(sync=sync).count() < 600
+    finally:
+        monkeypatch.undo()
+        stopping.forget_stop_request()
+    run_jobs()
+    queued.refresh_from_db()
+    assert queued.status == SyncRun.Status.SUCCEEDED
+    assert (queued.planned_adds, queued.added, queued.failed, queued.skipped) == (600, 600, 0, 0)
+    assert queued.attributes_written == 600
+    ledger = dict(SyncedTraits.objects.filter(sync=sync).values_list("value", "values"))
+    assert ledger == {f"m{n}": {"rank": n} for n in range(600)}
+    assert {value["rank"] for value in profiles(sandbox).values()} == set(range(600))
