@@ -11,12 +11,12 @@ update is computed again against the ledger of that moment, so a member whose va
 changed back meanwhile is not sent (and counts as skipped, as one who left the diff).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import JSONField, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from cohorts.models import CohortMember
@@ -29,8 +29,6 @@ from syncs.models import Sync, SyncedTraits, SyncRun, SyncRunPlanItem
 
 # Members compared per query while planning.
 PLAN_PAGE = 2000
-
-Identity = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -87,16 +85,16 @@ class TraitWork:
                 )
                 after = 0
                 while page := list(
-                    members.filter(id__gt=after)
+                    with_ledger(members, self.sync.pk)
+                    .filter(id__gt=after)
                     .order_by("id")
-                    .values_list("id", "id_type", "alias_label", "value", "properties")[:PLAN_PAGE]
+                    .values_list("id", "properties", "sent")[:PLAN_PAGE]
                 ):
                     after = page[-1][0]
-                    sent = ledger_values(self.sync.pk, [row[1:4] for row in page])
                     ids = [
-                        row[0]
-                        for row in page
-                        if self._update(row[4], sent.get(row[1:4], {})) is not None
+                        ref
+                        for ref, properties, sent in page
+                        if self._update(properties, sent or {}) is not None
                     ]
                     SyncRunPlanItem.objects.bulk_create(
                         SyncRunPlanItem(run_id=run.pk, op=SyncRunPlanItem.Op.ADD, ref_id=ref)
@@ -127,34 +125,30 @@ class TraitWork:
         page = diff.page_to_add(self.sync, run_id=run_id, after_id=after_id, limit=limit)
         if page is None:
             return None
-        properties = dict(
-            CohortMember.objects.filter(id__in=[m.pk for m in page.rows]).values_list(
-                "id", "properties"
-            )
-        )
-        sent = ledger_values(self.sync.pk, [(m.id_type, m.alias_label, m.value) for m in page.rows])
-        for member in page.rows:
-            update = self._update(
-                properties.get(member.pk),
-                sent.get((member.id_type, member.alias_label, member.value), {}),
-            )
+        found = with_ledger(
+            CohortMember.objects.filter(id__in=[m.pk for m in page.rows]), self.sync.pk
+        ).values_list("id", "properties", "sent")
+        for ref, properties, sent in found:
+            update = self._update(properties, sent or {})
             if update is not None:
-                self.pending[member.pk] = update
+                self.pending[ref] = update
         return page
 
 
-def ledger_values(sync_id: int, identities: Sequence[Identity]) -> dict[Identity, dict[str, Any]]:
-    """What the trait ledger says was sent to each of `identities` (absent: nothing yet); one
-    query, through the ledger's (sync, value, ...) index."""
-    rows = SyncedTraits.objects.filter(
-        sync_id=sync_id, value__in={value for _, _, value in identities}
-    ).values_list("id_type", "alias_label", "value", "values")
-    wanted = set(identities)
-    return {
-        (id_type, label, value): dict(values or {})
-        for id_type, label, value, values in rows
-        if (id_type, label, value) in wanted
-    }
+def with_ledger(members: QuerySet[CohortMember], sync_id: int) -> QuerySet[Any]:
+    """`members` with `sent`: what the trait ledger says the sync wrote to each (None:
+    nothing yet), read in the same query, one probe of the ledger's unique index a member."""
+    return members.annotate(
+        sent=Subquery(
+            SyncedTraits.objects.filter(
+                sync_id=sync_id,
+                value=OuterRef("value"),
+                id_type=OuterRef("id_type"),
+                alias_label=OuterRef("alias_label"),
+            ).values("values")[:1],
+            output_field=JSONField(),
+        )
+    )
 
 
 def record_traits(sync_id: int, run_id: int, rows: Iterable[TraitRow]) -> None:

@@ -90,9 +90,14 @@ def attribute_value(value: Any) -> Any:
     return value
 
 
+SCALARS = (str, int, float, bool)
+
+
 def same(sent: Any, value: Any) -> bool:
     """Whether two values are the same as Braze would hold them: types count (1, 1.0, true and
     "1" all differ), key order does not."""
+    if type(sent) is type(value) and type(value) in SCALARS:
+        return bool(sent == value)  # the usual case, without serialising
     return json.dumps(sent, sort_keys=True) == json.dumps(value, sort_keys=True)
 
 

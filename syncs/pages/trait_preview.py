@@ -12,12 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, JSONField, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
 
 from cohorts.models import CohortMember, IdType
 from connections.models import Connection
-from syncs.engine.trait_run import PLAN_PAGE, ledger_values
+from syncs.engine.trait_run import PLAN_PAGE, with_ledger
 from syncs.engine.traits import Trait, attribute_value, update_for
 from syncs.models import Sync
 from syncs.pages.preview import Pace, connection_pace
@@ -108,22 +108,25 @@ def preview_trait_run(
     as the engine's plan counts them."""
     updates = attributes = skipped = 0
     after = 0
-    members = CohortMember.objects.filter(cohort_id=cohort_id)
+    members: QuerySet[Any] = CohortMember.objects.filter(cohort_id=cohort_id)
     if sync is None:
         # Nothing sent yet: a member without properties has nothing to send (with a ledger,
         # one whose properties are gone may have nulls to send).
         members = members.filter(properties__isnull=False)
+    if sync is not None:
+        members = with_ledger(members, sync.pk)
+    else:
+        members = members.annotate(sent=Value(None, output_field=JSONField()))
     while page := list(
         members.filter(id__gt=after)
         .order_by("id")
-        .values_list("id", "id_type", "alias_label", "value", "properties")[:PLAN_PAGE]
+        .values_list("id", "id_type", "properties", "sent")[:PLAN_PAGE]
     ):
         after = page[-1][0]
-        sent = ledger_values(sync.pk, [row[1:4] for row in page]) if sync else {}
-        for _, id_type, label, value, properties in page:
+        for _, id_type, properties, sent in page:
             update = update_for(
                 properties,
-                sent.get((id_type, label, value), {}),
+                sent or {},
                 traits,
                 send_nulls=send_nulls,
                 everything=everything,
