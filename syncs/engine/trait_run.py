@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import JSONField, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
@@ -96,10 +96,7 @@ class TraitWork:
                         for ref, properties, sent in page
                         if self._update(properties, sent or {}) is not None
                     ]
-                    SyncRunPlanItem.objects.bulk_create(
-                        SyncRunPlanItem(run_id=run.pk, op=SyncRunPlanItem.Op.ADD, ref_id=ref)
-                        for ref in ids
-                    )
+                    _write_plan(run.pk, ids)
                     planned += len(ids)
             top = SyncRunPlanItem.objects.filter(run_id=run.pk).aggregate(top=Max("ref_id"))
             plan = {
@@ -133,6 +130,28 @@ class TraitWork:
             if update is not None:
                 self.pending[ref] = update
         return page
+
+
+PLAN_TABLE = SyncRunPlanItem._meta.db_table
+
+
+def _write_plan(run_id: int, ids: list[int]) -> None:
+    """Store planned member ids as the run's adds: one statement a page (PostgreSQL takes the
+    ids as one array), rather than a model instance each."""
+    if not ids:
+        return
+    insert = f"INSERT INTO {PLAN_TABLE} (run_id, op, ref_id) "
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                insert + "SELECT %s, %s, unnest(%s::bigint[])",
+                [run_id, SyncRunPlanItem.Op.ADD, ids],
+            )
+        else:
+            cursor.executemany(
+                insert + "VALUES (%s, %s, %s)",
+                [(run_id, SyncRunPlanItem.Op.ADD, ref) for ref in ids],
+            )
 
 
 def with_ledger(members: QuerySet[CohortMember], sync_id: int) -> QuerySet[Any]:
