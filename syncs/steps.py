@@ -34,6 +34,8 @@ EDIT_STEPS = ("identifier", "cadence", "preview")
 # A trait sync picks its properties where a membership sync picks its identifier.
 TRAIT_CREATE_STEPS = ("cohort", "destination", "traits", "cadence", "preview")
 TRAIT_EDIT_STEPS = ("traits", "cadence", "preview")
+# Steps that stand in the same place in the two walks.
+SAME_PLACE = {"identifier": "traits", "traits": "identifier"}
 STEP_TITLES = {
     "cohort": "Cohort",
     "destination": "Destination",

@@ -91,7 +91,8 @@ class TraitRunPreview:
 
     @property
     def duration(self) -> str:
-        return format_duration(self.pace.seconds(self.requests))
+        seconds = self.pace.seconds(self.requests)
+        return "under 0.1 s" if seconds < 0.05 else format_duration(seconds)
 
 
 def preview_trait_run(

@@ -30,7 +30,7 @@ from syncs.forms import (
 from syncs.models import Sync
 from syncs.pages.preview import identifier_coverage, preview_new_sync, preview_sync_change
 from syncs.services import create_sync, update_sync
-from syncs.steps import STEP_TITLES, Walk, answers_of_sync, steps_for, walk
+from syncs.steps import SAME_PLACE, STEP_TITLES, Walk, answers_of_sync, steps_for, walk
 from syncs.views.trait_wizard import trait_preview_context, traits_step_context
 
 MANAGE = "syncs.manage_syncs"
@@ -40,6 +40,9 @@ def _requested_step(request: HttpRequest, steps: tuple[str, ...]) -> str:
     if request.method == "POST":
         return steps[-1]
     step = request.GET.get("step", "")
+    # The destination step's Next names the step after it before the kind is chosen: the
+    # identifier step and a trait sync's properties step stand in the same place.
+    step = SAME_PLACE.get(step, step) if step not in steps else step
     return step if step in steps else steps[0]
 
 

@@ -141,3 +141,14 @@ def test_editing_previews_only_what_changed_since_the_ledger(marketer_client, co
     assert response.status_code == 302
     sync.refresh_from_db()
     assert sync.traits == [{"property": "plan", "attribute": "Plan"}]
+
+
+def test_next_on_the_destination_step_leads_a_trait_sync_to_its_properties(marketer_client, cohort):
+    braze = make_connection(name="Braze prod")
+    # The button says "identifier" (the kind was not chosen when the step was drawn).
+    data = {"cohort": cohort.pk, "connection": braze.pk, "kind": "traits", "step": "identifier"}
+    html = marketer_client.get(CREATE, data).content.decode()
+    assert 'data-step="traits"' in html
+    data["kind"] = "membership"
+    data["step"] = "traits"
+    assert 'data-step="identifier"' in marketer_client.get(CREATE, data).content.decode()
