@@ -5,7 +5,7 @@ from typing import Any
 
 from syncs import cadence as cadences
 from syncs.engine.traits import traits_of
-from syncs.forms import cadence_of
+from syncs.forms import cadence_of, identifier_label
 from syncs.models import Sync
 from syncs.pages.trait_preview import PROPERTY_SAMPLE, preview_trait_run, property_catalog
 from syncs.steps import Walk
@@ -20,7 +20,9 @@ def traits_step_context(state: Walk, sync: Sync | None) -> dict[str, Any]:
     return {
         "catalog": property_catalog(cohort.pk, also=list(dict.fromkeys(chosen))),
         "property_sample": PROPERTY_SAMPLE,
-        "trait_identifier": state.answers["connection"].partner.trait_identifier,
+        "trait_identifier": identifier_label(
+            state.answers["connection"].partner.trait_identifier, state.answers["connection"]
+        ),
     }
 
 
