@@ -8,7 +8,9 @@ portable SQL, so the plan is computed a keyset page of members at a time, each p
 with its ledger rows in Python, and only the planned ids written: memory stays one page, and
 the run pages through the plan as a membership run does. When a page is sent, each member's
 update is computed again against the ledger of that moment, so a member whose values
-changed back meanwhile is not sent (and counts as skipped, as one who left the diff).
+changed back meanwhile is not sent (and counts as skipped, as one who left the diff). A
+resumed run whose stored plan is lost rebuilds it as a membership run does (restore_plan,
+every member in its bounds): the members with nothing to send are then skipped the same way.
 """
 
 from collections.abc import Iterable
