@@ -45,9 +45,14 @@ def _when(change: StateChange) -> str:
     return change.since.strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
+def _added(run: SyncRun) -> str:
+    """A trait run's adds are members updated; a membership run's, members added."""
+    return "updated" if run.updates_traits else "added"
+
+
 def _counts(run: SyncRun) -> str:
     return (
-        f"Planned {run.planned:,}: {run.added:,} added, {run.removed:,} removed, "
+        f"Planned {run.planned:,}: {run.added:,} {_added(run)}, {run.removed:,} removed, "
         f"{run.failed:,} failed, {run.skipped:,} skipped."
     )
 

@@ -139,6 +139,10 @@ class SyncOut(Schema):
     cohort: Ref
     connection: Ref
     status: str
+    # "membership", or "traits": chosen member properties written as custom attributes.
+    kind: str
+    traits: list[dict[str, str]]
+    traits_send_nulls: bool
     identifier_mapping: list[str]
     cadence: dict[str, Any]
     leaving_members: str
@@ -166,6 +170,10 @@ class RunOut(Schema):
     finished_at: datetime | None
     planned_adds: int
     planned_removes: int
+    # A trait sync's run: `added` counts members updated; attributes_written the custom
+    # attributes they were sent (Braze data points).
+    updates_traits: bool
+    attributes_written: int
     added: int
     # False: the partner may have ignored some adds it accepted (Braze, update existing only:
     # members without a profile), so `added` counts adds sent, not members in the destination.
@@ -282,6 +290,14 @@ class SyncCreateIn(Input):
     options: dict[str, Any] | None = None
     verify: StrictBool = False
     verify_sample_size: WholeNumber = Field(100, description="Members read back, 1 to 1,000.")
+    kind: str = Field("membership", description='"membership" or "traits".')
+    traits: list[dict[str, Any]] | None = Field(
+        None,
+        description="A trait sync's properties, each written to the attribute of the same name "
+        "unless renamed.",
+        examples=[[{"property": "plan"}, {"property": "score", "attribute": "lead_score"}]],
+    )
+    traits_send_nulls: StrictBool = False
 
 
 class SyncUpdateIn(Input):
@@ -295,6 +311,8 @@ class SyncUpdateIn(Input):
     options: dict[str, Any] | None = None
     verify: StrictBool | None = None
     verify_sample_size: WholeNumber | None = None
+    traits: list[dict[str, Any]] | None = None
+    traits_send_nulls: StrictBool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> "SyncUpdateIn":

@@ -13,6 +13,7 @@ fatal, so a broken export cannot empty a cohort; a header-only file in replace m
 it, on purpose.
 """
 
+import json
 import logging
 import os
 import tempfile
@@ -50,7 +51,14 @@ Status = CsvUpload.Status
 STAGING = CsvUploadRow._meta.db_table
 # One CsvUploadRow as inserted: upload_id, id_type, alias_label, value, then the extras.
 StagedValues = tuple[int | str | None, ...]
-STAGING_COLUMNS = ("upload_id", "id_type", "alias_label", "value", *EXTRA_IDENTIFIERS)
+STAGING_COLUMNS = (
+    "upload_id",
+    "id_type",
+    "alias_label",
+    "value",
+    *EXTRA_IDENTIFIERS,
+    "properties",
+)
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,16 @@ def _stage(upload: CsvUpload) -> Staged:
                         bad_rows.writerow([record.line, exc.reason, raw_text(record)])
                     else:
                         extras = (row.extras[name] for name in EXTRA_IDENTIFIERS)
+                        properties = None if row.properties is None else json.dumps(row.properties)
                         pending.append(
-                            (upload.pk, header.id_type, row.alias_label, row.value, *extras)
+                            (
+                                upload.pk,
+                                header.id_type,
+                                row.alias_label,
+                                row.value,
+                                *extras,
+                                properties,
+                            )
                         )
                     if rows % CHUNK_ROWS == 0:
                         _commit_chunk(upload.pk, pending, lines.bytes_read, rows, bad)
@@ -276,7 +292,9 @@ def _staged_identities(upload_id: int) -> Iterator[list[Identity]]:
         page = list(
             CsvUploadRow.objects.filter(upload_id=upload_id, id__gt=last_id)
             .order_by("id")
-            .values_list("id", "id_type", "alias_label", "value", *EXTRA_IDENTIFIERS)[:CHUNK_ROWS]
+            .values_list("id", "id_type", "alias_label", "value", "properties", *EXTRA_IDENTIFIERS)[
+                :CHUNK_ROWS
+            ]
         )
         if not page:
             return
@@ -287,8 +305,9 @@ def _staged_identities(upload_id: int) -> Iterator[list[Identity]]:
                 value,
                 label,
                 extras=tuple((n, v) for n, v in zip(EXTRA_IDENTIFIERS, extras, strict=True) if v),
+                properties=properties,
             )
-            for _, id_type, label, value, *extras in page
+            for _, id_type, label, value, properties, *extras in page
         ]
 
 

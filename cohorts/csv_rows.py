@@ -4,6 +4,9 @@ problems make bad rows that are reported and skipped.
 Accepted columns: one primary identifier (`external_id`, `device_id`, or `alias_name` with
 `alias_label`) and any of the extra identifiers in `EXTRA_IDENTIFIERS`. Names are matched without
 regard to case or surrounding spaces; values are stripped, and a blank extra identifier is NULL.
+Any other column is a member property, named as written (spaces around it trimmed): a file with
+property columns gives each member the row's non-empty ones, typed by cohorts.properties, in
+place of the properties it had; a file without any leaves members' properties as they are.
 """
 
 import codecs
@@ -11,8 +14,10 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from cohorts.models import EXTRA_IDENTIFIERS, MAX_IDENTIFIER_LENGTH, CohortMember, IdType
+from cohorts.properties import properties_of
 
 PRIMARY_COLUMNS: dict[str, str] = {
     "external_id": IdType.EXTERNAL_ID,
@@ -47,6 +52,8 @@ class Header:
     # (column name, index, max length) of each extra identifier present, in file order.
     extras: tuple[tuple[str, int, int], ...]
     width: int
+    # (property name, index) of each property column, in file order.
+    properties: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class Row:
     alias_label: str
     value: str
     extras: dict[str, str | None]
+    # The row's properties; None when the file has no property column.
+    properties: dict[str, Any] | None = None
 
 
 class Lines:
@@ -132,11 +141,9 @@ def parse_header(records: Iterator[Record]) -> Header:
         if name in seen:
             raise CsvFileError(f"The column {name or '(blank)'} appears twice in the header.")
         seen.add(name)
-    unknown = [name or "(blank)" for name in names if name not in ACCEPTED_COLUMNS]
-    if unknown:
+    if "" in names:
         raise CsvFileError(
-            f"Unknown column{'s' if len(unknown) > 1 else ''} in the header: "
-            f"{', '.join(unknown)}. Accepted columns: {', '.join(ACCEPTED_COLUMNS)}."
+            "A column of the header has no name: name it (a member property) or remove it."
         )
     primary = [name for name in names if name in PRIMARY_COLUMNS]
     if not primary:
@@ -165,6 +172,11 @@ def parse_header(records: Iterator[Record]) -> Header:
             if name in EXTRA_MAX_LENGTHS
         ),
         width=len(names),
+        properties=tuple(
+            (first.fields[index].strip(), index)
+            for index, name in enumerate(names)
+            if name not in ACCEPTED_COLUMNS
+        ),
     )
 
 
@@ -196,7 +208,12 @@ def parse_row(header: Header, record: Record) -> Row:
         if len(extra) > max_length:
             raise BadRow(f"{name} is longer than {max_length} characters")
         extras[name] = extra or None
-    return Row(alias_label=label, value=value, extras=extras)
+    properties = None
+    if header.properties:
+        properties = properties_of(
+            (name, fields[index].strip()) for name, index in header.properties
+        )
+    return Row(alias_label=label, value=value, extras=extras, properties=properties)
 
 
 def raw_text(record: Record) -> str:

@@ -5,7 +5,8 @@ bulk (a statement per thousand identities, never one per identity), keeps `membe
 size history right, and announces the change after it commits.
 """
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,9 @@ class Identity:
     value: str
     alias_label: str = ""
     extras: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    # The member's properties as the source gives them (name -> JSON value): they replace the
+    # member's whole. None: the source said nothing of them, and the member keeps its own.
+    properties: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -65,20 +69,26 @@ KEY_COLUMNS = ("id_type", "alias_label", "value")
 JOIN_ON_KEY = " AND ".join(f"m.{column} = v.{column}" for column in KEY_COLUMNS)
 
 
-def _source(batch: Sequence[Identity], with_extras: bool) -> tuple[str, list[Any]]:
-    """The batch as a derived table `v` with the key columns (and the extras).
+def _source(
+    batch: Sequence[Identity], with_extras: bool, with_properties: bool = False
+) -> tuple[str, list[Any]]:
+    """The batch as a derived table `v` with the key columns (and the extras, and the
+    properties as JSON text: NULL where an identity has none).
 
     PostgreSQL takes one array per column through unnest: a handful of parameters however big
     the batch, so the statement parses fast and its plan does not depend on the batch size.
     SQLite has no arrays: a VALUES list, joined on the unique index below.
     """
     columns = list(KEY_COLUMNS) + (list(EXTRA_IDENTIFIERS) if with_extras else [])
+    columns += ["properties"] if with_properties else []
     rows: list[list[str | None]] = []
     for identity in batch:
         row: list[str | None] = [identity.id_type, identity.alias_label, identity.value]
         if with_extras:
             extras = dict(identity.extras)
             row += [extras.get(name) or None for name in EXTRA_IDENTIFIERS]
+        if with_properties:
+            row.append(None if identity.properties is None else json.dumps(identity.properties))
         rows.append(row)
     if connection.vendor == "postgresql":
         arrays = ", ".join(["%s::text[]"] * len(columns))
@@ -102,17 +112,33 @@ def _count_present(cursor: Any, cohort_id: int, batch: Sequence[Identity]) -> in
 
 
 def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extras: bool) -> int:
-    """Insert what is new; returns how many rows were inserted."""
+    """Insert what is new; returns how many rows were inserted. A known member's extra
+    identifiers (`with_extras`) and properties (when an identity of the batch carries some)
+    are refreshed."""
+    with_properties = any(identity.properties is not None for identity in batch)
     extras = list(EXTRA_IDENTIFIERS) if with_extras else []
     columns = ["cohort_id", "added_at", *KEY_COLUMNS, *extras]
     selected = ["%s", "%s", *(f"v.{name}" for name in (*KEY_COLUMNS, *extras))]
-    source, params = _source(batch, with_extras)
+    if with_properties:
+        columns.append("properties")
+        selected.append("CAST(v.properties AS jsonb)" if _postgresql() else "v.properties")
+    source, params = _source(batch, with_extras, with_properties)
     conflict = "DO NOTHING"
-    if with_extras:
-        # A known member's extra identifiers are refreshed; a blank in the file keeps the old one.
-        conflict = "DO UPDATE SET " + ", ".join(
-            f"{name} = COALESCE(excluded.{name}, {TABLE}.{name})" for name in extras
-        )
+    # A blank in the file keeps the old extra identifier; an identity without properties keeps
+    # the member's, one with properties replaces them whole.
+    refreshed = [f"{name} = COALESCE(excluded.{name}, {TABLE}.{name})" for name in extras]
+    if with_properties:
+        refreshed.append(f"properties = COALESCE(excluded.properties, {TABLE}.properties)")
+    if refreshed:
+        conflict = "DO UPDATE SET " + ", ".join(refreshed)
+        if not with_extras:
+            # Properties only (a download read again): rows whose properties are the same are
+            # left alone rather than rewritten.
+            differs = "IS DISTINCT FROM" if _postgresql() else "IS NOT"
+            conflict += (
+                f" WHERE excluded.properties IS NOT NULL "
+                f"AND {TABLE}.properties {differs} excluded.properties"
+            )
     # Only names and placeholders are interpolated; values travel as parameters. `WHERE true`
     # keeps SQLite from reading ON CONFLICT as a join constraint.
     sql = (
@@ -122,7 +148,7 @@ def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extra
     )
     params = [cohort_id, now, *params]
     with connection.cursor() as cursor:
-        if not with_extras:
+        if not refreshed:
             cursor.execute(sql + " RETURNING 1", params)
             return len(cursor.fetchall())
         if connection.vendor == "postgresql":
@@ -132,6 +158,10 @@ def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extra
         existing = _count_present(cursor, cohort_id, batch)
         cursor.execute(sql, params)
         return len(batch) - existing
+
+
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def _delete(cohort_id: int, batch: Sequence[Identity]) -> int:

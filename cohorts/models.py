@@ -102,6 +102,11 @@ class CohortMember(IdentityFields):
         Cohort, on_delete=models.CASCADE, related_name="members", db_index=False
     )
     added_at = models.DateTimeField(default=timezone.now)
+    # The member's properties as its source last gave them (an Amplitude download's property
+    # columns, a webhook's user_properties, a CSV's extra columns): name -> JSON value. None
+    # when the source gave none; a source that gives them replaces them whole, so a property
+    # gone at the source is gone here (cohorts/membership.py). Trait syncs send them.
+    properties = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -289,6 +294,8 @@ class CsvUploadRow(IdentityFields):
     upload = models.ForeignKey(
         CsvUpload, on_delete=models.CASCADE, related_name="staged_rows", db_index=False
     )
+    # The row's member properties (a file with property columns); None when it has none.
+    properties = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -320,6 +327,8 @@ class AmplitudeBatch(models.Model):
     in_cohort = models.BooleanField()
     computed_at = models.DateTimeField()
     user_ids = models.JSONField(default=list)
+    # user id -> the user_properties sent with it (members' properties); dropped once applied.
+    user_properties = models.JSONField(default=dict)
     # Users as sent, repeats included: the import log's counts add up to it.
     users_sent = models.IntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -41,6 +41,8 @@ class DemoSync:
     identifier_mapping: list[str]
     cadence: dict[str, Any]
     options: dict[str, Any] | None = field(default=None)
+    kind: str = Sync.Kind.MEMBERSHIP
+    traits: list[dict[str, str]] | None = None
 
 
 PULLED_COHORT_SYNCS = (
@@ -50,6 +52,16 @@ PULLED_COHORT_SYNCS = (
         connection_name=BRAZE_SANDBOX,
         identifier_mapping=["external_id"],
         cadence={"kind": "realtime"},
+    ),
+    # The users' Amplitude properties, as Braze custom attributes; real-time too, so the first
+    # download's members reach Braze with their plan and country.
+    DemoSync(
+        name="Demo: trial user traits → Braze",
+        connection_name=BRAZE_SANDBOX,
+        identifier_mapping=["external_id"],
+        cadence={"kind": "realtime"},
+        kind=Sync.Kind.TRAITS,
+        traits=[{"property": "plan"}, {"property": "country", "attribute": "home_country"}],
     ),
 )
 
@@ -104,6 +116,8 @@ def seed_pulled_cohort_syncs(cohort: Cohort, say: Callable[[str], None]) -> None
             identifier_mapping=spec.identifier_mapping,
             cadence=spec.cadence,
             options=spec.options,
+            kind=spec.kind,
+            traits=spec.traits,
             actor=None,
         )
         say(f"Created the sync {spec.name}.")

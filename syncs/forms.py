@@ -38,6 +38,13 @@ VERIFY_HELP = (
     'and show how many carry the membership ("verified 97 of 100 sampled"); an alert goes out '
     "when the share falls below the threshold. Costs one export request per 50 members sampled."
 )
+KIND_CHOICES = [
+    (Sync.Kind.MEMBERSHIP, "Membership: who is in the cohort"),
+    (
+        Sync.Kind.TRAITS,
+        "Member traits: chosen member properties, as custom attributes (Braze, by external ID)",
+    ),
+]
 THRESHOLD_HELP = (
     "A run that would remove more than this share of the members already in the destination "
     "is held for approval instead of sent."
@@ -96,6 +103,28 @@ class DestinationStep(forms.Form):
         queryset=Connection.objects.destinations().order_by("name", "id"),
         label="Destination connection",
     )
+    kind = forms.ChoiceField(
+        choices=KIND_CHOICES,
+        widget=forms.RadioSelect,
+        initial=Sync.Kind.MEMBERSHIP,
+        required=False,
+        label="What to send",
+    )
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or Sync.Kind.MEMBERSHIP
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        connection = data.get("connection")
+        traits = data.get("kind") == Sync.Kind.TRAITS
+        if traits and connection is not None and not connection.partner.takes_traits:
+            self.add_error(
+                "kind",
+                f"{connection.partner.label} does not take member traits: send them to a "
+                "Braze connection.",
+            )
+        return data
 
     def clean_connection(self) -> Connection:
         connection: Connection = self.cleaned_data["connection"]
@@ -230,6 +259,14 @@ class CadenceStep(forms.Form):
             except cadences.CadenceError as exc:
                 self.add_error("cadence", str(exc))
         return data
+
+
+class TraitCadenceStep(CadenceStep):
+    """The cadence of a trait sync: it removes no one, so nothing about leaving members."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self.fields["leaving_members"], self.fields["mass_removal_threshold_pct"]
 
 
 class PreviewStep(forms.Form):

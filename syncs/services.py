@@ -17,6 +17,7 @@ from syncs.array_cap import refuse_array_overflow
 from syncs.engine.events import Kind, record_event
 from syncs.models import Sync, SyncRun, SyncRunEvent
 from syncs.queue import enqueue_run
+from syncs.trait_rules import validated_traits
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,27 @@ def create_sync(
     options: dict[str, object] | None = None,
     verify: bool = False,
     verify_sample_size: int = DEFAULT_VERIFY_SAMPLE,
+    kind: str = Sync.Kind.MEMBERSHIP,
+    traits: list[dict[str, Any]] | None = None,
+    traits_send_nulls: bool = False,
     actor: User | None,
     ip: str | None = None,
 ) -> Sync:
-    """Validate and save a sync. Bad input raises ValidationError and writes nothing."""
+    """Validate and save a sync. Bad input raises ValidationError and writes nothing.
+
+    A trait sync (`kind` traits) sends `traits`, member properties, as custom attributes
+    (syncs/trait_rules.py says what it takes)."""
+    trait_fields = validated_traits(
+        connection=connection,
+        kind=kind,
+        traits=traits,
+        send_nulls=traits_send_nulls,
+        identifier_mapping=identifier_mapping,
+        verify=verify,
+    )
+    if kind == Sync.Kind.TRAITS:
+        # By the partner's trait identifier, and members who leave keep what was sent.
+        identifier_mapping, leaving_members = [str(trait_fields["identifier"])], Sync.Leaving.KEEP
     name, identifier_mapping, parsed = _validated(
         connection=connection,
         name=name,
@@ -64,7 +82,8 @@ def create_sync(
     _validate_verification(connection, verify, verify_sample_size)
     first_run = cadences.next_run_at(parsed, after=timezone.now())
     with transaction.atomic():
-        refuse_array_overflow(connection=connection, cohort=cohort, options=options)
+        if kind == Sync.Kind.MEMBERSHIP:  # a trait sync writes no membership array
+            refuse_array_overflow(connection=connection, cohort=cohort, options=options)
         sync = Sync.objects.create(
             next_run_at=first_run,
             name=name,
@@ -77,6 +96,9 @@ def create_sync(
             options=options,
             verify=verify,
             verify_sample_size=verify_sample_size,
+            kind=kind,
+            traits=trait_fields["traits"],
+            traits_send_nulls=trait_fields["send_nulls"],
             created_by=actor,
         )
         audit.record(
@@ -98,6 +120,8 @@ EDITABLE_FIELDS = (
     "options",
     "verify",
     "verify_sample_size",
+    "traits",
+    "traits_send_nulls",
 )
 
 
@@ -120,6 +144,15 @@ def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **chan
         leaving_members=values["leaving_members"],
         mass_removal_threshold_pct=values["mass_removal_threshold_pct"],
     )
+    trait_fields = validated_traits(
+        connection=sync.connection,
+        kind=sync.kind,
+        traits=values["traits"],
+        send_nulls=values["traits_send_nulls"],
+        identifier_mapping=values["identifier_mapping"],
+        verify=values["verify"],
+        leaving_members=values["leaving_members"],
+    )
     # What the first run created (an AppsFlyer audience, say) stays unless replaced.
     options = _validated_options(sync.connection, values["options"], current=sync.options)
     _validate_verification(sync.connection, values["verify"], values["verify_sample_size"])
@@ -132,6 +165,8 @@ def update_sync(*, sync: Sync, actor: User | None, ip: str | None = None, **chan
         "options": options,
         "verify": values["verify"],
         "verify_sample_size": values["verify_sample_size"],
+        "traits": trait_fields["traits"],
+        "traits_send_nulls": trait_fields["send_nulls"],
     }
     changed = {
         field: {"from": getattr(sync, field), "to": value}
@@ -267,7 +302,11 @@ def start_run(
     try:
         with transaction.atomic():
             run = SyncRun.objects.create(
-                sync=sync, trigger=trigger, requested_by=actor, retry_of=retry_of
+                sync=sync,
+                trigger=trigger,
+                requested_by=actor,
+                retry_of=retry_of,
+                updates_traits=sync.is_traits,
             )
             who = f" by {actor.get_username()}" if actor is not None else ""
             of_run = f" of run {retry_of.pk}" if retry_of is not None else ""

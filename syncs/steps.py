@@ -1,4 +1,5 @@
-"""The sync form, one step at a time: cohort → destination → identifier → cadence → preview.
+"""The sync form, one step at a time: cohort → destination → identifier → cadence → preview
+(a trait sync: cohort → destination → traits → cadence → preview).
 
 The answers of the other steps travel with every request as hidden fields (GET between steps,
 so reloading and the browser's Back button just work), and every request validates again each
@@ -16,22 +17,37 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from connections.partners import PARTNERS
-from syncs.forms import CadenceStep, CohortStep, DestinationStep, IdentifierStep, PreviewStep
+from syncs.forms import (
+    CadenceStep,
+    CohortStep,
+    DestinationStep,
+    IdentifierStep,
+    PreviewStep,
+    TraitCadenceStep,
+)
 from syncs.models import Sync
+from syncs.trait_forms import TraitsStep, traits_text
 
 CREATE_STEPS = ("cohort", "destination", "identifier", "cadence", "preview")
 # A sync keeps its cohort and destination (update_sync): editing starts at the identifier.
 EDIT_STEPS = ("identifier", "cadence", "preview")
+# A trait sync picks its properties where a membership sync picks its identifier.
+TRAIT_CREATE_STEPS = ("cohort", "destination", "traits", "cadence", "preview")
+TRAIT_EDIT_STEPS = ("traits", "cadence", "preview")
+# Steps that stand in the same place in the two walks.
+SAME_PLACE = {"identifier": "traits", "traits": "identifier"}
 STEP_TITLES = {
     "cohort": "Cohort",
     "destination": "Destination",
     "identifier": "Identifier",
+    "traits": "Properties",
     "cadence": "Cadence",
     "preview": "Preview",
 }
 STEP_FIELDS = {
     "cohort": ("cohort",),
-    "destination": ("connection",),
+    "destination": ("connection", "kind"),
+    "traits": ("traits", "traits_send_nulls"),
     # With every partner's sync options: the step shows those of the chosen destination.
     "identifier": (
         "primary_identifier",
@@ -62,6 +78,10 @@ def step_form(
     """The form of `step`, given the answers of the steps before it."""
     if step == "identifier":
         return IdentifierStep(data, initial=initial, connection=answers["connection"])
+    if step == "traits":
+        return TraitsStep(data, initial=initial, connection=answers["connection"])
+    if step == "cadence" and answers.get("kind") == Sync.Kind.TRAITS:
+        return TraitCadenceStep(data, initial=initial)
     form_class = {
         "cohort": CohortStep,
         "destination": DestinationStep,
@@ -69,6 +89,13 @@ def step_form(
         "preview": PreviewStep,
     }[step]
     return form_class(data, initial=initial)
+
+
+def steps_for(kind: object, *, editing: bool) -> tuple[str, ...]:
+    """The steps of a sync of `kind` (as asked: an unknown kind walks a membership sync's)."""
+    if kind == Sync.Kind.TRAITS:
+        return TRAIT_EDIT_STEPS if editing else TRAIT_CREATE_STEPS
+    return EDIT_STEPS if editing else CREATE_STEPS
 
 
 def answers_of_sync(sync: Sync) -> dict[str, str]:
@@ -92,6 +119,8 @@ def answers_of_sync(sync: Sync) -> dict[str, str]:
         "timezone": str(cadence.get("timezone", "UTC")),
         "leaving_members": sync.leaving_members,
         "mass_removal_threshold_pct": str(sync.mass_removal_threshold_pct),
+        "traits": traits_text(sync.traits),
+        "traits_send_nulls": "on" if sync.traits_send_nulls else "",
         "name": sync.name,
     }
 

@@ -50,7 +50,8 @@ def create_sync(request: HttpRequest, payload: SyncCreateIn) -> Status[Sync]:
     `{"kind": "once"}`, `{"kind": "realtime"}`, `{"kind": "hourly", "minute": 17}` or
     `{"kind": "daily", "time_of_day": "09:00", "timezone": "Europe/Paris"}`. A sync that would
     make more cohorts share its connection's array attribute than the connection's array cap is
-    refused on `options` (boolean membership is the way out)."""
+    refused on `options` (boolean membership is the way out). A trait sync (`kind` "traits",
+    Braze only) sends `traits`, member properties, as custom attributes by external ID."""
     user = actor(request)
     cohort = Cohort.objects.filter(pk=payload.cohort_id).first()
     connection = Connection.objects.filter(pk=payload.connection_id).first()
@@ -71,6 +72,9 @@ def create_sync(request: HttpRequest, payload: SyncCreateIn) -> Status[Sync]:
         options=payload.options,
         verify=payload.verify,
         verify_sample_size=payload.verify_sample_size,
+        kind=payload.kind,
+        traits=payload.traits,
+        traits_send_nulls=payload.traits_send_nulls,
         actor=user,
         ip=client_ip(request),
     )

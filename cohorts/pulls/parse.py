@@ -2,8 +2,9 @@
 
 CSV with a header row; columns are read by name, since their order is undocumented. Each row's
 `user_id` becomes an external_id member; a row without one (an anonymous user) is skipped and
-counted. Rows are yielded in chunks as they are read, so a cohort of millions is never held
-whole in memory.
+counted. Every other column but `amplitude_id` is a user property: the member's properties
+become the row's non-empty ones, typed by cohorts.properties. Rows are yielded in chunks as
+they are read, so a cohort of millions is never held whole in memory.
 """
 
 import csv
@@ -12,8 +13,11 @@ from dataclasses import dataclass
 
 from cohorts.membership import STATEMENT_BATCH, Identity
 from cohorts.models import MAX_IDENTIFIER_LENGTH, IdType
+from cohorts.properties import properties_of
 
 USER_ID = "user_id"
+# Columns of Amplitude's file that are not user properties.
+NOT_PROPERTIES = frozenset({USER_ID, "amplitude_id"})
 
 
 class BadFile(Exception):
@@ -43,6 +47,12 @@ def read_members(
                 f"The file has no {USER_ID} column (its columns: {', '.join(names)[:200]})."
             )
         column = names.index(USER_ID)
+        # Property names as Amplitude wrote them (case kept), by column.
+        properties = [
+            (index, name.strip().lstrip("\ufeff"))
+            for index, name in enumerate(header)
+            if names[index] not in NOT_PROPERTIES and name.strip()
+        ]
         pending: list[Identity] = []
         for record in reader:
             counts.rows += 1
@@ -50,7 +60,10 @@ def read_members(
             if not value or len(value) > MAX_IDENTIFIER_LENGTH:
                 counts.skipped += 1
                 continue
-            pending.append(Identity(IdType.EXTERNAL_ID.value, value))
+            found = properties_of(
+                (name, record[index]) for index, name in properties if index < len(record)
+            )
+            pending.append(Identity(IdType.EXTERNAL_ID.value, value, properties=found))
             if len(pending) >= chunk:
                 yield pending
                 pending = []

@@ -2,7 +2,7 @@
 branching on a connection's kind. The HTTP helper and its errors: connections/partners/http.py."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
@@ -15,12 +15,15 @@ from connections.partners import redaction
 
 @dataclass(frozen=True)
 class Recipient:
-    """One member to send: `ref` is the caller's id for it, opaque to the adapter."""
+    """One member to send: `ref` is the caller's id for it, opaque to the adapter. A member of
+    a trait sync carries the `attributes` to write on its profile (name -> value, None to
+    remove one) instead of a membership (only where the partner `takes_traits`)."""
 
     ref: int
     identifier_type: str
     identifier: str
     alias_label: str = ""
+    attributes: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,11 @@ class Partner:
     # A source whose cohorts cohortsync downloads on a cadence (Amplitude's Behavioral Cohorts
     # API): its connection page offers to pull them (cohorts/pulls).
     downloads_cohorts: ClassVar[bool] = False
+    # Whether a trait sync may write member properties to its profiles as attributes
+    # (Recipient.attributes), by `trait_identifier` only; `trait_attribute_error` names the
+    # attribute names it refuses.
+    takes_traits: ClassVar[bool] = False
+    trait_identifier: ClassVar[str] = ""
     simulator: ClassVar[SimulatorEndpoints]
 
     def __init__(self, config: Any, secret: str) -> None:
@@ -343,6 +351,11 @@ class Partner:
         Partners override it with what their bodies hold; this default cuts every list and hides
         every string of what it cut."""
         return redaction.sample_lists(body, sample)
+
+    @classmethod
+    def trait_attribute_error(cls, name: str) -> str | None:
+        """Why the partner would not take `name` as a trait's attribute, or None."""
+        return f"{cls.label} does not take member traits."
 
     def check(self) -> str:
         """A cheap authenticated call: returns what it proved, raises PartnerError otherwise."""

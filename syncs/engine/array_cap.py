@@ -44,8 +44,9 @@ def sharing_syncs(
     shared: SharedArray,
     exclude_sync_id: int | None = None,
 ) -> list[SharingSync]:
-    """The connection's syncs that write to the array `shared`: one query."""
-    syncs = Sync.objects.filter(connection_id=connection_id)
+    """The connection's syncs that write to the array `shared`: one query. Trait syncs write
+    no membership, so never to the array."""
+    syncs = Sync.objects.filter(connection_id=connection_id, kind=Sync.Kind.MEMBERSHIP)
     if exclude_sync_id is not None:
         syncs = syncs.exclude(pk=exclude_sync_id)
     rows = syncs.values_list("pk", "cohort_id", "cohort__name", "options")

@@ -29,6 +29,7 @@ from connections.partners.base import BatchResult, Recipient
 from syncs.engine import ledger
 from syncs.engine.diff import PlannedMember
 from syncs.engine.errors import error_row, skipped_reason
+from syncs.engine.trait_run import TraitRow, record_traits
 from syncs.models import SyncedMember, SyncRun, SyncRunError, SyncRunEvent
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Checkpoint:
     add_cursor: int | None = None
     remove_cursor: int | None = None
     sent: Sequence[ledger.LedgerRow] = ()
+    # A trait run's ledger rows (syncs/engine/trait_run.py) instead of `sent`.
+    traits: Sequence[TraitRow] = ()
     removed: Sequence[SyncedMember] = ()
     errors: Sequence[SyncRunError] = ()
     # The timeline's line for the batch (its counts and milliseconds).
@@ -71,6 +74,8 @@ class InFlight:
     refused: Sequence[tuple[int, str]] = ()
     removals: Sequence[SyncedMember] = ()
     removal_recipients: list[Recipient] = field(default_factory=list)
+    # A trait run's batch: member ref -> the values its ledger row holds once accepted.
+    traits: dict[int, dict[str, Any]] | None = None
 
     @property
     def adds(self) -> list[Recipient]:
@@ -107,17 +112,24 @@ def of_batch(
         for ref, reason in batch.refused
     ]
     sent: list[ledger.LedgerRow] = []
+    traits: list[TraitRow] = []
     removed: list[SyncedMember] = []
+    attributes = 0
     for recipient in [*batch.recipients, *batch.removal_recipients]:
         if recipient.ref in accepted:
             row = by_ref[recipient.ref]
             if isinstance(row, SyncedMember):
                 removed.append(row)
+            elif batch.traits is not None:
+                traits.append(_trait_row(row, recipient, batch.traits[recipient.ref]))
+                attributes += len(recipient.attributes or {})
             else:
                 sent.append(_ledger_row(row, recipient))
     counts: dict[str, float] = {"failed": len(result.failed) + len(batch.refused)}
     if adds:
-        counts.update(added=len(sent), skipped=len(batch.skipped))
+        counts.update(added=len(sent) + len(traits), skipped=len(batch.skipped))
+    if attributes:
+        counts.update(attributes_written=attributes)
     if removed or not adds:
         counts.update(removed=len(removed))
     event = {**counts, "batches": 1, "ms": round((time.monotonic() - batch.at) * 1000)}
@@ -132,6 +144,7 @@ def of_batch(
         add_cursor=batch.rows[-1].pk if adds and batch.rows else None,
         remove_cursor=removal_rows[-1].pk if removal_rows else None,
         sent=sent,
+        traits=traits,
         removed=removed,
         errors=errors,
         event=event,
@@ -167,6 +180,7 @@ def merged(checkpoints: Sequence[Checkpoint]) -> Checkpoint:
         add_cursor=adds[-1] if adds else None,
         remove_cursor=removes[-1] if removes else None,
         sent=[row for part in checkpoints for row in part.sent],
+        traits=[row for part in checkpoints for row in part.traits],
         removed=[row for part in checkpoints for row in part.removed],
         errors=[row for part in checkpoints for row in part.errors],
         event=event,
@@ -181,6 +195,17 @@ def _ledger_row(member: PlannedMember, sent: Recipient) -> ledger.LedgerRow:
         sent.identifier_type,
         sent.identifier,
         sent.alias_label,
+    )
+
+
+def _trait_row(member: PlannedMember, sent: Recipient, values: dict[str, Any]) -> TraitRow:
+    return TraitRow(
+        member.id_type,
+        member.alias_label,
+        member.value,
+        sent.identifier_type,
+        sent.identifier,
+        values,
     )
 
 
@@ -220,7 +245,8 @@ class _TakenOver(Exception):
 def commit(checkpoint: Checkpoint) -> str | None:
     """Write the checkpoint; the run's status after it, or None when the run is no longer this
     worker's (then nothing was written)."""
-    if connection.vendor == "postgresql" and not checkpoint.removed:
+    # Removals and trait rows take the ORM path: neither is in the one statement.
+    if connection.vendor == "postgresql" and not checkpoint.removed and not checkpoint.traits:
         return _commit_in_one_statement(checkpoint)
     try:
         with transaction.atomic():
@@ -241,6 +267,8 @@ def _commit_with_orm(checkpoint: Checkpoint) -> str:
         raise _TakenOver
     ledger.record_sent(checkpoint.sync_id, checkpoint.run_id, checkpoint.sent)
     ledger.record_removed(checkpoint.sync_id, checkpoint.run_id, checkpoint.removed)
+    if checkpoint.traits:
+        record_traits(checkpoint.sync_id, checkpoint.run_id, checkpoint.traits)
     SyncRunError.objects.bulk_create(checkpoint.errors)
     SyncRunEvent.objects.create(
         run_id=checkpoint.run_id, kind=SyncRunEvent.Kind.BATCH, details=checkpoint.event

@@ -98,8 +98,13 @@ def finish_run(run: SyncRun, status: str, message: str) -> None:
                 "planned_removes",
             ]
         )
+        sent = (
+            f"{current.added:,} updated"
+            if current.updates_traits
+            else f"+{current.added:,}{'' if current.adds_applied else ' sent'} -{current.removed:,}"
+        )
         summary = (
-            f"+{current.added:,}{'' if current.adds_applied else ' sent'} -{current.removed:,}"
+            sent
             + (f", {current.failed:,} failed" if current.failed else "")
             + (f", {current.skipped:,} skipped" if current.skipped else "")
         )

@@ -50,7 +50,8 @@ class Scope:
         return cls(
             everyone=run.trigger == SyncRun.Trigger.RESYNC,
             cleanup=cleanup,
-            removes=cleanup or sync.leaving_members == Sync.Leaving.REMOVE,
+            # A trait sync removes no one: a member who leaves keeps the attributes sent.
+            removes=cleanup or (sync.leaving_members == Sync.Leaving.REMOVE and not sync.is_traits),
             retry=run.trigger == SyncRun.Trigger.RETRY,
             retry_of=run.retry_of_id,
         )

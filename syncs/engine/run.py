@@ -22,6 +22,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -43,6 +44,7 @@ from syncs.engine.group_commit import GroupCommit
 from syncs.engine.outcome import finish_run, interrupt_run, refuse_connection
 from syncs.engine.plan import Scope, plan_run, restore_plan
 from syncs.engine.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, Interrupted, StopRun
+from syncs.engine.trait_run import TraitWork
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ class RunSender:
             self.partner.default_identifier(config)
         ]
         self.array_cap: ArrayCapGuard | None = None
+        # A trait sync's run: what it plans and sends differs, the rest is this loop.
+        self.traits = TraitWork.of(run, self.sync) if self.sync.is_traits else None
 
     def execute(self) -> None:
         try:
@@ -158,12 +162,14 @@ class RunSender:
     def _execute(self) -> None:
         self._prepare_destination()
         self._note_what_the_partner_does()
-        self.array_cap = ArrayCapGuard.of(
-            sync=self.sync,
-            partner=type(self.partner),
-            config=self.partner.config,
-            options=self.sync.options,
-        )
+        # A trait run writes no membership array (invariant 9 is about those).
+        if self.traits is None:
+            self.array_cap = ArrayCapGuard.of(
+                sync=self.sync,
+                partner=type(self.partner),
+                config=self.partner.config,
+                options=self.sync.options,
+            )
         # A run resumed after its worker died keeps the plan it made; a new one makes its own.
         if self.run.interruptions == 0 or not (self.run.planned or self.run.processed):
             self._plan()
@@ -197,10 +203,19 @@ class RunSender:
         """Keep on the run whether its adds are applied and what each member costs in the
         partner's data points, as its pages say them."""
         config, options = self.partner.config, self.sync.options
+        per_member = self.partner.data_points_per_object(config, options)
         facts = {
             "adds_applied": self.partner.applies_every_add(config),
-            "data_points_per_member": self.partner.data_points_per_object(config, options),
+            "data_points_per_member": per_member,
         }
+        if self.traits is not None:
+            # Trait updates create the profiles they name, and bill per attribute written
+            # (the run's attributes_written), not per member.
+            facts = {
+                "adds_applied": True,
+                "data_points_per_member": None if per_member is None else 0,
+                "updates_traits": True,
+            }
         changed = {name: value for name, value in facts.items() if getattr(self.run, name) != value}
         if changed:
             SyncRun.objects.filter(pk=self.run.pk).update(**changed)
@@ -212,11 +227,15 @@ class RunSender:
 
     def _pages_to_add(self) -> Iterator[list[PlannedMember]]:
         after = self.run.add_cursor
-        while page := diff.page_to_add(
-            self.sync, run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS
-        ):
+        pages = self.traits.page if self.traits is not None else self._page_to_add
+        while page := pages(run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS):
             after = page.last_ref
             yield page.rows
+
+    def _page_to_add(
+        self, *, run_id: int, after_id: int, limit: int
+    ) -> diff.Page[PlannedMember] | None:
+        return diff.page_to_add(self.sync, run_id=run_id, after_id=after_id, limit=limit)
 
     def _planned_removals(self) -> Iterator[list[SyncedMember]]:
         after = self.run.remove_cursor
@@ -268,7 +287,10 @@ class RunSender:
             self.sender.options = options
 
     def _plan(self) -> None:
-        plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
+        if self.traits is not None:
+            self.traits.plan(self.run, self.scope, batch_size=self.sender.batch_size)
+        else:
+            plan_run(self.run, self.scope, batch_size=self.sender.batch_size)
 
     def _send_adds(
         self, members: Sequence[PlannedMember], removals: Sequence[SyncedMember] = ()
@@ -276,12 +298,22 @@ class RunSender:
         """Send a batch of adds, with `removals` in the same request (a partner that mixes
         them: the run's last adds take its first removals along)."""
         sending, skipped = [], []
+        # A trait run's batch: each member's ledger values once the partner accepts it.
+        traits: dict[int, dict[str, Any]] | None = None if self.traits is None else {}
         for member in members:
             recipient = diff.recipient_for(member, self.mapping)
+            update = self.traits.pending.pop(member.pk, None) if self.traits else None
             if recipient is None:
                 skipped.append(member)
-            else:
-                sending.append((member, recipient))
+                continue
+            if traits is not None:
+                if update is None:
+                    # Nothing left to change: not sent, and counted as skipped when the run
+                    # ends, as a member that left the diff.
+                    continue
+                recipient = replace(recipient, attributes=update.attributes)
+                traits[member.pk] = update.ledger
+            sending.append((member, recipient))
         # Invariant 9: a member whose array is full already fails here, unsent.
         refused = self.array_cap.overflowing(sending) if self.array_cap else {}
         recipients = [recipient for _, recipient in sending if recipient.ref not in refused]
@@ -299,6 +331,7 @@ class RunSender:
             refused=list(refused.items()),
             removals=removals,
             removal_recipients=removing,
+            traits=traits,
         )
         self._queue(batch)
 

@@ -3,6 +3,7 @@
 from syncs.models.plans import SyncRunPlanItem
 from syncs.models.run_history import SyncRemoval, SyncRunEvent, SyncRunExchange
 from syncs.models.syncs import Sync, SyncedMember, SyncRun, SyncRunError
+from syncs.models.traits import SyncedTraits
 
 __all__ = [
     "Sync",
@@ -13,4 +14,5 @@ __all__ = [
     "SyncRunExchange",
     "SyncRunPlanItem",
     "SyncedMember",
+    "SyncedTraits",
 ]

@@ -19,7 +19,14 @@ class Sync(models.Model):
         REMOVE = "remove", "Remove them from the destination"
         KEEP = "keep", "Keep them in the destination"
 
+    class Kind(models.TextChoices):
+        # Writes who is in the cohort (added and removed members).
+        MEMBERSHIP = "membership", "Membership"
+        # Writes chosen member properties as custom attributes (syncs/engine/traits.py).
+        TRAITS = "traits", "Member traits"
+
     name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MEMBERSHIP)
     cohort = models.ForeignKey(Cohort, on_delete=models.PROTECT, related_name="syncs")
     connection = models.ForeignKey(
         "connections.Connection", on_delete=models.PROTECT, related_name="syncs"
@@ -36,6 +43,12 @@ class Sync(models.Model):
     mass_removal_threshold_pct = models.PositiveSmallIntegerField(default=50)
     # Per-partner options, e.g. {"membership_mode": "both"} for Braze.
     options = models.JSONField(default=dict, blank=True)
+    # A trait sync's properties and the attribute each is written to, in order:
+    # [{"property": "plan", "attribute": "plan"}, ...] (syncs/engine/traits.py validates them).
+    traits = models.JSONField(default=list, blank=True)
+    # A trait sync: a chosen property gone from a member at the source is sent as null (the
+    # attribute removed from the profile); otherwise the profile keeps the last value sent.
+    traits_send_nulls = models.BooleanField(default=False)
     # After each run that sent adds, read a random sample of them back from the partner (only
     # where the partner can, Partner.can_verify) and record how many carry the membership.
     verify = models.BooleanField(default=False)
@@ -68,6 +81,10 @@ class Sync(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_traits(self) -> bool:
+        return self.kind == self.Kind.TRAITS
 
 
 class SyncRun(models.Model):
@@ -114,6 +131,10 @@ class SyncRun(models.Model):
     failed = models.IntegerField(default=0)
     # Members with no identifier the mapping can use.
     skipped = models.IntegerField(default=0)
+    # A run of a trait sync (copied from its sync when queued): its adds are member updates.
+    updates_traits = models.BooleanField(default=False)
+    # A trait run: the custom attributes its accepted updates wrote (each a data point).
+    attributes_written = models.IntegerField(default=0)
     requests = models.IntegerField(default=0)
     retries = models.IntegerField(default=0)
     throttled_seconds = models.FloatField(default=0)
@@ -183,7 +204,10 @@ class SyncRun(models.Model):
     @property
     def added_word(self) -> str:
         """What its adds are called on pages: "added", or "sent" when the partner may have
-        ignored some (see adds_applied)."""
+        ignored some (see adds_applied); "updated" for a trait run, whose members are not added
+        to anything."""
+        if self.updates_traits:
+            return "updated"
         return "added" if self.adds_applied else "sent"
 
     @property
@@ -192,7 +216,8 @@ class SyncRun(models.Model):
         run's rate. None for a partner that bills none."""
         if self.data_points_per_member is None:
             return None
-        return (self.added + self.removed) * self.data_points_per_member
+        # A trait run bills per attribute, not per member: its rate per member is 0.
+        return (self.added + self.removed) * self.data_points_per_member + self.attributes_written
 
     @property
     def verified_pct(self) -> float | None:

@@ -3,8 +3,9 @@ it (added when, by which run, sent as which identifier), had it removed, failed 
 or has not been sent it yet. Also the syncs that still know the member from their ledger,
 removals or errors though it has left their cohort.
 
-Every lookup is an exact match on an indexed column (member value and extra identifiers, ledger
-and removal values, error member text), and the whole answer costs five queries.
+Every lookup is an exact match on an indexed column (member value and extra identifiers, ledger,
+trait ledger and removal values, error member text), and the whole answer costs six queries.
+For a trait sync, "in the destination" means the member's attributes were written.
 """
 
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from django.db.models import F, Max, Q
 from cohorts.models import EXTRA_IDENTIFIERS, CohortMember
 from syncs.engine.diff import PRIMARY_TYPES, identity_text
 from syncs.engine.errors import outcome_of
-from syncs.models import Sync, SyncedMember, SyncRemoval, SyncRunError
+from syncs.models import Sync, SyncedMember, SyncedTraits, SyncRemoval, SyncRunError
 
 # A member in more cohorts than this is shown in the first ones only.
 MEMBERSHIPS_SHOWN = 100
@@ -88,7 +89,7 @@ class LookupResult:
     truncated: bool
 
 
-def _identity(row: CohortMember | SyncedMember | SyncRemoval) -> Identity:
+def _identity(row: CohortMember | SyncedMember | SyncedTraits | SyncRemoval) -> Identity:
     return (row.id_type, row.alias_label, row.value)
 
 
@@ -133,6 +134,9 @@ def look_up_member(value: str, id_type: str | None = None) -> LookupResult:
         )[:1000]
     )
     identities |= {_identity(row) for row in ledger}
+    # Trait syncs: the members whose attributes they wrote (through the (sync, value) index).
+    traits = list(SyncedTraits.objects.filter(wanted, value__in=values)[:1000])
+    identities |= {_identity(row) for row in traits}
     latest_removals = (
         SyncRemoval.objects.filter(wanted, value__in=values)
         .values("sync_id", "id_type", "alias_label", "value")
@@ -163,6 +167,7 @@ def look_up_member(value: str, id_type: str | None = None) -> LookupResult:
         )
     )
     known_sync_ids = {row.sync_id for row in ledger} | {row.sync_id for row in removals}
+    known_sync_ids |= {row.sync_id for row in traits}
     known_sync_ids |= {row[0] for row in errors}
     cohort_ids = {member.cohort_id for member in members}
     syncs = list(
@@ -181,6 +186,11 @@ def look_up_member(value: str, id_type: str | None = None) -> LookupResult:
         state_of(by_id[row.sync_id], identity_text(*_identity(row))).in_destination = InDestination(
             row.added_at, row.run_id, sent_as, applied=row.run_applied is not False
         )
+    for written in traits:
+        sent_as = identity_text(written.dest_type, "", written.dest_value)
+        state_of(
+            by_id[written.sync_id], identity_text(*_identity(written))
+        ).in_destination = InDestination(written.updated_at, written.run_id, sent_as)
     for removal in removals:
         state_of(by_id[removal.sync_id], identity_text(*_identity(removal))).removal = Removal(
             removal.removed_at, removal.run_id

@@ -99,10 +99,14 @@ def create_scheduled_runs(sync_ids: list[int]) -> list[int] | None:
     """
     busy = syncs_with_an_active_run(sync_ids)
     message = f"{SyncRun(trigger=SyncRun.Trigger.SCHEDULE).get_trigger_display()}."
+    # A trait sync's runs update members: their pages say so from the start.
+    traits = set(
+        Sync.objects.filter(pk__in=sync_ids, kind=Sync.Kind.TRAITS).values_list("pk", flat=True)
+    )
     try:
         with transaction.atomic():
             runs = SyncRun.objects.bulk_create(
-                SyncRun(sync_id=pk, trigger=SyncRun.Trigger.SCHEDULE)
+                SyncRun(sync_id=pk, trigger=SyncRun.Trigger.SCHEDULE, updates_traits=pk in traits)
                 for pk in sync_ids
                 if pk not in busy
             )

@@ -3,6 +3,8 @@
 A refusal comes back as a flash message on the page the person came from.
 """
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -11,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from core.audit import client_ip
 from core.roles import request_actor, role_required
+from syncs.engine.traits import traits_of
 from syncs.lifecycle import (
     approve_held_run,
     cancel_run,
@@ -23,6 +26,7 @@ from syncs.lifecycle import (
 )
 from syncs.models import Sync
 from syncs.pages.preview import resync_data_points
+from syncs.pages.trait_preview import preview_trait_run
 from syncs.views.syncs import MANAGE, run_of_sync
 
 
@@ -103,11 +107,21 @@ def run_reject(request: HttpRequest, pk: int, run_pk: int) -> HttpResponse:
 def sync_resync(request: HttpRequest, pk: int) -> HttpResponse:
     sync = get_object_or_404(Sync.objects.select_related("cohort", "connection"), pk=pk)
     if request.method != "POST":
+        context: dict[str, Any] = {"sync": sync}
         try:
-            cost = resync_data_points(sync)
+            if sync.is_traits:
+                context["trait_resync"] = preview_trait_run(
+                    cohort_id=sync.cohort_id,
+                    connection=sync.connection,
+                    traits=traits_of(sync.traits),
+                    send_nulls=sync.traits_send_nulls,
+                    sync=sync,
+                    everything=True,
+                )
+            else:
+                context["data_points"] = resync_data_points(sync)
         except ValueError:
-            cost = None  # the connection's settings are not valid: the run will say so
-        context = {"sync": sync, "data_points": cost}
+            pass  # the connection's settings are not valid: the run will say so
         return render(request, "syncs/syncs/confirm_resync.html", context)
     try:
         run = full_resync(sync=sync, actor=request_actor(request), ip=client_ip(request))

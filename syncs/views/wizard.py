@@ -30,7 +30,8 @@ from syncs.forms import (
 from syncs.models import Sync
 from syncs.pages.preview import identifier_coverage, preview_new_sync, preview_sync_change
 from syncs.services import create_sync, update_sync
-from syncs.steps import CREATE_STEPS, EDIT_STEPS, STEP_TITLES, Walk, answers_of_sync, walk
+from syncs.steps import SAME_PLACE, STEP_TITLES, Walk, answers_of_sync, steps_for, walk
+from syncs.views.trait_wizard import trait_preview_context, traits_step_context
 
 MANAGE = "syncs.manage_syncs"
 
@@ -39,6 +40,9 @@ def _requested_step(request: HttpRequest, steps: tuple[str, ...]) -> str:
     if request.method == "POST":
         return steps[-1]
     step = request.GET.get("step", "")
+    # The destination step's Next names the step after it before the kind is chosen: the
+    # identifier step and a trait sync's properties step stand in the same place.
+    step = SAME_PLACE.get(step, step) if step not in steps else step
     return step if step in steps else steps[0]
 
 
@@ -46,8 +50,9 @@ def _requested_step(request: HttpRequest, steps: tuple[str, ...]) -> str:
 def sync_create(request: HttpRequest) -> HttpResponse:
     submitted = request.method == "POST"
     data = request.POST if submitted else request.GET
-    target = _requested_step(request, CREATE_STEPS)
-    state = walk(CREATE_STEPS, data, target=target, fixed={}, submitted=submitted)
+    steps = steps_for(data.get("kind"), editing=False)
+    target = _requested_step(request, steps)
+    state = walk(steps, data, target=target, fixed={}, submitted=submitted)
     if submitted and not state.failed:
         answers = state.answers
         try:
@@ -55,12 +60,8 @@ def sync_create(request: HttpRequest) -> HttpResponse:
                 name=answers["name"],
                 cohort=answers["cohort"],
                 connection=answers["connection"],
-                identifier_mapping=mapping_of(answers),
                 cadence=cadence_of(answers),
-                options=options_of(answers, answers["connection"]),
-                **verification_of(answers, answers["connection"]),
-                leaving_members=answers["leaving_members"],
-                mass_removal_threshold_pct=answers["mass_removal_threshold_pct"],
+                **(_trait_settings(answers) if _is_traits(answers) else _membership(answers)),
                 actor=request_actor(request),
                 ip=client_ip(request),
             )
@@ -84,9 +85,10 @@ def sync_edit(request: HttpRequest, pk: int) -> HttpResponse:
     data: Any = request.POST if submitted else request.GET
     if not submitted and "step" not in request.GET:
         data = answers_of_sync(sync)
-    fixed = {"cohort": sync.cohort, "connection": sync.connection}
-    target = _requested_step(request, EDIT_STEPS)
-    state = walk(EDIT_STEPS, data, target=target, fixed=fixed, submitted=submitted)
+    fixed = {"cohort": sync.cohort, "connection": sync.connection, "kind": sync.kind}
+    steps = steps_for(sync.kind, editing=True)
+    target = _requested_step(request, steps)
+    state = walk(steps, data, target=target, fixed=fixed, submitted=submitted)
     if submitted and not state.failed:
         try:
             update_sync(
@@ -103,20 +105,44 @@ def sync_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return _render(request, state, sync)
 
 
-def _changes(sync: Sync, answers: dict[str, Any]) -> dict[str, Any]:
-    cadence = cadence_of(answers)
-    if cadence["kind"] == "hourly" and sync.cadence.get("kind") == "hourly":
-        # The form has no minute: an hourly sync stays at the minute it runs at.
-        cadence = sync.cadence
+def _is_traits(answers: dict[str, Any]) -> bool:
+    return answers.get("kind") == Sync.Kind.TRAITS
+
+
+def _membership(answers: dict[str, Any]) -> dict[str, Any]:
+    """A membership sync's own settings among the answers, as the services take them."""
     return {
-        "name": answers["name"],
         "identifier_mapping": mapping_of(answers),
-        "cadence": cadence,
         "leaving_members": answers["leaving_members"],
         "mass_removal_threshold_pct": answers["mass_removal_threshold_pct"],
         "options": options_of(answers, answers["connection"]),
         **verification_of(answers, answers["connection"]),
     }
+
+
+def _trait_settings(answers: dict[str, Any]) -> dict[str, Any]:
+    """A trait sync's own settings among the answers (its identifier is the partner's)."""
+    return {
+        "kind": Sync.Kind.TRAITS,
+        "identifier_mapping": [answers["connection"].partner.trait_identifier],
+        "traits": answers["traits"],
+        "traits_send_nulls": answers["traits_send_nulls"],
+    }
+
+
+def _changes(sync: Sync, answers: dict[str, Any]) -> dict[str, Any]:
+    cadence = cadence_of(answers)
+    if cadence["kind"] == "hourly" and sync.cadence.get("kind") == "hourly":
+        # The form has no minute: an hourly sync stays at the minute it runs at.
+        cadence = sync.cadence
+    if sync.is_traits:
+        return {
+            "name": answers["name"],
+            "cadence": cadence,
+            "traits": answers["traits"],
+            "traits_send_nulls": answers["traits_send_nulls"],
+        }
+    return {"name": answers["name"], "cadence": cadence, **_membership(answers)}
 
 
 def _render(request: HttpRequest, state: Walk, sync: Sync | None) -> HttpResponse:
@@ -144,8 +170,12 @@ def _render(request: HttpRequest, state: Walk, sync: Sync | None) -> HttpRespons
     }
     if state.step == "identifier":
         context.update(_identifier_context(state))
+    elif state.step == "traits":
+        context.update(traits_step_context(state, sync))
     elif state.step == "cadence":
         context["leaving_help"] = LEAVING_HELP
+    elif state.step == "preview" and _is_traits(state.answers):
+        context.update(trait_preview_context(state, sync))
     elif state.step == "preview":
         context.update(_preview_context(state, sync))
     return render(request, f"syncs/syncs/wizard/{state.step}.html", context)

@@ -237,3 +237,36 @@ def test_an_unexpected_error_is_logged_and_answered_500_in_json_without_details(
     assert "internal detail" not in response.content.decode()
     assert response.json()["message"]
     assert "internal detail" in caplog.text
+
+
+def test_a_trait_sync_is_created_and_edited_through_the_same_rules(
+    marketer_api, cohort, connection
+):
+    body = new_sync_body(
+        cohort,
+        connection,
+        kind="traits",
+        traits=[{"property": "plan"}, {"property": "score", "attribute": "lead_score"}],
+        traits_send_nulls=True,
+    )
+    response = marketer_api.post("/syncs", body)
+    assert response.status_code == 201, response.json()
+    created = response.json()
+    assert (created["kind"], created["leaving_members"], created["traits_send_nulls"]) == (
+        "traits",
+        "keep",
+        True,
+    )
+    assert created["traits"][1] == {"property": "score", "attribute": "lead_score"}
+
+    refused = marketer_api.patch(
+        f"/syncs/{created['id']}", {"traits": [{"property": "plan", "attribute": "braze_id"}]}
+    )
+    assert refused.status_code == 400
+    assert "traits" in refused.json()["errors"]
+    changed = marketer_api.patch(f"/syncs/{created['id']}", {"traits": [{"property": "plan"}]})
+    assert changed.json()["traits"] == [{"property": "plan", "attribute": "plan"}]
+
+    bad = marketer_api.post("/syncs", {**body, "name": "Again", "traits": []})
+    assert bad.status_code == 400 and "traits" in bad.json()["errors"]
+    assert Sync.objects.count() == 1

@@ -213,7 +213,7 @@ FATAL_FILES = [
     (b"external_id,device_id\na,b\n", "2 identifier columns (external_id, device_id)"),
     (b"alias_name\nann\n", "alias_name needs an alias_label column"),
     (b"external_id,alias_label\na,b\n", "alias_label is only used with alias_name"),
-    (b"external_id,email\na,b\n", "Unknown column in the header: email"),
+    (b"external_id, ,plan\na,b,c\n", "A column of the header has no name"),
     (b"external_id,gaid,GAID\na,b,c\n", "The column gaid appears twice"),
     (b"external_id\nb\xe9atrice\n", "not UTF-8 text (line 2)"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8 text (line 1)"),
@@ -434,3 +434,34 @@ def test_an_upload_while_the_queue_is_unreachable_keeps_its_file_and_runs_once_i
     assert upload.status == CsvUpload.Status.SUCCEEDED
     assert upload.error == ""
     assert values(cohort) == {"a"}
+
+
+def test_other_columns_are_member_properties_typed_only_where_that_cannot_be_wrong(cohort):
+    seed(cohort, "kept")
+    upload = run(
+        queue_upload(
+            cohort,
+            "external_id,Plan,seats,vip,zip,renews_at\n"
+            "ann,pro,3,true,01234,2027-01-01 09:00:00\n"
+            "bob,,2.5,no,,\n",
+        )
+    )
+    assert upload.status == CsvUpload.Status.SUCCEEDED, upload.error
+    properties = dict(cohort.members.values_list("value", "properties"))
+    assert properties == {
+        "kept": None,  # not in the file: its properties stay as they were
+        "ann": {
+            "Plan": "pro",
+            "seats": 3,
+            "vip": True,
+            "zip": "01234",
+            "renews_at": "2027-01-01 09:00:00",
+        },
+        "bob": {"seats": 2.5, "vip": "no"},  # empty fields are no property
+    }
+    # A later file with property columns replaces them; one without leaves them.
+    run(queue_upload(cohort, "external_id,Plan\nann,team\n"))
+    run(queue_upload(cohort, "external_id\nbob\n"))
+    properties = dict(cohort.members.values_list("value", "properties"))
+    assert properties["ann"] == {"Plan": "team"}
+    assert properties["bob"] == {"seats": 2.5, "vip": "no"}

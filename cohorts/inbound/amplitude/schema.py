@@ -4,7 +4,7 @@ a 400, and nothing of it is kept."""
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,9 @@ class WebhookBatch:
     # Unique, in the order sent; `sent` counts them as sent, repeats included.
     user_ids: tuple[str, ...]
     sent: int
+    # Per user id, the user_properties sent with it (the last, for a user sent twice); users
+    # sent without any are absent.
+    user_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _storable(text: str) -> bool:
@@ -93,24 +96,28 @@ def _computed_at(value: Any) -> datetime:
         raise PayloadError(BAD_COMPUTED_TIME) from None
 
 
-def _user_ids(value: Any) -> tuple[tuple[str, ...], int]:
+def _users(value: Any) -> tuple[tuple[str, ...], int, dict[str, dict[str, Any]]]:
+    """The unique user ids in the order sent, how many were sent, and their user_properties."""
     if not isinstance(value, list):
         raise PayloadError(BAD_USERS)
     # The cap is checked before the items are read.
     if len(value) > MAX_USERS:
         raise PayloadError(TOO_MANY_USERS)
     user_ids: dict[str, None] = {}
+    properties: dict[str, dict[str, Any]] = {}
     for index, user in enumerate(value):
         if not isinstance(user, dict):
             raise PayloadError(BAD_USERS)
         user_id = _text(user.get("user_id"))
         if user_id is None:
             raise PayloadError(bad_user(index, "user_id"))
-        # Checked, not kept: member traits come later (docs/partners/amplitude.md §11).
-        if "user_properties" in user and not isinstance(user["user_properties"], dict):
-            raise PayloadError(bad_user(index, "user_properties"))
+        if "user_properties" in user:
+            if not isinstance(user["user_properties"], dict):
+                raise PayloadError(bad_user(index, "user_properties"))
+            # Kept as the member's properties (docs/partners/amplitude.md §9).
+            properties[user_id] = user["user_properties"]
         user_ids[user_id] = None
-    return tuple(user_ids), len(value)
+    return tuple(user_ids), len(value), properties
 
 
 def parse_batch(payload: dict[str, Any]) -> WebhookBatch:
@@ -121,7 +128,7 @@ def parse_batch(payload: dict[str, Any]) -> WebhookBatch:
         raise PayloadError(BAD_IN_COHORT)
     computed_at = _computed_at(payload.get("computed_time"))
     message_id = _field(payload, "message_id")
-    user_ids, sent = _user_ids(payload.get("users"))
+    user_ids, sent, user_properties = _users(payload.get("users"))
     return WebhookBatch(
         cohort_id=cohort_id,
         cohort_name=cohort_name,
@@ -130,4 +137,5 @@ def parse_batch(payload: dict[str, Any]) -> WebhookBatch:
         message_id=message_id,
         user_ids=user_ids,
         sent=sent,
+        user_properties=user_properties,
     )

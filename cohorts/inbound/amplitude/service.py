@@ -63,6 +63,7 @@ def accept_batch(*, key: ImportKey, batch: WebhookBatch, ip: str | None) -> bool
                 in_cohort=batch.in_cohort,
                 computed_at=batch.computed_at,
                 user_ids=list(batch.user_ids),
+                user_properties=batch.user_properties,
                 users_sent=batch.sent,
                 import_request=logged,
             )
@@ -116,7 +117,13 @@ def apply_batch(batch_id: int) -> AmplitudeBatch | None:
         # NO KEY: pushes logging rows that point at the cohort (FOR KEY SHARE) need not wait.
         cohort = Cohort.objects.select_for_update(no_key=True).get(pk=batch.cohort_id)
         fresh = _fresh_users(batch)
-        identities = [Identity(IdType.EXTERNAL_ID.value, user_id) for user_id in fresh]
+        # A user sent with user_properties gets them as its properties, whole (a property
+        # Amplitude no longer sends is gone); one sent without keeps its own.
+        properties = batch.user_properties or {}
+        identities = [
+            Identity(IdType.EXTERNAL_ID.value, user_id, properties=properties.get(user_id))
+            for user_id in fresh
+        ]
         if batch.in_cohort:
             counts = apply_changes(cohort.pk, add=identities)
         else:
@@ -147,7 +154,8 @@ def apply_batch(batch_id: int) -> AmplitudeBatch | None:
         batch.status = AmplitudeBatch.Status.APPLIED
         batch.applied_at = timezone.now()
         batch.user_ids = []
-        batch.save(update_fields=["status", "applied_at", "user_ids"])
+        batch.user_properties = {}
+        batch.save(update_fields=["status", "applied_at", "user_ids", "user_properties"])
     return batch
 
 

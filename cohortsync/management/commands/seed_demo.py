@@ -12,6 +12,7 @@ from cohorts.membership import Identity, apply_changes
 from cohorts.models import Cohort
 from cohortsync.demo import DEMO_EMAIL, demo_password, simulator_credentials, write_dev_env
 from cohortsync.demo_amplitude import request_first_listing, seed_amplitude_demo
+from cohortsync.demo_traits import seed_trait_sync
 from connections.models import Connection, ConnectionCheck
 from connections.partners import PARTNERS
 from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
@@ -25,7 +26,8 @@ from syncs.services import create_sync
 class Command(BaseCommand):
     help = (
         "Seed, idempotently, a demo admin, two sandbox destinations with a cohort synced to "
-        "both, an Amplitude sandbox source whose pulled cohort feeds a Braze sync, and mark "
+        "both, subscribers with properties and their trait sync to Braze, an Amplitude sandbox "
+        "source whose pulled cohort feeds a Braze sync and a trait sync, and mark "
         "this checkout as a development one (var/dev.env) so later manage.py commands need no "
         "DEBUG=true."
     )
@@ -60,6 +62,8 @@ class Command(BaseCommand):
             DEMO_APPSFLYER_TOKEN,
         )
         self._seed_sync()
+        if seed_trait_sync(braze):
+            self.stdout.write("Created the demo subscribers and their trait sync to Braze.")
         amplitude = seed_amplitude_demo(sandbox, self.stdout.write)
         queue_up = self._queue_is_up()
         for connection in (braze, appsflyer, amplitude):

@@ -26,10 +26,10 @@ COPY_BYTES = 64 * 1024
 
 
 def request_export(adapter: Amplitude, cohort_id: str) -> str:
-    """Step 1 (counts against the month's quota): the request id to poll. No properties are
-    asked for (props=0): cohortsync stores none yet, and Amplitude advises it for speed."""
+    """Step 1 (counts against the month's quota): the request id to poll. The file carries the
+    users' properties (props=1): members keep them, and trait syncs send them on."""
     authorization, secret = adapter.basic_auth()
-    query = urlencode({"props": 0})
+    query = urlencode({"props": 1})
     url = f"{adapter.config.base_url}{REQUEST_PATH.format(quote(cohort_id, safe=''))}?{query}"
     response = call("GET", url, secret=secret, authorization=authorization)
     request_id = response.body.get("request_id") if isinstance(response.body, dict) else None

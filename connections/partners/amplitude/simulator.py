@@ -28,6 +28,8 @@ FILE_SUFFIX = "/file"
 # Where the simulator's "S3" serves pre-signed links (no Basic auth there, as on S3).
 STORAGE_PREFIX = "/amplitude-storage/"
 FIXED_COLUMNS = ("amplitude_id", "user_id")
+# A member's identity, never one of its properties (even when a test drops a fixed column).
+IDENTITY_KEYS = frozenset({"amplitude_id", "user_id"})
 
 
 def owns(path: str) -> bool:
@@ -164,7 +166,7 @@ def _render(state: SandboxState, export: AmplitudeExport) -> bytes:
     elif export.prop_keys:
         extra = list(export.prop_keys)
     else:
-        extra = sorted({k for m in members for k in m} - set(FIXED_COLUMNS))
+        extra = sorted({k for m in members for k in m} - set(FIXED_COLUMNS) - IDENTITY_KEYS)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*FIXED_COLUMNS, *extra])

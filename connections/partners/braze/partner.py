@@ -27,7 +27,12 @@ from connections.partners.braze.config import (
     BrazeConfigForm,
 )
 from connections.partners.braze.export import build_export_payloads, verified_refs
-from connections.partners.braze.payload import build_track_payload, object_errors, split_outcome
+from connections.partners.braze.payload import (
+    build_track_payload,
+    build_trait_payload,
+    object_errors,
+    split_outcome,
+)
 from connections.partners.braze.redaction import redact_track_request
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError, call
 from connections.partners.redaction import RedactedRequest
@@ -35,6 +40,11 @@ from connections.partners.redaction import RedactedRequest
 # Braze's 400 for a request over the workspace's objects-per-request cap, which the answer
 # does not state (docs/partners/braze.md §2).
 TOO_MANY_OBJECTS = "Max Input Length Exceeded"
+MAX_ATTRIBUTE_LENGTH = 255
+# Fields of a /users/track attributes object that are not custom attributes.
+RESERVED_ATTRIBUTES = frozenset(
+    {"external_id", "user_alias", "braze_id", "_update_existing_only", "push_token_import"}
+)
 
 
 class BrazeSyncOptions(SyncOptionsForm):
@@ -73,6 +83,8 @@ class Braze(Partner):
     batch_size_setting = "objects_per_request"
     mixes_adds_and_removes = True
     can_verify = True
+    takes_traits = True
+    trait_identifier = "external_id"
 
     config: BrazeConfig
 
@@ -121,6 +133,21 @@ class Braze(Partner):
     @classmethod
     def redact_request(cls, path: str, body: Any, *, sample: int) -> RedactedRequest:
         return redact_track_request(body, sample=sample)
+
+    @classmethod
+    def trait_attribute_error(cls, name: str) -> str | None:
+        """Braze's custom attribute names: at most 255 characters (docs/partners/braze.md §5),
+        not a field that identifies or steers the object, and not starting with "$" (reserved
+        for Braze's own, *our inference* from its SDKs)."""
+        if not name:
+            return "an attribute needs a name."
+        if len(name) > MAX_ATTRIBUTE_LENGTH:
+            return f"Braze attribute names are at most {MAX_ATTRIBUTE_LENGTH} characters."
+        if name in RESERVED_ATTRIBUTES:
+            return f"{name} identifies or steers a Braze profile update: choose another name."
+        if name.startswith("$"):
+            return 'Braze reserves names starting with "$" for its own attributes.'
+        return None
 
     def check(self) -> str:
         url = f"{self.config.rest_endpoint}/users/track"
@@ -191,6 +218,11 @@ class Braze(Partner):
             )
         if size == 0:
             return BatchResult(accepted=[], failed=[], requests=0, status=0)
+        if any(recipient.attributes is not None for recipient in add):
+            if remove:
+                raise ValueError("A trait batch removes no one.")
+            payload, refs = build_trait_payload(add, default_alias_label=self.config.alias_label)
+            return self._track(payload, refs, session)
         payload, refs = build_track_payload(
             cohort_label=cohort_label,
             add=add,
@@ -200,6 +232,11 @@ class Braze(Partner):
             update_existing_only=self.config.update_existing_only,
             default_alias_label=self.config.alias_label,
         )
+        return self._track(payload, refs, session)
+
+    def _track(
+        self, payload: dict[str, Any], refs: list[int], session: requests.Session | None
+    ) -> BatchResult:
         try:
             response = call(
                 "POST",

@@ -72,6 +72,23 @@ def build_track_payload(
     return {"attributes": objects}, refs
 
 
+def build_trait_payload(
+    add: Sequence[Recipient], *, default_alias_label: str
+) -> tuple[dict[str, Any], list[int]]:
+    """A trait batch's body: one attributes object per member with the attributes it changes
+    (values as given: number, boolean, string, ISO-8601 time, array; null removes one), and
+    the refs in order. No `_update_existing_only`: Braze creates the profile of an external id
+    it does not know yet, which is what a trait sync is for."""
+    objects: list[dict[str, Any]] = []
+    for recipient in add:
+        if recipient.attributes is None:
+            raise ValueError(f"Recipient {recipient.ref} of a trait batch has no attributes.")
+        objects.append(
+            {**identifier_fields(recipient, default_alias_label), **recipient.attributes}
+        )
+    return {"attributes": objects}, [recipient.ref for recipient in add]
+
+
 def split_outcome(body: Any, refs: Sequence[int]) -> tuple[list[int], list[tuple[int, str]]]:
     """Accepted refs and (ref, reason) failures from a 201 body's non-fatal `errors`."""
     failed = _errors_by_index(body, len(refs))
