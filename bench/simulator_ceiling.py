@@ -1,13 +1,17 @@
 """The partner simulator's own ceiling: how many Braze requests/s it answers on this machine.
 
-    DEBUG=true .venv/bin/python bench/simulator_ceiling.py [--threads 1 2 4 8] [--requests 4000]
+    DEBUG=true .venv/bin/python bench/simulator_ceiling.py [--processes 1 2 3] \\
+        [--latency-ms 0 50 100 200] [--threads 64] [--seconds 5]
 
 The bare reference client of bench/full_sync.py (`requests`, keep-alive, pre-built 75-object
-`/users/track` bodies) with 1, 2, 4 and 8 threads against `manage.py partner_sandbox` in a
-process of its own, its Braze rate limit lifted so that only its CPU limits it. The simulator is
-a ThreadingHTTPServer (one thread per connection) in one Python process: the GIL lets it use
-about one core, whatever the thread count. A benchmark whose requests/s come near the highest
-figure here measures the simulator, not cohortsync. Needs neither PostgreSQL nor Redis.
+`/users/track` bodies, one thread per request in flight) against `manage.py partner_sandbox
+--processes N` in processes of their own, its Braze rate limit lifted so that only the machine
+limits it. One process is a ThreadingHTTPServer whose threads the GIL holds to about one core;
+several processes serve the same port (SO_REUSEPORT). At a latency the ceiling is also bounded
+by the requests in flight: `threads / latency` (64 at 100 ms: 640 requests/s). A benchmark
+whose requests/s come near the figure here for its latency measures the simulator (or the
+client), not cohortsync: bench/full_sync.py and bench/budget_use.py measure it in their own
+run with `measure()`. Needs neither PostgreSQL nor Redis.
 """
 
 import argparse
@@ -18,39 +22,59 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from full_sync import reference_bodies, run_reference
+from full_sync import reference_bodies, run_reference, with_latency
+
+NO_LIMIT = 10**9
+
+
+def measure(url: str, threads: int, seconds: float, latency_ms: int) -> tuple[float, float]:
+    """Requests/s the simulator at `url` answers to `threads` bare keep-alive clients for about
+    `seconds`, and the client's CPU share (near 100 % per core: the client is the limit). The
+    simulator's Braze limit is lifted for it; the caller sets it again if it needs it."""
+    from connections.sandbox import DEMO_BRAZE_KEY
+
+    _common.control(url, "/config", {"braze_rate_limit": NO_LIMIT, "braze_rate_window": 1})
+    with_latency(url, "braze", latency_ms)
+    # Enough requests for `seconds` at the faster of the in-flight bound and 2,000 requests/s.
+    per_second = min(2000.0, threads / (latency_ms / 1000)) if latency_ms else 2000.0
+    count = max(threads * 4, int(per_second * seconds))
+    path, bodies = reference_bodies("braze", count * 75, "bench ceiling", "")
+    run_reference(url, path, DEMO_BRAZE_KEY, bodies[: threads * 2], threads)  # warm up
+    started = time.process_time()
+    elapsed = run_reference(url, path, DEMO_BRAZE_KEY, bodies, threads)
+    return count / elapsed, (time.process_time() - started) / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--requests", type=int, default=4000, help="per thread count")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--latency-ms", type=int, nargs="+", default=[0, 50, 100, 200])
+    parser.add_argument("--threads", type=int, default=64, help="requests in flight")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement, about")
     args = parser.parse_args()
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # settings need one; unused
     _common.setup_django(need_postgres=False)
-    from connections.sandbox import DEMO_BRAZE_KEY
-
-    members = args.requests * 75
-    path, bodies = reference_bodies("braze", members, "bench ceiling", "")
-    print(f"{args.requests:,} requests of 75 objects per run; {_common.machine()}", flush=True)
+    print(f"{args.threads} requests in flight, 75 objects each; {_common.machine()}", flush=True)
     rows = []
-    for threads in args.threads:
-        with _common.simulator(rate_limit=10**9) as url:
-            run_reference(url, path, DEMO_BRAZE_KEY, bodies[:200], threads)  # warm up
-            started = time.process_time()
-            seconds = run_reference(url, path, DEMO_BRAZE_KEY, bodies, threads)
-            client_cpu = time.process_time() - started
-        rows.append(
-            [
-                f"{threads} thread(s)",
-                f"{args.requests / seconds:,.0f}",
-                f"{members / seconds:,.0f}",
-                f"{client_cpu / seconds:.0%}",
-            ]
-        )
+    for processes in args.processes:
+        for latency_ms in args.latency_ms:
+            with _common.simulator(processes=processes) as url:
+                per_second, client_cpu = measure(url, args.threads, args.seconds, latency_ms)
+            bound = f"{args.threads / latency_ms * 1000:,.0f}" if latency_ms else "-"
+            rows.append(
+                [
+                    f"{processes} process(es), {latency_ms} ms",
+                    f"{per_second:,.0f}",
+                    f"{per_second * 75:,.0f}",
+                    bound,
+                    f"{client_cpu:.0%}",
+                ]
+            )
+            print(" ".join(str(cell) for cell in rows[-1]), flush=True)
     print()
-    _common.table(rows, ["client", "requests/s", "members/s", "client CPU"])
+    _common.table(rows, ["simulator", "requests/s", "members/s", "in-flight bound", "client CPU"])
     print("Braze's own limit: 1,000 requests/s (3,000 per 3 s) x 75 = 75,000 members/s")
+    print(f"load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from connections.sandbox.cluster import SandboxCluster
 from connections.sandbox.server import SandboxServer
 
 
@@ -20,10 +21,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8765, help="TCP port (0 picks a free one)")
         parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="processes serving the port (SO_REUSEPORT), for benchmarks: one answers about "
+            "700 Braze requests/s. Rate limits and settings hold across them; a queue of "
+            "injected statuses and Amplitude's download need one process",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        processes = options["processes"]
+        if processes < 1:
+            raise CommandError("--processes must be at least 1")
+        server: SandboxServer | SandboxCluster
         try:
-            server = SandboxServer(host=options["host"], port=options["port"])
+            if processes == 1:
+                server = SandboxServer(host=options["host"], port=options["port"])
+            else:
+                server = SandboxCluster(options["host"], options["port"], processes).start()
         except OSError as exc:
             raise CommandError(
                 f"Cannot listen on {options['host']}:{options['port']}: {exc}"
@@ -34,7 +50,11 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-        self.stdout.write(f"Partner sandbox listening on {server.url}")
+        in_processes = f" ({processes} processes)" if processes > 1 else ""
+        self.stdout.write(f"Partner sandbox listening on {server.url}{in_processes}")
         self.stdout.flush()
-        server.serve_forever()
+        try:
+            server.serve_forever()
+        except RuntimeError as exc:  # a process of a multi-process simulator died
+            raise CommandError(str(exc)) from exc
         self.stdout.write("Partner sandbox stopped")
