@@ -7,7 +7,6 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import django_rq
 import redis
@@ -87,16 +86,7 @@ class SharedPace:
         if signal is None:
             return
         with contextlib.suppress(redis.RedisError):
-            self.bucket.observe(_less(signal, others))
-
-
-def _less(signal: RateLimitSignal, others: int) -> RateLimitSignal:
-    """The partner's remaining requests, less the `others` this sender may have on their way
-    that the partner had not counted yet (or that took a token since): the bucket learns the
-    partner's limit before the batches in flight meet it."""
-    if signal.remaining is None or not others:
-        return signal
-    return replace(signal, remaining=max(0, signal.remaining - others))
+            self.bucket.observe(signal, in_flight=others)
 
 
 def backoff(attempt: int, exc: PartnerError) -> float:
