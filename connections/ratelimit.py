@@ -12,30 +12,34 @@ import redis
 from connections.partners.base import RateLimitSignal
 
 # KEYS[1] the bucket hash. ARGV: mode ("take" | "observe"), capacity, per_seconds, then
-# for take: tokens wanted; for observe: remaining (or ""), reset_at (or "") and the requests on
-# their way that the partner had not counted yet. Fields: tokens, ts (when tokens was computed;
-# may lie in the future while blocked), blocked (no tokens before this: the partner said none
-# remain, until its reset). Returns the seconds to wait as a string ("0" = granted): Redis
-# would truncate a Lua number to an integer.
+# for take: tokens wanted; for observe: remaining (or ""), reset_at (or ""), the requests on
+# their way that the partner had not counted yet, and the partner's announced limit (or "").
+# Fields: tokens, ts (when tokens was computed; may lie in the future while blocked), blocked
+# (no tokens before this), held (no refill before this). Returns the seconds to wait as a
+# string ("0" = granted): Redis would truncate a Lua number to an integer.
 #
-# What the partner says remains only ever lowers the tokens; the bucket then goes on refilling
-# at the connection's rate. It stops refilling only when the partner says none remain: a
-# partner that refills continuously (as the simulator does) says its reset is when it is full
-# again, a second away at full use, and a bucket that waited for it each time its count ran
-# low used about half of the budget (bench/budget_use.py). A partner with fixed windows may
-# answer a few 429s once its window is spent, after which the bucket waits for its reset.
+# What the partner says remains only ever lowers the tokens. Whether the refill goes on
+# depends on its limit: one below the capacity (or unknown) means the connection's setting is
+# above the partner's, so until its reset what it says remains is all there is (held). One at
+# the capacity refills as fast as the bucket does: a partner that refills continuously (the
+# simulator) announces as its reset the moment it is full again, a second away at full use,
+# and holding the refill until then each time its count ran low wasted the budget
+# (bench/budget_use.py). Either way, a partner that says none remain blocks until its reset.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local capacity = tonumber(ARGV[2])
 local per_seconds = tonumber(ARGV[3])
 local rate = capacity / per_seconds
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'blocked')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'blocked', 'held')
 local tokens = tonumber(state[1]) or capacity
 local ts = tonumber(state[2]) or now
 local blocked = tonumber(state[3]) or 0
+local held = tonumber(state[4]) or 0
 if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * rate)
+  if now > held then
+    tokens = math.min(capacity, tokens + (now - math.max(ts, held)) * rate)
+  end
   ts = now
 end
 local wait = 0
@@ -45,6 +49,8 @@ if ARGV[1] == 'take' then
     wait = blocked - now
   elseif tokens >= wanted then
     tokens = tokens - wanted
+  elseif held > now then
+    wait = held - now + (wanted - tokens) / rate
   else
     wait = (wanted - tokens) / rate
   end
@@ -52,8 +58,12 @@ else
   local remaining = tonumber(ARGV[4])
   local reset_at = tonumber(ARGV[5])
   local in_flight = tonumber(ARGV[6]) or 0
-  if remaining then
-    tokens = math.min(tokens, math.max(remaining - in_flight, 0))
+  local limit = tonumber(ARGV[7])
+  if remaining and remaining - in_flight < tokens then
+    tokens = math.max(remaining - in_flight, 0)
+    if (limit == nil or limit < capacity) and reset_at and reset_at > now then
+      held = math.max(held, reset_at)
+    end
   end
   if remaining == 0 and reset_at and reset_at > now then
     -- Refill starts at the partner's reset, not before: ts in the future means no tokens yet.
@@ -63,9 +73,9 @@ else
   end
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts),
-  'blocked', tostring(blocked))
+  'blocked', tostring(blocked), 'held', tostring(held))
 -- Idle for a full window the bucket is full again, so forgetting it then loses nothing.
-local ttl = math.max(per_seconds, blocked - now + per_seconds)
+local ttl = math.max(per_seconds, math.max(blocked, held) - now + per_seconds)
 redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
 return tostring(wait)
 """
@@ -124,11 +134,19 @@ class TokenBucket:
     def observe(self, signal: RateLimitSignal, *, in_flight: int = 0) -> None:
         """Correct the bucket from the partner's headers: never more tokens than the partner
         says remain, less the `in_flight` requests on their way that it had not counted yet
-        (or that took a token since); none at all until its reset once it says none remain."""
+        (or that took a token since); no refill until its reset when its limit is below the
+        bucket's capacity, none at all until then once it says none remain."""
         if signal.remaining is None:
             return
         reset_at = "" if signal.reset_at is None else repr(signal.reset_at)
-        self._run("observe", signal.remaining, reset_at, in_flight)
+        limit = "" if signal.limit is None else signal.limit
+        self._run("observe", signal.remaining, reset_at, in_flight, limit)
+
+    def partner_keeps_pace(self, signal: RateLimitSignal) -> bool:
+        """Whether the partner's announced limit is at least the bucket's capacity, so that it
+        refills as fast as the bucket: its remaining count then runs low whenever the budget is
+        in full use, which says nothing of its limit."""
+        return signal.limit is not None and signal.limit >= self.capacity
 
     def _run(self, mode: str, *args: int | str) -> str:
         result = self._script(
