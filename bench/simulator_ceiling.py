@@ -27,21 +27,38 @@ from full_sync import reference_bodies, run_reference, with_latency
 NO_LIMIT = 10**9
 
 
-def measure(url: str, threads: int, seconds: float, latency_ms: int) -> tuple[float, float]:
+def measure(
+    url: str, threads: int, seconds: float, latency_ms: int, kind: str = "braze"
+) -> tuple[float, float]:
     """Requests/s the simulator at `url` answers to `threads` bare keep-alive clients for about
     `seconds`, and the client's CPU share (near 100 % per core: the client is the limit). The
-    simulator's Braze limit is lifted for it; the caller sets it again if it needs it."""
-    from connections.sandbox import DEMO_BRAZE_KEY
+    simulator's Braze limit is lifted for it; the caller sets it again if it needs it. For
+    AppsFlyer (10,000 devices a request) a fixed 4 requests per thread."""
+    from connections.sandbox import DEMO_APPSFLYER_TOKEN, DEMO_BRAZE_KEY
 
     _common.control(url, "/config", {"braze_rate_limit": NO_LIMIT, "braze_rate_window": 1})
-    with_latency(url, "braze", latency_ms)
-    # Enough requests for `seconds` at the faster of the in-flight bound and 2,000 requests/s.
-    per_second = min(2000.0, threads / (latency_ms / 1000)) if latency_ms else 2000.0
-    count = max(threads * 4, int(per_second * seconds))
-    path, bodies = reference_bodies("braze", count * 75, "bench ceiling", "")
-    run_reference(url, path, DEMO_BRAZE_KEY, bodies[: threads * 2], threads)  # warm up
+    with_latency(url, kind, latency_ms)
+    if kind == "braze":
+        # Enough for `seconds` at the faster of the in-flight bound and 2,000 requests/s.
+        per_second = min(2000.0, threads / (latency_ms / 1000)) if latency_ms else 2000.0
+        count, secret, import_key, batch = (
+            max(threads * 4, int(per_second * seconds)),
+            DEMO_BRAZE_KEY,
+            "",
+            75,
+        )
+    else:
+        import_key = f"ceiling-{time.time_ns()}"
+        _common.control(
+            url,
+            "/appsflyer/audiences",
+            {"name": import_key, "platform": "android", "import_key": import_key},
+        )
+        count, secret, batch = threads * 4, DEMO_APPSFLYER_TOKEN, 10_000
+    path, bodies = reference_bodies(kind, count * batch, "bench ceiling", import_key)
+    run_reference(url, path, secret, bodies[: threads * 2], threads)  # warm up
     started = time.process_time()
-    elapsed = run_reference(url, path, DEMO_BRAZE_KEY, bodies, threads)
+    elapsed = run_reference(url, path, secret, bodies, threads)
     return count / elapsed, (time.process_time() - started) / elapsed
 
 
