@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 from full_sync import with_latency
-from simulator_ceiling import measure
+from simulator_ceiling import CEILING_CLIENTS, measure
 
 TARGET_SHARE = 0.95
 SAMPLE_SECONDS = 0.5
@@ -110,7 +110,7 @@ def main() -> None:
         for n in range(args.workers)
     ]
     with _common.simulator() as url:
-        ceiling, _ = measure(url, in_flight * 2, 5.0, args.latency_ms)
+        ceiling, _ = measure(url, in_flight * 2, 5.0, args.latency_ms, clients=CEILING_CLIENTS)
         _common.control(url, "/reset", {})
         _common.control(url, "/config", {"braze_rate_limit": args.limit, "braze_rate_window": 1})
         with_latency(url, "braze", args.latency_ms)

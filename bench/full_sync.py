@@ -257,9 +257,10 @@ def measure(
     url: str, threads: int, seconds: float, latency_ms: int, kind: str
 ) -> tuple[float, float]:
     """bench/simulator_ceiling.py's measure (imported late: it imports this module)."""
+    from simulator_ceiling import CEILING_CLIENTS
     from simulator_ceiling import measure as ceiling
 
-    return ceiling(url, threads, seconds, latency_ms, kind)
+    return ceiling(url, threads, seconds, latency_ms, kind, clients=CEILING_CLIENTS)
 
 
 def main() -> None:
