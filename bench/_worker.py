@@ -54,6 +54,7 @@ def main(run_id: int) -> None:
     diff.page_to_add = timed(spent, "pages", diff.page_to_add)
     diff.page_to_remove = timed(spent, "pages", diff.page_to_remove)
     sending.BatchSender.finish = timed(spent, "send", sending.BatchSender.finish)  # type: ignore[method-assign]
+    started_at = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()
     if os.environ.get("BENCH_PROFILE"):
@@ -66,11 +67,15 @@ def main(run_id: int) -> None:
     else:
         status = engine.run_sync(run_id)
     wall = time.perf_counter() - started
+    finished_at = time.time()
     cpu = time.process_time() - cpu_started
     run = SyncRun.objects.get(pk=run_id)
     figures = {
         "status": status,
         "seconds": wall,
+        # Wall-clock times, for benchmarks that run several workers at once (budget_use.py).
+        "started_at": started_at,
+        "finished_at": finished_at,
         "planned": run.planned,
         "added": run.added,
         "removed": run.removed,

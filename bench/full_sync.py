@@ -6,7 +6,7 @@ simulated AppsFlyer), next to a bare reference client posting the same batches.
         .venv/bin/python bench/full_sync.py [--members 1000000] [--partner braze appsflyer] \\
         [--latency-ms 100] [--threads N]
 
-The simulator runs in a process of its own (`manage.py partner_sandbox`), answering each request
+The simulator runs in processes of its own (`manage.py partner_sandbox`), answering each request
 after `--latency-ms` (a real partner's 50-200 ms; 0 is the loopback), and so does the sync run
 (bench/_worker.py: `run_sync` as an RQ work horse calls it), whose peak RSS the kernel reports.
 The reference is what docs/architecture.md §7 names: a bare `requests` client posting pre-built
@@ -14,8 +14,10 @@ batches (75 objects for Braze, the connection's 10,000 devices for AppsFlyer) ov
 into the same simulator, restarted empty for each, with as many threads as the connection's
 maximum concurrent requests (its default unless `--threads`), so both have the same requests in
 flight at most. Targets: cohortsync reaches at least 80 % of the reference's members/s, and the
-worker's peak RSS stays under 300 MB. bench/simulator_ceiling.py gives the simulator's own
-ceiling, which a figure near it measures instead of cohortsync.
+worker's peak RSS stays under 300 MB. The simulator runs as `_common.SIMULATOR_PROCESSES`
+processes on one port (`--processes`), and its own ceiling (its limit lifted, twice the requests
+in flight, same latency) is measured in the same run and printed beside the figures: a figure
+near it measures the simulator, not cohortsync (bench/simulator_ceiling.py: the whole table).
 """
 
 import argparse
@@ -178,7 +180,10 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
                 {"name": f"bench {tag}", "platform": "android", "import_key": import_key},
             )
         reference_seconds = run_reference(url, path, secret, bodies, threads)
-    del bodies
+        del bodies
+        # The simulator's own ceiling in this run: its limit lifted, twice the requests in
+        # flight; a figure near it would measure the simulator.
+        ceiling, ceiling_client_cpu = measure(url, threads * 2, 5.0, latency_ms, kind)
 
     cohort = _common.make_cohort(label, members)
     with _common.simulator() as url:
@@ -215,6 +220,13 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
         ],
         [f"{kind}: wall time, s", f"{seconds:.1f}", f"{reference_seconds:.1f}", ""],
         [
+            f"{kind}: simulator ceiling ({_common.SIMULATOR_PROCESSES} processes, limit lifted, "
+            f"{threads * 2} in flight), requests/s",
+            "",
+            f"{ceiling:,.0f}",
+            f"client CPU {ceiling_client_cpu:.0%}",
+        ],
+        [
             f"{kind}: its checkpoints alone, no partner, s",
             f"{floor_seconds:.1f}",
             f"{reference_seconds:.1f}",
@@ -239,6 +251,16 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
         flush=True,
     )
     return rows
+
+
+def measure(
+    url: str, threads: int, seconds: float, latency_ms: int, kind: str
+) -> tuple[float, float]:
+    """bench/simulator_ceiling.py's measure (imported late: it imports this module)."""
+    from simulator_ceiling import CEILING_CLIENTS
+    from simulator_ceiling import measure as ceiling
+
+    return ceiling(url, threads, seconds, latency_ms, kind, clients=CEILING_CLIENTS)
 
 
 def main() -> None:

@@ -12,12 +12,19 @@ import redis
 from connections.partners.base import RateLimitSignal
 
 # KEYS[1] the bucket hash. ARGV: mode ("take" | "observe"), capacity, per_seconds, then
-# for take: tokens wanted; for observe: remaining (or "") and reset_at (or "").
-# Fields: tokens, ts (when tokens was computed; may lie in the future while blocked),
-# blocked (no tokens before this), held (no refill before this: the partner said fewer
-# requests remain than the bucket held, so our rate is above its own, and until its reset
-# what it said remains is all there is). Returns the seconds to wait as a string ("0" =
-# granted): Redis would truncate a Lua number to an integer.
+# for take: tokens wanted; for observe: remaining (or ""), reset_at (or ""), the requests on
+# their way that the partner had not counted yet, and the partner's announced limit (or "").
+# Fields: tokens, ts (when tokens was computed; may lie in the future while blocked), blocked
+# (no tokens before this), held (no refill before this). Returns the seconds to wait as a
+# string ("0" = granted): Redis would truncate a Lua number to an integer.
+#
+# What the partner says remains only ever lowers the tokens. Whether the refill goes on
+# depends on its limit: one below the capacity (or unknown) means the connection's setting is
+# above the partner's, so until its reset what it says remains is all there is (held). One at
+# the capacity refills as fast as the bucket does: a partner that refills continuously (the
+# simulator) announces as its reset the moment it is full again, a second away at full use,
+# and holding the refill until then each time its count ran low wasted the budget
+# (bench/budget_use.py). Either way, a partner that says none remain blocks until its reset.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -50,17 +57,19 @@ if ARGV[1] == 'take' then
 else
   local remaining = tonumber(ARGV[4])
   local reset_at = tonumber(ARGV[5])
-  if remaining and remaining < tokens then
-    tokens = math.max(remaining, 0)
-    if reset_at and reset_at > now then
+  local in_flight = tonumber(ARGV[6]) or 0
+  local limit = tonumber(ARGV[7])
+  if remaining and remaining - in_flight < tokens then
+    tokens = math.max(remaining - in_flight, 0)
+    if (limit == nil or limit < capacity) and reset_at and reset_at > now then
       held = math.max(held, reset_at)
     end
   end
   if remaining == 0 and reset_at and reset_at > now then
     -- Refill starts at the partner's reset, not before: ts in the future means no tokens yet.
     tokens = 0
-    ts = reset_at
-    blocked = reset_at
+    ts = math.max(ts, reset_at)
+    blocked = math.max(blocked, reset_at)
   end
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts),
@@ -122,12 +131,22 @@ class TokenBucket:
             self._sleep(wait)
             waited += wait
 
-    def observe(self, signal: RateLimitSignal) -> None:
-        """Correct the bucket from the partner's headers: the partner's count is the truth."""
+    def observe(self, signal: RateLimitSignal, *, in_flight: int = 0) -> None:
+        """Correct the bucket from the partner's headers: never more tokens than the partner
+        says remain, less the `in_flight` requests on their way that it had not counted yet
+        (or that took a token since); no refill until its reset when its limit is below the
+        bucket's capacity, none at all until then once it says none remain."""
         if signal.remaining is None:
             return
         reset_at = "" if signal.reset_at is None else repr(signal.reset_at)
-        self._run("observe", signal.remaining, reset_at)
+        limit = "" if signal.limit is None else signal.limit
+        self._run("observe", signal.remaining, reset_at, in_flight, limit)
+
+    def partner_keeps_pace(self, signal: RateLimitSignal) -> bool:
+        """Whether the partner's announced limit is at least the bucket's capacity, so that it
+        refills as fast as the bucket: its remaining count then runs low whenever the budget is
+        in full use, which says nothing of its limit."""
+        return signal.limit is not None and signal.limit >= self.capacity
 
     def _run(self, mode: str, *args: int | str) -> str:
         result = self._script(

@@ -10,13 +10,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
 from connections.partners import PARTNERS
-from connections.sandbox import control
+from connections.sandbox import control, relay
 from connections.sandbox.state import JsonDict, SandboxState
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -26,10 +26,25 @@ _ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only compared against, never bound
 
 
 def dispatch(
-    state: SandboxState, method: str, path: str, headers: Mapping[str, str], body: bytes
+    state: SandboxState,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    peers: Sequence[str] = (),
 ) -> tuple[int, dict[str, str], JsonDict | bytes]:
-    """Route one request to its simulator; partner traffic is counted per endpoint and status."""
+    """Route one request to its simulator; partner traffic is counted per endpoint and status.
+
+    `peers`: the private addresses of the other processes of a multi-process simulator, which
+    must see what this request sets (connections/sandbox/relay.py); empty in a single process.
+    """
+    if peers:
+        refused = relay.refusal(path, body)
+        if refused is not None:
+            return refused
     if control.owns(path):
+        if peers:
+            return relay.control_request(state, peers, method, path, headers, body)
         return control.handle(state, method, path, headers, body)
     simulator = next((p.simulator for p in PARTNERS.values() if p.simulator.owns(path)), None)
     if simulator is not None:
@@ -37,6 +52,9 @@ def dispatch(
     else:
         response = (404, {}, {"message": "Not Found"})
     state.record_request(f"{method} {path}", response[0])
+    status, extra, payload = response
+    if peers and not isinstance(payload, bytes):
+        relay.share_partner_write(peers, method, path, body, (status, extra, payload))
     return response
 
 
@@ -46,11 +64,28 @@ class _HTTPServer(ThreadingHTTPServer):
     # run with 64 requests in flight) would get resets instead of a queue.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: SandboxState,
+        *,
+        listener: socket.socket | None = None,
+        peers: Sequence[str] = (),
+        internal: bool = False,
+    ) -> None:
         self.state = state
+        self.peers = tuple(peers)
+        # A multi-process simulator's private listener: its connections are its siblings'
+        # relays, not clients', and are not counted.
+        self.internal = internal
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=listener is None)
+        if listener is not None:
+            # One of a multi-process simulator's sockets, bound and listening before the fork.
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls getfqdn(), a reverse DNS lookup that can hang for seconds.
@@ -86,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.track(self.connection)
-        self.server.state.record_connection()
+        if not self.server.internal:
+            self.server.state.record_connection()
 
     def finish(self) -> None:
         try:
@@ -138,7 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
         # name no real header can have.
         headers[QUERY_HEADER] = target.query
         try:
-            status, extra, payload = dispatch(self.server.state, self.command, path, headers, body)
+            status, extra, payload = dispatch(
+                self.server.state, self.command, path, headers, body, self.server.peers
+            )
         except Exception:
             traceback.print_exc(file=sys.stderr)
             status, extra, payload = 500, {}, {"message": "Internal sandbox error"}
@@ -169,10 +207,19 @@ class SandboxServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, state: SandboxState | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state: SandboxState | None = None,
+        *,
+        listener: socket.socket | None = None,
+        peers: Sequence[str] = (),
+        internal: bool = False,
     ) -> None:
         self.state = state if state is not None else SandboxState()
-        self._httpd = _HTTPServer((host, port), self.state)
+        self._httpd = _HTTPServer(
+            (host, port), self.state, listener=listener, peers=peers, internal=internal
+        )
         self._thread: threading.Thread | None = None
         self._lifecycle = threading.Lock()
         self._closed = False

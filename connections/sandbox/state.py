@@ -13,7 +13,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from connections.sandbox.shared import SharedLimits, SharedTokenBucket
 
 DEMO_BRAZE_KEY = "sandbox-braze-rest-key"
 DEMO_APPSFLYER_TOKEN = "sandbox-appsflyer-v2-token"  # noqa: S105 - public demo token
@@ -109,6 +112,26 @@ class TokenBucket:
         return RateVerdict(allowed, self.capacity, math.floor(self._tokens), reset)
 
 
+class Bucket(Protocol):
+    """A rate limit: this process's own (TokenBucket) or every process's (SharedTokenBucket)."""
+
+    @property
+    def capacity(self) -> int: ...
+
+    @property
+    def window(self) -> float: ...
+
+    def take(self, consume: bool = True) -> RateVerdict: ...
+
+
+def _bucket(shared: SharedTokenBucket | None, capacity: int, window: float) -> Bucket:
+    """A full bucket of this limit: the shared one reconfigured when the processes share one."""
+    if shared is None:
+        return TokenBucket(capacity, window)
+    shared.reconfigure(capacity, window)
+    return shared
+
+
 @dataclass
 class Audience:
     audience_id: int
@@ -134,10 +157,15 @@ def _member_sort_key(member: dict[str, str]) -> list[tuple[str, str]]:
 
 
 class SandboxState:
-    """Credentials, partner data, injected faults and counters of one sandbox instance."""
+    """Credentials, partner data, injected faults and counters of one sandbox instance.
 
-    def __init__(self) -> None:
+    `shared`: the rate limits every process of a multi-process simulator counts against
+    (connections/sandbox/shared.py); without it, the limits are this instance's own.
+    """
+
+    def __init__(self, shared: SharedLimits | None = None) -> None:
         self.lock = threading.RLock()
+        self.shared = shared
         self.reset()
 
     def reset(self) -> None:
@@ -160,9 +188,16 @@ class SandboxState:
             self.braze_object_cap = DEFAULT_BRAZE_OBJECT_CAP
             self.braze_array_cap = DEFAULT_BRAZE_ARRAY_CAP
             self.braze_array_overflow = ARRAY_OVERFLOWS[0]
-            self.braze_bucket = TokenBucket(DEFAULT_BRAZE_RATE_LIMIT, DEFAULT_BRAZE_RATE_WINDOW)
-            self.braze_export_bucket = TokenBucket(
-                DEFAULT_BRAZE_EXPORT_RATE_LIMIT, DEFAULT_BRAZE_EXPORT_RATE_WINDOW
+            shared = self.shared
+            self.braze_bucket = _bucket(
+                None if shared is None else shared.braze,
+                DEFAULT_BRAZE_RATE_LIMIT,
+                DEFAULT_BRAZE_RATE_WINDOW,
+            )
+            self.braze_export_bucket = _bucket(
+                None if shared is None else shared.braze_export,
+                DEFAULT_BRAZE_EXPORT_RATE_LIMIT,
+                DEFAULT_BRAZE_EXPORT_RATE_WINDOW,
             )
             # The share (0-100) of membership adds silently dropped, yet answered 201: a stand-in
             # for whatever makes a partner lose writes, which only verification can see.
@@ -171,7 +206,9 @@ class SandboxState:
             self.appsflyer_max_devices = DEFAULT_APPSFLYER_MAX_DEVICES
             # AppsFlyer publishes no rate limit and sends no rate-limit headers: None is no
             # limit; a number is requests per second, past which it answers a bare 429.
-            self.appsflyer_bucket: TokenBucket | None = None
+            self.appsflyer_bucket: Bucket | None = None
+            if shared is not None:
+                shared.appsflyer.reconfigure(0, 1.0)
             self.request_counts: dict[str, dict[str, int]] = {}
             self.connections_opened = 0
             # Amplitude: (api key, secret key) pairs it accepts, and the project's cohort list.
@@ -300,7 +337,8 @@ class SandboxState:
                 self.braze_array_overflow = braze_array_overflow
             if braze_rate_limit is not None or braze_rate_window is not None:
                 # A new limit starts from a full bucket, so tests get predictable counts.
-                self.braze_bucket = TokenBucket(
+                self.braze_bucket = _bucket(
+                    None if self.shared is None else self.shared.braze,
                     braze_rate_limit or self.braze_bucket.capacity,
                     braze_rate_window or self.braze_bucket.window,
                 )
@@ -309,7 +347,11 @@ class SandboxState:
             if braze_drop_adds_pct is not None:
                 self.braze_drop_adds_pct = float(braze_drop_adds_pct)
             if appsflyer_rate_limit is not None:
-                self.appsflyer_bucket = TokenBucket(appsflyer_rate_limit, 1.0)
+                self.appsflyer_bucket = _bucket(
+                    None if self.shared is None else self.shared.appsflyer,
+                    appsflyer_rate_limit,
+                    1.0,
+                )
             return self.config()
 
     def take_appsflyer_token(self) -> bool:

@@ -123,7 +123,9 @@ class BatchSender:
         self.throttled = 0
         self.throttled_in_a_row = 0
         self.rate_waited = 0.0
-        # The requests the partner last said remain in its window (None: it does not say).
+        # The requests the partner last said remain in its window, which bound the run's
+        # requests in flight (None: it does not say, or its limit is at least the connection's
+        # and the shared bucket alone paces the run: SharedPace.in_flight_bound).
         self.remaining: int | None = None
         # This run's requests posted and not yet answered; those answered, and their time.
         self.open = 0
@@ -316,7 +318,7 @@ class BatchSender:
         if result.rate_limit is not None:
             # Requests still open took their tokens after the partner counted this one.
             self.pace.observe(result.rate_limit, others=others)
-            self.remaining = result.rate_limit.remaining
+            self.remaining = self.pace.in_flight_bound(result.rate_limit)
         attempt.result = result
         return attempt
 

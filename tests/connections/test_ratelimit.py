@@ -99,6 +99,66 @@ def test_no_token_is_granted_before_the_partners_reset(rq_redis: redis.Redis) ->
     assert waited == pytest.approx(0.3, abs=0.05)
 
 
+def test_requests_in_flight_are_taken_off_what_the_partner_says_remain(
+    rq_redis: redis.Redis,
+) -> None:
+    bucket = TokenBucket(rq_redis, KEY, capacity=10, per_seconds=60)
+    bucket.observe(RateLimitSignal(limit=10, remaining=5, reset_at=None), in_flight=3)
+    bucket.acquire(2, max_wait=0)
+    with pytest.raises(RateLimitTimeout):
+        bucket.acquire(max_wait=0)
+
+
+def test_a_low_remaining_does_not_stop_the_refill_until_the_partners_reset(
+    rq_redis: redis.Redis,
+) -> None:
+    # A partner that refills continuously says its reset is when it is full again: a bucket
+    # that waited for it whenever the partner's count ran low used half the budget.
+    slept: list[float] = []
+    bucket = TokenBucket(rq_redis, KEY, capacity=100, per_seconds=1, sleep=_really_sleeping(slept))
+    reset_at = time.time() + 30
+    bucket.observe(RateLimitSignal(limit=100, remaining=1, reset_at=reset_at))
+    bucket.acquire(max_wait=0)
+    # The next token comes one refill interval (10 ms) later, not at the reset 30 s away.
+    assert bucket.acquire(max_wait=1) <= 0.011
+
+
+@pytest.mark.parametrize("announced_limit", [10, None])
+def test_a_partner_allowing_less_than_the_bucket_holds_its_refill_until_its_reset(
+    rq_redis: redis.Redis, announced_limit: int | None
+) -> None:
+    # The connection believes 100 a second; the partner says its limit is 10 (or says nothing
+    # of it): until its reset, what it says remains is all there is.
+    slept: list[float] = []
+    bucket = TokenBucket(rq_redis, KEY, capacity=100, per_seconds=1, sleep=_never_sleeping(slept))
+    bucket.observe(RateLimitSignal(limit=announced_limit, remaining=1, reset_at=time.time() + 30))
+    bucket.acquire(max_wait=0)
+    with pytest.raises(RateLimitTimeout) as caught:
+        bucket.acquire(max_wait=1)
+    assert caught.value.needed > 29
+    assert slept == []
+
+
+def test_a_partner_keeps_pace_when_its_limit_is_at_least_the_capacity(
+    rq_redis: redis.Redis,
+) -> None:
+    bucket = TokenBucket(rq_redis, KEY, capacity=300, per_seconds=1)
+    assert bucket.partner_keeps_pace(RateLimitSignal(limit=300, remaining=0, reset_at=None))
+    assert bucket.partner_keeps_pace(RateLimitSignal(limit=3000, remaining=5, reset_at=None))
+    assert not bucket.partner_keeps_pace(RateLimitSignal(limit=299, remaining=5, reset_at=None))
+    assert not bucket.partner_keeps_pace(RateLimitSignal(limit=None, remaining=5, reset_at=None))
+
+
+def test_what_is_in_flight_alone_does_not_block_until_the_reset(rq_redis: redis.Redis) -> None:
+    slept: list[float] = []
+    bucket = TokenBucket(rq_redis, KEY, capacity=100, per_seconds=1, sleep=_really_sleeping(slept))
+    bucket.observe(RateLimitSignal(limit=100, remaining=3, reset_at=time.time() + 30), in_flight=5)
+    # No token now (3 remain, 5 are on their way), but one refill interval brings the next.
+    with pytest.raises(RateLimitTimeout):
+        bucket.acquire(max_wait=0)
+    assert bucket.acquire(max_wait=1) <= 0.011
+
+
 def test_an_idle_bucket_expires_after_about_one_window(rq_redis: redis.Redis) -> None:
     bucket = TokenBucket(rq_redis, KEY, capacity=10, per_seconds=3)
     bucket.acquire(max_wait=0)
