@@ -239,10 +239,16 @@ SEEN_COLUMNS = ", ".join(KEY_COLUMNS)
 SEEN_MATCHES_MEMBER = " AND ".join(f"s.{column} = {TABLE}.{column}" for column in KEY_COLUMNS)
 
 
+def _staged_row(identity: Identity) -> tuple[str, str, str, str | None]:
+    """An identity as staged: its key, and its properties as JSON text (None: it gave none)."""
+    properties = None if identity.properties is None else json.dumps(identity.properties)
+    return (identity.id_type, identity.alias_label, identity.value, properties)
+
+
 def _copy_staged(cursor: Any, identities: Sequence[Identity]) -> int:
-    with cursor.copy(f"COPY {SEEN} ({SEEN_COLUMNS}) FROM STDIN") as copy:
+    with cursor.copy(f"COPY {SEEN} ({SEEN_COLUMNS}, properties) FROM STDIN") as copy:
         for identity in identities:
-            copy.write_row((identity.id_type, identity.alias_label, identity.value))
+            copy.write_row(_staged_row(identity))
     return len(identities)
 
 
@@ -265,8 +271,8 @@ def _stage(cursor: Any, chunks: Iterable[Sequence[Identity]]) -> int:
         return staged
     for chunk in chunks:
         cursor.executemany(
-            f"INSERT INTO {SEEN} ({SEEN_COLUMNS}) VALUES (%s, %s, %s)",
-            [(i.id_type, i.alias_label, i.value) for i in chunk],
+            f"INSERT INTO {SEEN} ({SEEN_COLUMNS}, properties) VALUES (%s, %s, %s, %s)",
+            [_staged_row(identity) for identity in chunk],
         )
         staged += len(chunk)
     cursor.execute(f"CREATE INDEX {SEEN}_key ON {SEEN} (value, id_type, alias_label)")
@@ -295,6 +301,9 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
     lacks and delete the members absent from it. Whatever `chunks` raises rolls the whole
     replacement back.
     """
+    # The staged properties (JSON text) as the members' column takes them; "differs", NULLs too.
+    as_json = "CAST(s.properties AS jsonb)" if _postgresql() else "s.properties"
+    differs = "IS DISTINCT FROM" if _postgresql() else "IS NOT"
     with transaction.atomic():
         # Writers of this cohort wait; readers keep seeing the committed members.
         Cohort.objects.select_for_update(no_key=True).filter(pk=cohort_id).first()
@@ -302,7 +311,8 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {SEEN}")
             cursor.execute(
-                f"CREATE TEMPORARY TABLE {SEEN} (id_type text, alias_label text, value text)"
+                f"CREATE TEMPORARY TABLE {SEEN} "
+                "(id_type text, alias_label text, value text, properties text)"
             )
             staged = _stage(cursor, chunks)
             nestloop = _without_nested_loops(cursor)
@@ -310,8 +320,8 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
             # unique index's order: the indexes then grow at their ends instead of at random
             # pages, which halved the insert of a million shuffled identities (52 s -> 24 s).
             cursor.execute(
-                f"INSERT INTO {TABLE} (cohort_id, added_at, {SEEN_COLUMNS}) "
-                f"SELECT %s, %s, {SEEN_COLUMNS} FROM {SEEN} s WHERE NOT EXISTS ("
+                f"INSERT INTO {TABLE} (cohort_id, added_at, {SEEN_COLUMNS}, properties) "
+                f"SELECT %s, %s, {SEEN_COLUMNS}, {as_json} FROM {SEEN} s WHERE NOT EXISTS ("
                 f"SELECT 1 FROM {TABLE} WHERE {TABLE}.cohort_id = %s AND {SEEN_MATCHES_MEMBER}) "
                 f"ORDER BY {SEEN_COLUMNS} ON CONFLICT (cohort_id, {SEEN_COLUMNS}) DO NOTHING",
                 [cohort_id, timezone.now(), cohort_id],
@@ -323,6 +333,14 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
                 [cohort_id],
             )
             removed = int(cursor.rowcount)
+            # A member the source gave properties for has them replaced whole, where they
+            # differ (a property gone at the source is gone here, for a trait sync to null).
+            cursor.execute(
+                f"UPDATE {TABLE} SET properties = {as_json} FROM {SEEN} s "
+                f"WHERE {TABLE}.cohort_id = %s AND {SEEN_MATCHES_MEMBER} "
+                f"AND s.properties IS NOT NULL AND {TABLE}.properties {differs} {as_json}",
+                [cohort_id],
+            )
             cursor.execute(f"DROP TABLE {SEEN}")
             if nestloop is not None:
                 cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nestloop])

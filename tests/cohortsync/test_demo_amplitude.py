@@ -16,8 +16,10 @@ from connections.models import Connection
 from connections.sandbox import DEMO_AMPLITUDE_API_KEY, DEMO_AMPLITUDE_SECRET_KEY
 from connections.sandbox.demo_project import (
     ANONYMOUS_TRIAL_USERS,
+    COUNTRIES,
     DEMO_AMPLITUDE_COHORT_ID,
     DEMO_AMPLITUDE_COHORT_NAME,
+    PLANS,
     TRIAL_USERS,
     seed_demo_project,
 )
@@ -65,8 +67,14 @@ def test_the_seed_creates_the_source_the_pull_and_the_sync_but_no_download(
     assert pull.cohort.member_count == 0
     assert not ImportRequest.objects.filter(cohort=pull.cohort).exists()
     assert not AmplitudeDownloadRequest.objects.exists()
-    sync = Sync.objects.get(cohort=pull.cohort)
+    sync = Sync.objects.get(cohort=pull.cohort, kind=Sync.Kind.MEMBERSHIP)
     assert (sync.connection.kind, sync.connection.name) == ("braze", "Braze sandbox")
+    traits = Sync.objects.get(cohort=pull.cohort, kind=Sync.Kind.TRAITS)
+    assert traits.cadence["kind"] == "realtime"
+    assert traits.traits == [
+        {"property": "plan", "attribute": "plan"},
+        {"property": "country", "attribute": "home_country"},
+    ]
     assert sync.cadence["kind"] == "realtime"
     assert sync.identifier_mapping == ["external_id"]
     assert not sync.runs.exists()
@@ -101,7 +109,13 @@ def test_the_first_download_runs_in_the_worker_and_the_sync_sends_the_cohort_to_
     assert AmplitudeDownloadRequest.objects.filter(pull=pull).count() == 1
 
     run_jobs("runs")
-    run = SyncRun.objects.get(sync__cohort=pull.cohort)
+    run = SyncRun.objects.get(sync__cohort=pull.cohort, sync__kind=Sync.Kind.MEMBERSHIP)
+    trait_run = SyncRun.objects.get(sync__cohort=pull.cohort, sync__kind=Sync.Kind.TRAITS)
+    # The trait sync sent each member's plan and country, as the file gave them.
+    assert (trait_run.status, trait_run.added) == (SyncRun.Status.SUCCEEDED, members)
+    first = sandbox.state.profile(f"external_id:demo-user-{TRIAL_USERS[0]:04d}")
+    assert first is not None
+    assert first["plan"] in PLANS and first["home_country"] in COUNTRIES
     assert run.trigger == SyncRun.Trigger.REALTIME
     assert (run.status, run.added) == (SyncRun.Status.SUCCEEDED, members)
     profile = sandbox.state.profile(f"external_id:demo-user-{TRIAL_USERS[0]:04d}")
