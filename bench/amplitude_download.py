@@ -272,7 +272,9 @@ def main() -> None:
     )
     from cohorts.models import AmplitudePull
 
-    with _common.simulator() as url:
+    # One process: the simulator's Amplitude download keeps its files in the process that made
+    # them (partner_sandbox --processes refuses it).
+    with _common.simulator(processes=1) as url:
         seed_simulator(url, args.members)
         _common.control(url, "/amplitude/config", {"polls": 0})
         pull = make_pull(url)
