@@ -8,6 +8,7 @@ Each kind has its own setting, in days (0 keeps it for ever):
 | REFUSED_COUNTS | RefusedImportCount (refused before a key was shown) | its minute |
 | RUN_EVENTS | SyncRunEvent (a run's timeline) | when its run finished |
 | RUN_EXCHANGES | SyncRunExchange (a run's requests and answers) | when its run finished |
+| AMPLITUDE_BATCHES | AmplitudeBatch (webhook batches applied or failed) | when it arrived |
 | ALERT_DELIVERIES | AlertDelivery | when it was queued |
 
 A run keeps its counts, summary and errors: only its timeline and its requests and answers go.
@@ -27,7 +28,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from alerts.models import AlertDelivery
-from cohorts.models import ImportRequest, RefusedImportCount
+from cohorts.models import AmplitudeBatch, ImportRequest, RefusedImportCount
 from core.retention import BATCH_SIZE, delete_in_batches
 from syncs.models import SyncRunEvent, SyncRunExchange
 
@@ -65,6 +66,15 @@ POLICIES = [
         "COHORTSYNC_RETENTION_DAYS_RUN_EXCHANGES",
         # Like the timeline: a held or running run keeps them however old they are.
         lambda cutoff: SyncRunExchange.objects.filter(at__lt=cutoff, run__finished_at__lt=cutoff),
+    ),
+    Policy(
+        "amplitude_batches",
+        "COHORTSYNC_RETENTION_DAYS_AMPLITUDE_BATCHES",
+        # A batch still queued is kept; a repeat of one deleted arrives long after Amplitude's
+        # retries end, and is ordered by its computed time all the same.
+        lambda cutoff: AmplitudeBatch.objects.filter(created_at__lt=cutoff).exclude(
+            status=AmplitudeBatch.Status.QUEUED
+        ),
     ),
     Policy(
         "alert_deliveries",

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts.models import AlertDelivery
-from cohorts.models import ImportRequest, RefusedImportCount
+from cohorts.models import AmplitudeBatch, ImportRequest, RefusedImportCount
 from cohortsync.jobs import purge_expired_records
 from cohortsync.retention import POLICIES, purge_expired
 from core.retention import delete_in_batches
@@ -70,6 +70,7 @@ def test_the_defaults_keep_ninety_days_and_a_runs_requests_thirty(settings):
         "COHORTSYNC_RETENTION_DAYS_RUN_EVENTS": 90,
         # They hold a sample of members' identifiers: kept for debugging, not for history.
         "COHORTSYNC_RETENTION_DAYS_RUN_EXCHANGES": 30,
+        "COHORTSYNC_RETENTION_DAYS_AMPLITUDE_BATCHES": 90,
         "COHORTSYNC_RETENTION_DAYS_ALERT_DELIVERIES": 90,
     }
 
@@ -95,6 +96,7 @@ def test_rows_past_their_retention_go_and_the_rest_stay(sync, settings):
         "refused_counts": 1,
         "run_events": 3,
         "run_exchanges": 2,
+        "amplitude_batches": 0,
         "alert_deliveries": 1,
     }
     assert list(ImportRequest.objects.all()) == [kept_request]
@@ -105,6 +107,32 @@ def test_rows_past_their_retention_go_and_the_rest_stay(sync, settings):
     assert set(SyncRunExchange.objects.values_list("run_id", flat=True)) == {recent_run.pk}
     # A run keeps its row, counts and summary: only its timeline and its exchanges went.
     assert SyncRun.objects.filter(pk=old_run.pk).exists()
+
+
+def amplitude_batch(cohort, at, status):
+    return AmplitudeBatch.objects.create(
+        message_id=f"m-{AmplitudeBatch.objects.count()}",
+        cohort=cohort,
+        cohort_name=cohort.name,
+        in_cohort=True,
+        computed_at=at,
+        status=status,
+        created_at=at,
+    )
+
+
+def test_old_amplitude_batches_go_unless_still_queued(sync):
+    Status = AmplitudeBatch.Status
+    cohort = sync.cohort
+    kept = [
+        amplitude_batch(cohort, RECENT, Status.APPLIED),
+        amplitude_batch(cohort, OLD, Status.QUEUED),  # not applied yet: a worker still needs it
+    ]
+    amplitude_batch(cohort, OLD, Status.APPLIED)
+    amplitude_batch(cohort, OLD, Status.FAILED)
+
+    assert purge_expired(now=NOW)["amplitude_batches"] == 2
+    assert set(AmplitudeBatch.objects.all()) == set(kept)
 
 
 def test_a_run_that_has_not_finished_keeps_its_timeline_however_old(sync):
