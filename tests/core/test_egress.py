@@ -305,3 +305,18 @@ def test_an_answer_is_kept_as_a_short_single_line_excerpt():
     assert len(cut) == 120
     assert cut.endswith("…")
     assert cut.startswith("<b>x")  # escaping is the template's job
+
+
+def test_a_protected_session_reads_no_netrc_and_keeps_the_ca_bundle_of_the_environment(
+    monkeypatch, tmp_path
+):
+    # A ~/.netrc naming the partner's host must not add its credentials to a partner call.
+    (tmp_path / ".netrc").write_text("machine example.com login leaked password secret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/private-ca.pem")
+    session = egress_http.protect(requests.Session())
+    prepared = session.prepare_request(requests.Request("GET", "https://example.com/"))
+    assert "Authorization" not in prepared.headers
+    assert session.trust_env is False
+    assert session.verify == "/etc/ssl/private-ca.pem"
+    session.close()
