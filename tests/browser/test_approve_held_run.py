@@ -52,7 +52,7 @@ def test_an_admin_approves_a_held_run(page, live_server, sandbox, transactional_
     page.click("button[type=submit]")
     page.click("nav >> text=Syncs")
     page.click("text=Churn → Braze")
-    page.click(f'table a:has-text("Run {held.pk}")')
+    page.click(f'table a[title="Open run {held.pk}"]')
 
     card = page.locator(".card.held")
     expect(card).to_contain_text("Held for approval")

@@ -47,7 +47,7 @@ def test_opens_a_failed_run_and_exports_its_errors(page, live_server, sandbox, t
     page.click("button[type=submit]")
     page.click("nav >> text=Syncs")
     page.click("text=Churn → Braze")
-    page.click(f'table a:has-text("Run {run.pk}")')
+    page.click(f'table a[title="Open run {run.pk}"]')
 
     expect(page.locator("h1")).to_contain_text(f"Run {run.pk}")
     groups = page.locator(".error-groups tbody tr")
