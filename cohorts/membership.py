@@ -121,7 +121,7 @@ def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extra
     selected = ["%s", "%s", *(f"v.{name}" for name in (*KEY_COLUMNS, *extras))]
     if with_properties:
         columns.append("properties")
-        selected.append("CAST(v.properties AS jsonb)" if _postgresql() else "v.properties")
+        selected.append(_as_json("v.properties"))
     source, params = _source(batch, with_extras, with_properties)
     conflict = "DO NOTHING"
     # A blank in the file keeps the old extra identifier; an identity without properties keeps
@@ -134,10 +134,9 @@ def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extra
         if not with_extras:
             # Properties only (a download read again): rows whose properties are the same are
             # left alone rather than rewritten.
-            differs = "IS DISTINCT FROM" if _postgresql() else "IS NOT"
             conflict += (
                 f" WHERE excluded.properties IS NOT NULL "
-                f"AND {TABLE}.properties {differs} excluded.properties"
+                f"AND {TABLE}.properties {_distinct_from()} excluded.properties"
             )
     # Only names and placeholders are interpolated; values travel as parameters. `WHERE true`
     # keeps SQLite from reading ON CONFLICT as a join constraint.
@@ -162,6 +161,16 @@ def _insert(cohort_id: int, batch: Sequence[Identity], now: datetime, with_extra
 
 def _postgresql() -> bool:
     return connection.vendor == "postgresql"
+
+
+def _as_json(text_column: str) -> str:
+    """JSON text (as staged, or as bound) the way the members' properties column takes it."""
+    return f"CAST({text_column} AS jsonb)" if _postgresql() else text_column
+
+
+def _distinct_from() -> str:
+    """SQL for "differs", where a NULL differs from a value too."""
+    return "IS DISTINCT FROM" if _postgresql() else "IS NOT"
 
 
 def _delete(cohort_id: int, batch: Sequence[Identity]) -> int:
@@ -297,13 +306,11 @@ def replace_members(cohort_id: int, chunks: Iterable[Sequence[Identity]]) -> Cha
     remove those not given. A reader sees the members before or after, never half.
 
     `chunks` is consumed as it comes (a download read as a stream), never held whole: the
-    identities go to a temporary table, then two set-based statements add those the cohort
-    lacks and delete the members absent from it. Whatever `chunks` raises rolls the whole
-    replacement back.
+    identities go to a temporary table, then set-based statements replace the properties of
+    the members that stay, add those the cohort lacks and delete the members absent from it.
+    Whatever `chunks` raises rolls the whole replacement back.
     """
-    # The staged properties (JSON text) as the members' column takes them; "differs", NULLs too.
-    as_json = "CAST(s.properties AS jsonb)" if _postgresql() else "s.properties"
-    differs = "IS DISTINCT FROM" if _postgresql() else "IS NOT"
+    as_json, differs = _as_json("s.properties"), _distinct_from()
     with transaction.atomic():
         # Writers of this cohort wait; readers keep seeing the committed members.
         Cohort.objects.select_for_update(no_key=True).filter(pk=cohort_id).first()
