@@ -198,8 +198,14 @@ def run_in_worker(
         "ALLOWED_HOSTS": "127.0.0.1",
     }
     started = time.perf_counter()
+    command = [PYTHON, str(ROOT / "bench" / script), str(run_id), *args]
+    if os.environ.get("BENCH_PYSPY"):
+        # A sampled profile of the run (py-spy, installed by hand: not a project dependency).
+        profile = os.environ["BENCH_PYSPY"]
+        spy = [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", "-o", profile]
+        command = [*spy, "--format", "raw", *os.environ.get("BENCH_PYSPY_ARGS", "").split(), "--", *command]
     process = subprocess.Popen(
-        [PYTHON, str(ROOT / "bench" / script), str(run_id), *args],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -211,7 +217,7 @@ def run_in_worker(
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"The worker failed ({process.returncode}): {output[-2000:]}")
-    figures: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
     figures["process_seconds"] = time.perf_counter() - started
     # The worker reports its own VmHWM; ru_maxrss includes this process's peak (vfork + exec).
     figures.setdefault("peak_rss_mb", usage.ru_maxrss / 1024)  # KiB on Linux

