@@ -155,6 +155,7 @@ def main() -> None:
         ["429s answered by the simulator", f"{refused}", "0", ""],
         ["requests (201 + 429)", f"{sum(final.values()):,}", "", ""],
         ["runs' retries / seconds throttled", _per_run(results), "", ""],
+        ["runs' start-end, s from the first start", _windows(results, overall_from), "", ""],
         ["runs' CPU, s", ", ".join(f"{r['cpu_seconds']:.1f}" for r in results), "", ""],
         ["simulator ceiling, limit lifted, same run", f"{ceiling:,.0f}", "", ""],
     ]
@@ -167,6 +168,12 @@ def main() -> None:
         f"{ceiling:,.0f} requests/s at {args.latency_ms} ms with {in_flight * 2} in flight"
     )
     print(f"load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+def _windows(results: list[dict[str, Any]], first: float) -> str:
+    return ", ".join(
+        f"{r['started_at'] - first:.1f}-{r['finished_at'] - first:.1f}" for r in results
+    )
 
 
 def _per_run(results: list[dict[str, Any]]) -> str:
