@@ -1,7 +1,9 @@
 """A run's pace: the connection's shared rate limit (a token bucket in Redis) and its shared
 limit on requests in flight (leases in Redis), both shared by every run and worker of the
-connection, as the sending threads use them; and the backoff between attempts. Redis going away
-for a moment (a restart, a pause) is waited out here."""
+connection, as the sending threads use them; and the backoff between attempts. A request costs
+two Redis round trips: its token and lease taken together, its lease given back together with
+what the partner's answer said of its limit (connections/admission.py). Redis going away for a
+moment (a restart, a pause) is waited out here."""
 
 import contextlib
 import random
@@ -11,6 +13,7 @@ from collections.abc import Callable
 import django_rq
 import redis
 
+from connections.admission import Admission
 from connections.concurrency import ConcurrencyLimit, connection_slots_key
 from connections.models import Connection
 from connections.partners.base import Partner, RateLimitSignal
@@ -54,19 +57,18 @@ class SharedPace:
             partner.max_in_flight(partner.config),
             sleep=pause,
         )
+        self.admission = Admission(self.bucket, self.slots, sleep=pause)
 
     def acquire(self) -> tuple[float, str]:
-        """A token of the shared bucket, then a slot among the connection's requests in flight:
-        the seconds waited for the token, and the slot's lease (give it back with `release`).
+        """A token of the shared bucket and a slot among the connection's requests in flight,
+        taken together (Admission.acquire: neither is held while waiting for the other): the
+        seconds waited for the token, and the slot's lease (give it back with `release`).
         While Redis is out of reach (restarted, paused, a network blip), try again with
         backoff, up to REDIS_OUTAGE_SECONDS in all."""
         started, delay = time.monotonic(), 0.5
-        waited: float | None = None
         while True:
             try:
-                if waited is None:
-                    waited = self.bucket.acquire(1, max_wait=MAX_BACKOFF_SECONDS)
-                lease, _ = self.slots.acquire()
+                lease, waited = self.admission.acquire(max_wait=MAX_BACKOFF_SECONDS)
                 return waited, lease
             except redis.RedisError:
                 down = time.monotonic() - started
@@ -75,14 +77,20 @@ class SharedPace:
                 self._pause(min(delay, REDIS_OUTAGE_SECONDS - down))
                 delay = min(delay * 2, 10.0)
 
-    def release(self, lease: str) -> None:
-        """Give the slot back; without Redis, its lease expires by itself."""
+    def release(
+        self, lease: str, signal: RateLimitSignal | None = None, *, others: int = 0
+    ) -> None:
+        """Give the slot back and, in the same round trip, teach the shared bucket what the
+        partner's answer said of its limit, less the `others` requests this run may have on
+        their way (`observe`). Without Redis, the lease expires by itself and the next answer
+        teaches the bucket."""
         with contextlib.suppress(redis.RedisError):
-            self.slots.release(lease)
+            self.admission.release(lease, signal, in_flight=others)
 
     def observe(self, signal: RateLimitSignal | None, *, others: int = 0) -> None:
-        """Teach the shared bucket what the partner said of its limit, less the `others`
-        requests this run may have on their way; without Redis, the next answer will."""
+        """Teach the shared bucket what the partner said of its limit (a 429's headers: a
+        request's answer is observed by `release`), less the `others` requests this run may
+        have on their way; without Redis, the next answer will."""
         if signal is None:
             return
         with contextlib.suppress(redis.RedisError):

@@ -290,6 +290,7 @@ class BatchSender:
         with self._open_lock:
             self.open += 1
         posted = time.perf_counter()
+        result: BatchResult | None = None
         try:
             with recording() as attempt.exchanges:
                 result = self.partner.send_batch(
@@ -309,15 +310,16 @@ class BatchSender:
             attempt.refused = exc
             return attempt
         finally:
-            self.pace.release(lease)
             with self._open_lock:
                 self.open -= 1
                 others = self.open
                 self.answered += 1
                 self.answer_seconds += time.perf_counter() - posted
+            # The slot back and the answer's rate-limit headers observed in one round trip:
+            # requests still open took their tokens after the partner counted this one.
+            signal = None if result is None else result.rate_limit
+            self.pace.release(lease, signal, others=others)
         if result.rate_limit is not None:
-            # Requests still open took their tokens after the partner counted this one.
-            self.pace.observe(result.rate_limit, others=others)
             self.remaining = self.pace.in_flight_bound(result.rate_limit)
         attempt.result = result
         return attempt
