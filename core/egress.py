@@ -1,8 +1,10 @@
 """The egress policy: where cohortsync may send a request (invariant 10 in docs/architecture.md).
 
 Every outbound HTTP call (partner adapters, credential checks, alert webhooks, and any future
-source connector) goes through a session from `core.egress_http.session()` (or one passed to
-`core.egress_http.protect()`), which applies what this module decides:
+source connector) goes through a client that applies what this module decides: partner calls
+through `core.egress_client.EgressClient` (urllib3, lean on CPU), the rest (alert webhooks,
+streamed downloads) through a requests session from `core.egress_http.session()` (or one
+passed to `core.egress_http.protect()`). Both use the same checked connections:
 
 - https only, unless COHORTSYNC_ALLOW_INSECURE_ENDPOINTS is on (development: the partner
   simulator speaks http on 127.0.0.1, so loopback and private addresses pass too);
@@ -15,9 +17,9 @@ source connector) goes through a session from `core.egress_http.session()` (or o
 - cloud metadata services are refused always, whatever the mode or the allow-list;
 - COHORTSYNC_EGRESS_ALLOW (host names or CIDRs) lets an operator's partner proxy on a private
   network through;
-- redirects are not followed (callers pass allow_redirects=False and report a 3xx themselves;
-  `session()` follows none even when asked), and proxies from the environment are not used: the
-  address connected to would then be the proxy's, not the one checked.
+- redirects are not followed (a 3xx is the answer, reported by the caller; `session()` follows
+  none even when asked), and proxies from the environment are not used: the address connected
+  to would then be the proxy's, not the one checked.
 
 Written with the standard library (`ipaddress`, `socket`) over urllib3's connection classes:
 the PyPI packages for this either follow only the first DNS answer, have no allow-list, or are

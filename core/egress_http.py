@@ -80,6 +80,14 @@ class _CheckedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _CheckedHTTPSConnection
 
 
+# The pool classes of a urllib3 PoolManager whose every connection obeys the policy: the
+# requests adapter below and core/egress_client.py's client both use them.
+CHECKED_POOLS: dict[str, type[HTTPConnectionPool]] = {
+    "http": _CheckedHTTPPool,
+    "https": _CheckedHTTPSPool,
+}
+
+
 class EgressAdapter(HTTPAdapter):
     """A requests adapter whose every connection obeys the policy."""
 
@@ -87,10 +95,7 @@ class EgressAdapter(HTTPAdapter):
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _CheckedHTTPPool,
-            "https": _CheckedHTTPSPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = dict(CHECKED_POOLS)
 
     def send(
         self,

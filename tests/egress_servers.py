@@ -3,7 +3,8 @@
 - `Listener`: a bare TCP socket standing in for an internal service (Redis, a metadata
   endpoint...). It counts every connection it accepts: "received nothing" means not one.
 - `AnswerServer`: an HTTP(S) server that answers every request with a set status, headers and
-  body. Over TLS its certificate (from a throwaway CA the client is told to trust through
+  body (or a body made from the request's path), and keeps what each request carried. Over
+  TLS its certificate (from a throwaway CA the client is told to trust through
   REQUESTS_CA_BUNDLE) names `localhost` and `partner.test` only, no address.
 - `loopback_only()`: while it is active, any attempt to open a TCP connection to an address off
   this machine fails the test. Nothing should ever get that far; it is there so that a broken
@@ -161,7 +162,9 @@ def tls_files() -> tuple[str, str, str]:
 
 
 class AnswerServer:
-    """Answers every request with `status`, `headers` and a JSON or text `body`; counts them."""
+    """Answers every request with `status`, `headers` and a JSON or text `body` (a callable
+    makes it from the request's path); keeps each request's headers and counts connections.
+    `keep_alive` answers in HTTP/1.1, so a client may send several requests on a connection."""
 
     def __init__(
         self,
@@ -170,17 +173,28 @@ class AnswerServer:
         headers: dict[str, str] | None = None,
         body: Any = None,
         tls: bool = True,
+        keep_alive: bool = False,
     ) -> None:
         self.status, self.headers, self.body = status, headers or {}, body
         self.requests: list[str] = []
+        self.received: list[dict[str, str]] = []
+        self.connections: list[tuple[str, int]] = []  # each one's client address
         answer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                # Not a set of addresses: the loopback reuses a closed connection's port at once.
+                answer.connections.append(self.client_address)
+
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 answer.requests.append(f"{self.command} {self.path}")
-                body = answer.body
+                answer.received.append(dict(self.headers.items()))
+                body = answer.body(self.path) if callable(answer.body) else answer.body
                 payload = (
                     body.encode()
                     if isinstance(body, str)

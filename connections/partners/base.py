@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-import requests
 from django import forms
 from django.forms.utils import pretty_name
 
 from connections.partners import redaction
+from core.egress_client import EgressClient
 
 
 @dataclass(slots=True)
@@ -393,11 +393,12 @@ class Partner:
         add: Sequence[Recipient],
         remove: Sequence[Recipient],
         options: Mapping[str, Any],
-        session: requests.Session | None = None,
+        client: EgressClient | None = None,
     ) -> BatchResult:
         """Put `add` into and take `remove` out of the cohort at the partner.
 
         Per-recipient refusals come back in `failed`; a refusal of the whole call raises
-        PartnerError. Pass one `session` per run so requests reuse the connection.
+        PartnerError. Pass one `client` per run, shared by its threads, so requests reuse
+        connections.
         """
         raise NotImplementedError

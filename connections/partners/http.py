@@ -11,11 +11,13 @@ from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
 from connections.partners import exchanges
 from connections.partners.base import ConfigError, PartnerConfig, RateLimitSignal
-from core import egress, egress_http
+from core import egress, egress_client, egress_http
+from core.egress_client import EgressClient
 
 # Connect fast, but give a busy partner time to answer a large batch.
 DEFAULT_TIMEOUT = (5.0, 30.0)
@@ -99,65 +101,99 @@ def _message_from(body: Any, fallback: str) -> str:
     return fallback
 
 
+class InvalidJSONError(ValueError):
+    """The payload cannot be sent as JSON (a NaN, say): requests' name for it, kept in notes."""
+
+
+# What a call raises when no answer came: the policy refused it, the payload is not JSON, or the
+# network failed.
+NO_ANSWER: tuple[type[Exception], ...] = (
+    egress.EgressRefused,
+    InvalidJSONError,
+    *egress_client.FAILURES,
+)
+
+
+def _json_body(payload: Any) -> bytes | None:
+    """The payload as JSON, strict as requests encoded it (no NaN or Infinity), or no body."""
+    if payload is None:
+        return None
+    try:
+        return json.dumps(payload, allow_nan=False).encode()
+    except ValueError as exc:
+        raise InvalidJSONError(str(exc)) from None
+
+
 def call(
     method: str,
     url: str,
     *,
     secret: str,
     payload: Any = None,
-    session: requests.Session | None = None,
+    client: EgressClient | None = None,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     authorization: str | None = None,
 ) -> PartnerResponse:
     """One partner request with Bearer auth. Non-2xx answers raise a classified PartnerError.
 
-    A `session` passed in is made to obey the egress policy (its adapters are replaced once);
-    without one, a policy-bound session is used for this call alone. Redirects are not followed.
-    `authorization` replaces the Bearer header for partners that want another scheme (Amplitude:
-    Basic); `secret` is still what is redacted from the partner's messages.
+    Pass the `client` of a run (one, shared by its threads) to reuse its connections; without
+    one, a client is made for this call alone. Either obeys the egress policy and follows no
+    redirect. `authorization` replaces the Bearer header for partners that want another scheme
+    (Amplitude: Basic); `secret` is still what is redacted from the partner's messages.
     """
-    sender = egress_http.protect(session) if session is not None else egress_http.session()
+    sender = client if client is not None else EgressClient()
     host = urlsplit(url).netloc
     sent = exchanges.pending(method, url, payload, secret)
+    headers = {
+        "Authorization": authorization or f"Bearer {secret}",
+        "Accept": "application/json",
+    }
     try:
-        response = sender.request(
-            method,
-            url,
-            headers={
-                "Authorization": authorization or f"Bearer {secret}",
-                "Accept": "application/json",
-            },
-            json=payload,
-            timeout=timeout,
-            allow_redirects=False,
-        )
-    except (egress.EgressRefused, requests.RequestException) as exc:
+        body = _json_body(payload)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = sender.request(method, url, headers=headers, body=body, timeout=timeout)
+    except NO_ANSWER as exc:
         unreached = _unreached(host, exc)
         if sent is not None:
             sent.answered(None, None, note=unreached.message)
         raise unreached from None
     finally:
-        if session is None:
+        if client is None:
             sender.close()
+    content = response.data
     try:
-        body: Any = response.json() if response.content else {}
-    except json.JSONDecodeError:
-        body = {}
+        answer: Any = json.loads(content) if content else {}
+    except ValueError:  # not JSON, or not text at all
+        answer = {}
     if sent is not None:
-        sent.answered(response.status_code, body or response.text[:RAW_ANSWER_CHARS])
-    headers = {key.lower(): value for key, value in response.headers.items()}
-    status = response.status_code
+        sent.answered(response.status, answer or _text(response)[:RAW_ANSWER_CHARS])
+    answer_headers = {key.lower(): value for key, value in response.headers.items()}
+    status = response.status
     if 200 <= status < 300:
-        return PartnerResponse(status, body, headers)
+        return PartnerResponse(status, answer, answer_headers)
     if 300 <= status < 400:
         # Following it would send the credentials to wherever the answer points.
         raise PartnerError(
             f"{host} answered HTTP {status}, a redirect, which cohortsync does not follow: "
             "set the endpoint to the address the partner serves its API at.",
             status=status,
-            headers=headers,
+            headers=answer_headers,
         )
-    raise _refusal(response, body, headers, secret)
+    raise _refusal(status, response.reason, answer, answer_headers, secret)
+
+
+def _text(response: urllib3.BaseHTTPResponse) -> str:
+    """The answer's body as text, in the charset it names (UTF-8 when it names none)."""
+    charset = "utf-8"
+    for parameter in response.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.lower() == "charset" and value:
+            charset = value.strip("\"' ")
+    try:
+        return response.data.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        return response.data.decode("utf-8", errors="replace")
 
 
 def _unreached(host: str, exc: Exception) -> PartnerError:
@@ -165,17 +201,16 @@ def _unreached(host: str, exc: Exception) -> PartnerError:
     allowed by waiting), or the network failed (retryable)."""
     if isinstance(exc, egress.EgressRefused):
         return PartnerError(f"Refused to call {host}: {exc}", unreachable=True)
-    reason = type(exc).__name__
+    reason = egress_client.failure_name(exc)
     return PartnerError(f"Could not reach {host} ({reason})", retryable=True, unreachable=True)
 
 
 def _refusal(
-    response: requests.Response, body: Any, headers: dict[str, str], secret: str
+    status: int, reason: str | None, body: Any, headers: dict[str, str], secret: str
 ) -> PartnerError:
     """A non-2xx, non-3xx answer, classified: retry it, fix the credentials, or give up."""
-    status = response.status_code
     # Redacted before it is cut, so no part of the secret survives at the cut.
-    full = redact(_message_from(body, f"HTTP {status} {response.reason}"), secret)
+    full = redact(_message_from(body, f"HTTP {status} {reason}"), secret)
     return PartnerError(
         egress.excerpt(full, MESSAGE_CHARS),
         status=status,
@@ -231,7 +266,7 @@ def stream(
                     body: Any = response.json() if response.content else {}
                 except (json.JSONDecodeError, requests.RequestException):
                     body = {}
-                raise _refusal(response, body, answer_headers, secret)
+                raise _refusal(response.status_code, response.reason, body, answer_headers, secret)
             # Content-Encoding (gzip) is undone as the body is read.
             response.raw.decode_content = True
             yield StreamedResponse(

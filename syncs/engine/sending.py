@@ -14,7 +14,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from django.conf import settings
 
 from connections.models import Connection
@@ -22,6 +21,7 @@ from connections.partners.base import BatchResult, Partner, Recipient
 from connections.partners.exchanges import Exchange, recording
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
 from connections.ratelimit import RateLimitTimeout
+from core.egress_client import EgressClient
 from syncs.engine.events import Kind, record_event
 from syncs.engine.exchanges import BatchNumber, ExchangeLog
 from syncs.engine.outcome import learn_batch_size, refuse_connection
@@ -110,7 +110,9 @@ class BatchSender:
         self.sleep = sleep
         self.beat = beat
         self._threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="send")
-        self._local = threading.local()
+        # One client for the run, shared by its sending threads: keep-alive connections to the
+        # partner, each taken by one request at a time.
+        self.client = EgressClient()
         # Sending threads wait for the bucket with a plain `pause`: the heartbeat is a database
         # write, beaten by the thread that waits for their answer (`beat`).
         self.pace = SharedPace(connection, partner, pause=pause)
@@ -137,6 +139,7 @@ class BatchSender:
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
 
     def latency_ms(self) -> int | None:
         """The partner's average answer time so far, None before its first answer."""
@@ -298,7 +301,7 @@ class BatchSender:
                     add=add,
                     remove=remove,
                     options=self.options,
-                    session=self._session(),
+                    client=self.client,
                 )
         except BatchTooLarge as too_large:
             attempt.too_large = too_large
@@ -323,13 +326,6 @@ class BatchSender:
             self.remaining = self.pace.in_flight_bound(result.rate_limit)
         attempt.result = result
         return attempt
-
-    def _session(self) -> requests.Session:
-        """One keep-alive session per thread: a Session is not shared between threads."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
 
     def _handle_error(self, exc: PartnerError, attempt: int) -> None:
         """Stop the run, or wait before the next attempt (5xx, network errors)."""

@@ -12,6 +12,7 @@ from connections.partners.braze.config import BrazeConfig
 from connections.partners.braze.payload import build_track_payload, split_outcome
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
 from connections.sandbox import DEMO_BRAZE_KEY
+from core.egress_client import EgressClient
 
 LABEL = "churn_risk_q3"
 
@@ -93,9 +94,7 @@ def test_boolean_mode_payload_sets_in_cohort_true_and_false() -> None:
 
 def test_a_removal_creates_no_profile_even_with_update_existing_only_off(sandbox) -> None:
     braze = _braze(sandbox.url, membership_mode="boolean", update_existing_only=False)
-    result = braze.send_batch(
-        cohort_label=LABEL, add=[], remove=[_ext(9)], options={}, session=None
-    )
+    result = braze.send_batch(cohort_label=LABEL, add=[], remove=[_ext(9)], options={}, client=None)
     assert result.accepted == [9]
     assert _profile(sandbox, "external_id:u-9") is None
 
@@ -299,12 +298,12 @@ def test_503_is_retryable(sandbox: Any) -> None:
     assert caught.value.status == 503 and caught.value.retryable
 
 
-def test_batches_sent_through_one_session_share_one_connection(sandbox: Any) -> None:
+def test_batches_sent_through_one_client_share_one_connection(sandbox: Any) -> None:
     braze = _braze(sandbox.url, update_existing_only=False)
-    with requests.Session() as session:
+    with EgressClient() as client:
         for ref in range(3):
             result = braze.send_batch(
-                cohort_label=LABEL, add=[_ext(ref)], remove=[], options={}, session=session
+                cohort_label=LABEL, add=[_ext(ref)], remove=[], options={}, client=client
             )
             assert result.accepted == [ref]
     # The read below opens a connection of its own.

@@ -4,7 +4,6 @@ redirects not followed, the allow-list for a private partner proxy, and a partne
 kept short and shown escaped. Development mode still reaches the simulator on 127.0.0.1."""
 
 import pytest
-import requests
 from django.urls import reverse
 
 from connections import services
@@ -13,6 +12,7 @@ from connections.partners import PARTNERS
 from connections.partners.base import ConfigError, Recipient
 from connections.partners.http import MESSAGE_CHARS, PartnerError, call
 from connections.sandbox import DEMO_BRAZE_KEY
+from core.egress_client import EgressClient
 from tests.base import make_connection
 from tests.egress_servers import (
     ISSUE_LIST,
@@ -132,7 +132,7 @@ def test_a_stored_loopback_endpoint_reaches_nothing_in_production(settings, inte
     assert internal.accepted == 0
 
 
-def test_every_loopback_notation_is_refused_by_call_and_by_a_runs_session(internal):
+def test_every_loopback_notation_is_refused_by_call_and_by_a_runs_client(internal):
     port = internal.port
     urls = [
         f"https://127.0.0.1:{port}",
@@ -145,9 +145,9 @@ def test_every_loopback_notation_is_refused_by_call_and_by_a_runs_session(intern
         with pytest.raises(PartnerError, match="Refused to call") as refused:
             call("POST", f"{url}/users/track", secret=SECRET, payload={})
         assert refused.value.unreachable and not refused.value.retryable
-        # The engine passes a plain requests.Session of its own: call() binds it to the policy.
-        with requests.Session() as session, pytest.raises(PartnerError, match="Refused to call"):
-            call("POST", f"{url}/users/track", secret=SECRET, payload={}, session=session)
+        # The engine passes the client it keeps for a run, shared by its sending threads.
+        with EgressClient() as client, pytest.raises(PartnerError, match="Refused to call"):
+            call("POST", f"{url}/users/track", secret=SECRET, payload={}, client=client)
     assert internal.accepted == 0
 
 
@@ -156,13 +156,13 @@ def test_a_batch_to_a_refused_address_stops_instead_of_retrying(settings, intern
     connection = make_connection(endpoint=f"https://partner.test:{internal.port}", secret=SECRET)
     dns({"partner.test": ["10.0.0.5", "127.0.0.1"]})
     partner = connection.partner(connection.get_config(), SECRET)
-    with requests.Session() as session, pytest.raises(PartnerError) as refused:
+    with EgressClient() as client, pytest.raises(PartnerError) as refused:
         partner.send_batch(
             cohort_label="VIP",
             add=[Recipient(1, "external_id", "u1")],
             remove=[],
             options={},
-            session=session,
+            client=client,
         )
     assert not refused.value.retryable
     assert "10.0.0.5, a private address" in refused.value.message
@@ -195,13 +195,13 @@ def test_a_redirect_from_an_allowed_endpoint_is_not_followed(settings, internal,
         partner = partner_class(config, SECRET)
         with pytest.raises(PartnerError, match="a redirect, which cohortsync does not follow"):
             partner.check()
-        with requests.Session() as session, pytest.raises(PartnerError) as refused:
+        with EgressClient() as client, pytest.raises(PartnerError) as refused:
             partner.send_batch(
                 cohort_label="VIP",
                 add=[Recipient(1, "external_id" if kind == "braze" else "gaid", "u1")],
                 remove=[],
                 options={"import_key": "vip-1234"},
-                session=session,
+                client=client,
             )
     assert refused.value.status == 307 and not refused.value.retryable
     assert len(server.requests) == 2

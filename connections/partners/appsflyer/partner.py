@@ -4,7 +4,6 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import requests
 from django import forms
 
 from connections.partners.appsflyer import simulator as appsflyer_simulator
@@ -22,6 +21,7 @@ from connections.partners.base import (
 )
 from connections.partners.http import BatchTooLarge, PartnerError, PartnerResponse, call
 from connections.partners.redaction import RedactedRequest
+from core.egress_client import EgressClient
 
 IMPORT_PATH = "/api/audiences-import-api/v2"
 AUDIENCE_PATH = "/api/audiences-external-api/audience"
@@ -115,7 +115,7 @@ class AppsFlyer(Partner):
         add: Sequence[Recipient],
         remove: Sequence[Recipient],
         options: Mapping[str, Any],
-        session: requests.Session | None = None,
+        client: EgressClient | None = None,
     ) -> BatchResult:
         """`add` then `remove` on the audience named by `options["import_key"]`.
 
@@ -151,7 +151,7 @@ class AppsFlyer(Partner):
                 import_payload(
                     import_key=import_key, platform=self.config.platform, devices=rows.devices
                 ),
-                session=session,
+                client=client,
             )
             sent += 1
             status = response.status
@@ -169,7 +169,7 @@ class AppsFlyer(Partner):
         prepared["audience_name"] = name[:100]
         return Prepared(prepared, requests=1)
 
-    def create_audience(self, *, name: str, session: requests.Session | None = None) -> str:
+    def create_audience(self, *, name: str, client: EgressClient | None = None) -> str:
         """A new imported audience on this connection's platform; returns its import key."""
         shortest, longest = AUDIENCE_NAME_LENGTH
         audience_name = name.strip()[:longest]
@@ -181,7 +181,7 @@ class AppsFlyer(Partner):
             response = self._post(
                 AUDIENCE_PATH,
                 {"audience_name": audience_name, "platform": self.config.platform},
-                session=session,
+                client=client,
             )
         except PartnerError as exc:
             if isinstance(exc.body, dict) and exc.body.get("error_code") == AUDIENCE_NAME_EXISTS:
@@ -204,7 +204,7 @@ class AppsFlyer(Partner):
         return import_key
 
     def _post(
-        self, path: str, payload: dict[str, Any], *, session: requests.Session | None
+        self, path: str, payload: dict[str, Any], *, client: EgressClient | None
     ) -> PartnerResponse:
         """call(), plus the one 400 the engine can act on: too many devices per request."""
         try:
@@ -213,7 +213,7 @@ class AppsFlyer(Partner):
                 f"{self.config.api_host}{path}",
                 secret=self.secret,
                 payload=payload,
-                session=session,
+                client=client,
             )
         except PartnerError as exc:
             limit = device_limit(exc.message) if exc.status == 400 else None

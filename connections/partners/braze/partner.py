@@ -3,7 +3,6 @@
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import requests
 from django import forms
 
 from connections.partners.base import (
@@ -36,6 +35,7 @@ from connections.partners.braze.payload import (
 from connections.partners.braze.redaction import redact_track_request
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError, call
 from connections.partners.redaction import RedactedRequest
+from core.egress_client import EgressClient
 
 # Braze's 400 for a request over the workspace's objects-per-request cap, which the answer
 # does not state (docs/partners/braze.md §2).
@@ -170,7 +170,7 @@ class Braze(Partner):
         workspace's 250 export requests a minute, a budget apart from /users/track's."""
         mode = self.membership_mode(self.config, options)
         verified: set[int] = set()
-        with requests.Session() as session:
+        with EgressClient() as client:
             for payload, refs in build_export_payloads(recipients, self.config.alias_label):
                 try:
                     response = call(
@@ -178,7 +178,7 @@ class Braze(Partner):
                         f"{self.config.rest_endpoint}/users/export/ids",
                         secret=self.secret,
                         payload=payload,
-                        session=session,
+                        client=client,
                     )
                 except PartnerError as exc:
                     if exc.status == 403:
@@ -207,7 +207,7 @@ class Braze(Partner):
         add: Sequence[Recipient],
         remove: Sequence[Recipient],
         options: Mapping[str, Any],
-        session: requests.Session | None = None,
+        client: EgressClient | None = None,
     ) -> BatchResult:
         """One `/users/track` request; objects Braze rejects by index fail, the rest pass."""
         size = len(add) + len(remove)
@@ -222,7 +222,7 @@ class Braze(Partner):
             if remove:
                 raise ValueError("A trait batch removes no one.")
             payload, refs = build_trait_payload(add, default_alias_label=self.config.alias_label)
-            return self._track(payload, refs, session)
+            return self._track(payload, refs, client)
         payload, refs = build_track_payload(
             cohort_label=cohort_label,
             add=add,
@@ -232,10 +232,10 @@ class Braze(Partner):
             update_existing_only=self.config.update_existing_only,
             default_alias_label=self.config.alias_label,
         )
-        return self._track(payload, refs, session)
+        return self._track(payload, refs, client)
 
     def _track(
-        self, payload: dict[str, Any], refs: list[int], session: requests.Session | None
+        self, payload: dict[str, Any], refs: list[int], client: EgressClient | None
     ) -> BatchResult:
         try:
             response = call(
@@ -243,7 +243,7 @@ class Braze(Partner):
                 f"{self.config.rest_endpoint}/users/track",
                 secret=self.secret,
                 payload=payload,
-                session=session,
+                client=client,
             )
         except PartnerError as exc:
             raise _refusal(exc, refs) from None
