@@ -121,6 +121,7 @@ class RunSender:
         config = self.partner.config
         self.in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
         self.window = min(FIRST_IN_FLIGHT, self.in_flight_limit)
+        self.unsettled_limit = 2 * self.in_flight_limit
         self.throttled_seen = 0
         self.off_thread = off_thread_possible()
         self.sender = BatchSender(
@@ -341,13 +342,18 @@ class RunSender:
         self._queue(InFlight("remove", rows, recipients, [], started))
 
     def _queue(self, batch: InFlight) -> None:
-        """Keep up to the in-flight limit of batches going; take the answers of the oldest, in
-        order, as they come (without waiting for those still out unless the limit is met)."""
+        """Keep up to the window's requests going; take the answers of the oldest, in order,
+        as they come. A batch answered and waiting behind an older one holds no request: the
+        window counts requests unanswered, so one slow answer does not stall the others (up
+        to twice the in-flight limit of batches are kept unsettled at most)."""
         self.in_flight.append(batch)
-        while self.in_flight and (
-            len(self.in_flight) >= self.window or _answered(self.in_flight[0])
-        ):
-            self._settle(self.in_flight.popleft())
+        while self.in_flight:
+            if _answered(self.in_flight[0]) or len(self.in_flight) >= self.unsettled_limit:
+                self._settle(self.in_flight.popleft())
+            elif self.sender.unanswered >= self.window:
+                self.sender.wait_for_an_answer(below=self.window)
+            else:
+                return
 
     def _settle(self, batch: InFlight) -> None:
         """Take the batch's answer (retried as needed); it goes into the next group commit."""

@@ -134,6 +134,10 @@ class BatchSender:
         self.answered = 0
         self.answer_seconds = 0.0
         self._open_lock = threading.Lock()
+        # This run's attempts handed to a sending thread and not yet done (waiting for a token
+        # or a lease, or posted), and the condition the engine waits on for one to finish.
+        self.unanswered = 0
+        self._answers = threading.Condition()
         self.exchange_log = ExchangeLog(run_id, type(partner))
         self._batches_started = 0
 
@@ -171,7 +175,25 @@ class BatchSender:
     def _submit(
         self, add: list[Recipient], remove: list[Recipient], batch: BatchNumber
     ) -> "Future[Attempt]":
-        return self._threads.submit(self._attempt, add, remove, batch)
+        with self._answers:
+            self.unanswered += 1
+        attempt = self._threads.submit(self._attempt, add, remove, batch)
+        attempt.add_done_callback(self._one_answered)
+        return attempt
+
+    def _one_answered(self, _attempt: "Future[Attempt]") -> None:
+        with self._answers:
+            self.unanswered -= 1
+            self._answers.notify()
+
+    def wait_for_an_answer(self, *, below: int) -> None:
+        """Wait until fewer than `below` of this run's attempts are unanswered, whichever
+        finishes first, beating the heartbeat during long waits."""
+        with self._answers:
+            while not self._answers.wait_for(
+                lambda: self.unanswered < below, timeout=HEARTBEAT_EVERY_SECONDS
+            ):
+                self.beat()
 
     def finish(
         self,
