@@ -203,7 +203,14 @@ def run_in_worker(
         # A sampled profile of the run (py-spy, installed by hand: not a project dependency).
         profile = os.environ["BENCH_PYSPY"]
         spy = [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", "-o", profile]
-        command = [*spy, "--format", "raw", *os.environ.get("BENCH_PYSPY_ARGS", "").split(), "--", *command]
+        command = [
+            *spy,
+            "--format",
+            "raw",
+            *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
+            "--",
+            *command,
+        ]
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -217,7 +224,9 @@ def run_in_worker(
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"The worker failed ({process.returncode}): {output[-2000:]}")
-    figures: dict[str, Any] = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    figures: dict[str, Any] = json.loads(
+        [line for line in output.splitlines() if line.startswith("{")][-1]
+    )
     figures["process_seconds"] = time.perf_counter() - started
     # The worker reports its own VmHWM; ru_maxrss includes this process's peak (vfork + exec).
     figures.setdefault("peak_rss_mb", usage.ru_maxrss / 1024)  # KiB on Linux

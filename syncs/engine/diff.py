@@ -10,7 +10,7 @@ from django.db.models.expressions import RawSQL
 
 from cohorts.models import EXTRA_IDENTIFIERS, CohortMember, IdType
 from connections.partners.base import Recipient
-from syncs.models import Sync, SyncedMember, SyncRunPlanItem
+from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 
 PRIMARY_TYPES = {choice.value for choice in IdType}
 R = TypeVar("R")
@@ -132,19 +132,24 @@ assert PlannedMember._fields[4:] == EXTRA_IDENTIFIERS, "PlannedMember lists ever
 
 
 def page_to_add(
-    sync: Sync, *, run_id: int, after_id: int, limit: int
+    sync: Sync, *, run_id: int, after_id: int, limit: int, until: int | None = None
 ) -> Page[PlannedMember] | None:
     """The next planned members after `after_id`; None once the plan is done. A member who left
-    the cohort since the plan is not found (the run counts it as skipped at the end).
+    the cohort since the plan is not found (the run counts it as skipped at the end). `until`:
+    the run adds the whole cohort up to that member id (SyncRun.adds_whole_cohort), so its
+    pages read the cohort itself, without a stored plan.
 
     One query, rows as plain tuples: the plan's next ids joined to the cohort. Model instances
     and a thousand-id IN list bound in Python were a third of a full sync's time.
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            _PAGE_TO_ADD,
-            [run_id, SyncRunPlanItem.Op.ADD, after_id, limit, sync.cohort_id, after_id],
-        )
+        if until is None:
+            cursor.execute(
+                _PAGE_TO_ADD,
+                [run_id, SyncRunPlanItem.Op.ADD, after_id, limit, sync.cohort_id, after_id],
+            )
+        else:
+            cursor.execute(_COHORT_PAGE, [sync.cohort_id, after_id, until, limit])
         rows = cursor.fetchall()
     if not rows:
         return None
@@ -152,6 +157,11 @@ def page_to_add(
     # 0.9 µs a member).
     found = [PlannedMember._make(row[1:]) for row in rows if row[1] is not None]
     return Page(found, rows[-1][0])
+
+
+def whole_cohort_until(run: SyncRun) -> int | None:
+    """The `until` of the run's pages: its last member when it adds the whole cohort."""
+    return run.add_until if run.adds_whole_cohort else None
 
 
 def _page_to_add_sql() -> str:
@@ -172,6 +182,12 @@ def _page_to_add_sql() -> str:
 
 
 _PAGE_TO_ADD = _page_to_add_sql()
+# The same rows read straight off the cohort's (cohort, id) index, for a whole-cohort plan.
+_COHORT_PAGE = (
+    f"SELECT m.id, m.id, {', '.join(f'm.{name}' for name in PlannedMember._fields[1:])} "  # noqa: S608
+    f"FROM {CohortMember._meta.db_table} m "
+    "WHERE m.cohort_id = %s AND m.id > %s AND m.id <= %s ORDER BY m.id LIMIT %s"
+)
 
 
 def page_to_remove(

@@ -59,7 +59,10 @@ def record_unreached(run: SyncRun, why: str) -> int:
 
 def _unreached(run: SyncRun) -> Iterator[tuple[str, tuple[str, str, str]]]:
     sync, after = run.sync, run.add_cursor
-    while page := diff.page_to_add(sync, run_id=run.pk, after_id=after, limit=UNREACHED_CHUNK):
+    until = diff.whole_cohort_until(run)
+    while page := diff.page_to_add(
+        sync, run_id=run.pk, after_id=after, limit=UNREACHED_CHUNK, until=until
+    ):
         after = page.last_ref
         yield from (("add", (m.id_type, m.alias_label, m.value)) for m in page.rows)
     after = run.remove_cursor

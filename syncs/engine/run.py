@@ -14,8 +14,9 @@ pages are read ahead and the group commits written on threads of their own
 
 The resume bound that follows: a killed worker has sent at most the members of two group commits
 (the one being written and the one being gathered, each under COHORTSYNC_CHECKPOINT_MEMBERS plus
-one batch) and those in flight (its in-flight limit times the batch size) that its ledger lacks;
-the next worker sends those again (both partners' writes are idempotent).
+one batch) and those of its batches sent and not yet settled (UNSETTLED_PER_SLOT times its
+in-flight limit, times the batch size) that its ledger lacks; the next worker sends those again
+(both partners' writes are idempotent).
 """
 
 import logging
@@ -60,6 +61,9 @@ SENDS_IN_FLIGHT = 256
 # itself, and a partner whose real limit is below the connection's setting is not flooded
 # before its rate-limit headers have taught the shared bucket.
 FIRST_IN_FLIGHT = 4
+# Batches sent and not yet settled, per request the run may have in flight: answered batches
+# wait behind an older one still out without holding a request's slot.
+UNSETTLED_PER_SLOT = 2
 Op = SyncRunPlanItem.Op
 WORKER_STOPPING = (
     "The worker was asked to stop: what the partner accepted is checkpointed, and the run "
@@ -121,7 +125,7 @@ class RunSender:
         config = self.partner.config
         self.in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
         self.window = min(FIRST_IN_FLIGHT, self.in_flight_limit)
-        self.unsettled_limit = 2 * self.in_flight_limit
+        self.unsettled_limit = UNSETTLED_PER_SLOT * self.in_flight_limit
         self.throttled_seen = 0
         self.off_thread = off_thread_possible()
         self.sender = BatchSender(
@@ -236,7 +240,13 @@ class RunSender:
     def _page_to_add(
         self, *, run_id: int, after_id: int, limit: int
     ) -> diff.Page[PlannedMember] | None:
-        return diff.page_to_add(self.sync, run_id=run_id, after_id=after_id, limit=limit)
+        return diff.page_to_add(
+            self.sync,
+            run_id=run_id,
+            after_id=after_id,
+            limit=limit,
+            until=diff.whole_cohort_until(self.run),
+        )
 
     def _planned_removals(self) -> Iterator[list[SyncedMember]]:
         after = self.run.remove_cursor
@@ -345,7 +355,7 @@ class RunSender:
         """Keep up to the window's requests going; take the answers of the oldest, in order,
         as they come. A batch answered and waiting behind an older one holds no request: the
         window counts requests unanswered, so one slow answer does not stall the others (up
-        to twice the in-flight limit of batches are kept unsettled at most)."""
+        to UNSETTLED_PER_SLOT times the in-flight limit of batches are kept unsettled at most)."""
         self.in_flight.append(batch)
         while self.in_flight:
             if _answered(self.in_flight[0]) or len(self.in_flight) >= self.unsettled_limit:

@@ -155,6 +155,10 @@ class SyncRun(models.Model):
     # a resumed run goes on after the cursors, within the same bounds, so nothing is counted twice.
     add_until = models.BigIntegerField(default=0)
     remove_until = models.BigIntegerField(default=0)
+    # The run adds every member of its cohort up to add_until (a first sync, or a full
+    # resync: nothing to subtract), so its plan stores no row for them: its pages read the
+    # cohort itself.
+    adds_whole_cohort = models.BooleanField(default=False)
     add_cursor = models.BigIntegerField(default=0)
     remove_cursor = models.BigIntegerField(default=0)
     error_summary = models.TextField(blank=True)

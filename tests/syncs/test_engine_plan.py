@@ -45,22 +45,44 @@ def ledger(sync):
     return set(SyncedMember.objects.filter(sync=sync).values_list("value", flat=True))
 
 
+def stored_adds(sync):
+    run = SyncRun.objects.filter(sync=sync).latest("pk")
+    return set(
+        SyncRunPlanItem.objects.filter(run=run, op=SyncRunPlanItem.Op.ADD).values_list(
+            "ref_id", flat=True
+        )
+    )
+
+
 def test_the_plan_is_the_diff_and_is_deleted_when_the_run_finishes(cohort, sync):
+    apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(5)])
+    run_with(sync, lambda: None)
+    apply_changes(cohort.pk, add=[ext(f"new{n}") for n in range(3)])
+    stored = {}
+
+    finished = run_with(sync, lambda: stored.update(adds=stored_adds(sync)))
+    new = set(cohort.members.filter(value__startswith="new").values_list("id", flat=True))
+    assert stored["adds"] == new
+    assert not finished.adds_whole_cohort
+    assert (finished.status, finished.planned_adds, finished.added) == ("succeeded", 3, 3)
+    assert not SyncRunPlanItem.objects.filter(run=finished).exists()
+
+
+def test_a_first_sync_plans_the_whole_cohort_without_a_row_per_member(cohort, sync):
     apply_changes(cohort.pk, add=[ext(f"u{n}") for n in range(5)])
     stored = {}
 
     def look_at_the_plan():
-        run = SyncRun.objects.get(sync=sync)
-        stored["adds"] = set(
-            SyncRunPlanItem.objects.filter(run=run, op=SyncRunPlanItem.Op.ADD).values_list(
-                "ref_id", flat=True
-            )
-        )
+        stored.update(adds=stored_adds(sync))
+        apply_changes(cohort.pk, add=[ext("late")])  # joined after the plan: not this run's
 
     finished = run_with(sync, look_at_the_plan)
-    assert stored["adds"] == set(cohort.members.values_list("id", flat=True))
+    assert stored["adds"] == set()
+    assert finished.adds_whole_cohort
+    early = cohort.members.exclude(value="late")
+    assert finished.add_until == max(early.values_list("id", flat=True))
     assert (finished.status, finished.planned_adds, finished.added) == ("succeeded", 5, 5)
-    assert not SyncRunPlanItem.objects.filter(run=finished).exists()
+    assert ledger(sync) == {f"u{n}" for n in range(5)}
 
 
 def test_a_member_who_leaves_after_the_plan_is_skipped(cohort, sync):
@@ -83,14 +105,20 @@ def test_a_member_who_comes_back_after_the_plan_is_not_removed(cohort, sync):
 
 
 @pytest.mark.usefixtures("checkpoint_every_batch")
-def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
+@pytest.mark.parametrize("first_sync", [True, False], ids=["whole cohort", "stored plan"])
+def test_a_resumed_run_uses_its_plan(cohort, sync, first_sync):
+    if not first_sync:
+        apply_changes(cohort.pk, add=[ext("seed")])
+        run_with(sync, lambda: None)
     # Eight batches: the reaper takes the run between two of their checkpoints.
     apply_changes(cohort.pk, add=[ext(f"u{n:03d}") for n in range(600)])
     run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
     with reaper_takes_the_run_after_its_first_checkpoint(run.pk):
         assert run_sync(run.pk) == "lost claim"
-    assert SyncRunPlanItem.objects.filter(run=run).count() == 600
-    # Joined after the plan: a re-plan would send them in this run; the stored plan does not.
+    run.refresh_from_db()
+    assert run.adds_whole_cohort == first_sync
+    assert SyncRunPlanItem.objects.filter(run=run).count() == (0 if first_sync else 600)
+    # Joined after the plan: a re-plan would send them in this run; the plan does not.
     apply_changes(cohort.pk, add=[ext("late-1"), ext("late-2")])
 
     from syncs.queue import enqueue_run
@@ -100,7 +128,8 @@ def test_a_resumed_run_uses_its_stored_plan(cohort, sync):
     run.refresh_from_db()
     assert run.status == SyncRun.Status.SUCCEEDED
     assert (run.planned_adds, run.added, run.failed, run.skipped) == (600, 600, 0, 0)
-    assert "late-1" not in ledger(sync) and len(ledger(sync)) == 600
+    assert "late-1" not in ledger(sync)
+    assert len(ledger(sync)) == 600 + (0 if first_sync else 1)
     assert not SyncRunPlanItem.objects.filter(run=run).exists()
 
 

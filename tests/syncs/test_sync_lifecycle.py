@@ -12,6 +12,7 @@ from cohorts.models import Cohort
 from connections.models import Connection
 from core.models import AuditEntry
 from syncs.engine import checkpoint
+from syncs.engine.run import UNSETTLED_PER_SLOT
 from syncs.engine.sending import BatchSender
 from syncs.lifecycle import (
     approve_held_run,
@@ -217,7 +218,7 @@ def test_canceling_a_running_run_stops_it_at_the_next_checkpoint(cohort, sandbox
     # batches already in flight were accepted, so they are in the ledger too.
     assert Status.CANCELED in statuses
     assert not sent_after_the_cancel_was_seen
-    assert len(sent) <= 1 + IN_FLIGHT < 900 // 75
+    assert len(sent) <= 1 + UNSETTLED_PER_SLOT * IN_FLIGHT < 900 // 75
     sent_members = len(sent) * 75
     assert (started.planned_adds, started.added) == (900, sent_members)
     assert started.failed == 900 - sent_members  # planned but not reached
