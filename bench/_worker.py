@@ -54,6 +54,10 @@ def main(run_id: int) -> None:
     diff.page_to_add = timed(spent, "pages", diff.page_to_add)
     diff.page_to_remove = timed(spent, "pages", diff.page_to_remove)
     sending.BatchSender.finish = timed(spent, "send", sending.BatchSender.finish)  # type: ignore[method-assign]
+    # The run's thread also waits for any answer when its window is full.
+    sending.BatchSender.wait_for_an_answer = timed(  # type: ignore[method-assign]
+        spent, "send", sending.BatchSender.wait_for_an_answer
+    )
     started_at = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()
