@@ -7,13 +7,29 @@
     button.textContent = "Copied";
   }
 
+  function notCopied(target, button) {
+    // Neither way worked (a browser that refuses both): say so, with the text selected.
+    if (typeof target.select === "function") {
+      target.select();
+    }
+    button.textContent = "Select and copy by hand";
+  }
+
   function fallbackCopy(target, button) {
     // Clipboard API needs a secure context; plain-HTTP installs fall back to a selection copy.
     if (typeof target.select === "function") {
       target.select();
     }
-    if (document.execCommand("copy")) {
+    var done = false;
+    try {
+      done = document.execCommand("copy");
+    } catch (error) {
+      done = false;
+    }
+    if (done) {
       copied(button);
+    } else {
+      notCopied(target, button);
     }
   }
 

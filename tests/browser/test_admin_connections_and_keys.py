@@ -58,6 +58,15 @@ def test_admin_connects_braze_tests_it_and_manages_an_import_key(
     page.click("button[data-copy-target=import-key]")
     expect(page.locator("button[data-copy-target=import-key]")).to_have_text("Copied")
     screenshot(page, "import-key-shown-once")
+    # A browser that refuses both ways of copying: the button says so, the key selected.
+    page.evaluate(
+        "navigator.clipboard.writeText = () => Promise.reject(new Error('denied'));"
+        "document.execCommand = () => false;"
+    )
+    page.click("button[data-copy-target=import-key]")
+    expect(page.locator("button[data-copy-target=import-key]")).to_have_text(
+        "Select and copy by hand"
+    )
 
     page.click("text=I have copied it")
     assert raw_key not in page.content()
