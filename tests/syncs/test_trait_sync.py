@@ -275,9 +275,12 @@ def test_the_pages_of_a_trait_sync_say_updated_and_count_attributes(
 
 
 @pytest.mark.usefixtures("checkpoint_every_batch")
+@pytest.mark.usefixtures("checkpoint_every_batch")
 def test_a_trait_run_stopped_at_a_checkpoint_resumes_and_every_member_is_written_once_in_the_ledger(
     connection, sandbox, received, monkeypatch
 ):
+    # Each batch its own checkpoint: the run stops at its first, with batches still to send.
+    # (A group commit by time could come after all 8 batches were answered: nothing to resume.)
     from cohorts.membership import Identity, apply_changes
     from cohorts.models import Cohort
     from core import stopping
