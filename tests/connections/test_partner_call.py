@@ -2,12 +2,13 @@
 a refusal or no answer at all is what it saw through requests (PartnerResponse, the classified
 PartnerError and its message, the exchange noted), over real sockets on the loopback."""
 
+import json
 import socket
 
 import pytest
 
 from connections.partners.exchanges import recording
-from connections.partners.http import PartnerError, call
+from connections.partners.http import InvalidJSONError, PartnerError, _json_body, call
 from core.egress_client import EgressClient
 from tests.egress_servers import AnswerServer, servers
 
@@ -89,3 +90,22 @@ def test_a_payload_that_is_not_json_sends_nothing():
     with servers(server), pytest.raises(PartnerError, match=r"\(InvalidJSONError\)"):
         call("POST", f"{server.url}/users/track", secret=SECRET, payload={"score": float("nan")})
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"attributes": [{"external_id": "u1", "_update_existing_only": True, "a": {"add": ["x"]}}]},
+        {"attributes": [{"external_id": "u1", "rank": None}]},  # a trait removed: null, sent
+        {"attributes": [{"external_id": "null"}]},  # "null" in a value: the strict way, same JSON
+        {1: "an integer key, as the json module writes it", "big": 2**70},
+    ],
+)
+def test_a_body_is_the_json_of_its_payload(payload):
+    assert json.loads(_json_body(payload)) == json.loads(json.dumps(payload))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_body_never_sends_nan_or_infinity_as_null(value):
+    with pytest.raises(InvalidJSONError):
+        _json_body({"attributes": [{"external_id": "u1", "score": value}]})
