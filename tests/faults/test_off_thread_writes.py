@@ -11,9 +11,10 @@ from django.db import connection
 
 from syncs.engine import checkpoint, diff
 from syncs.engine.background import read_ahead
-from syncs.engine.run import run_sync
+from syncs.engine.run import UNSETTLED_PER_SLOT, run_sync
 from syncs.lifecycle import cancel_run
 from syncs.models import SyncRun, SyncRunEvent
+from tests.factories import make_simulator_connection
 from tests.faults.simulator import BATCH, Sleeps, in_destination
 from tests.faults.test_partner_faults import braze_sync, fill, ledger, queued_run
 
@@ -66,12 +67,13 @@ def test_a_workers_run_writes_and_reads_off_its_thread_and_its_ledger_stays_whol
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("rq_redis")
 def test_a_cancel_seen_by_the_writer_stops_the_run_with_what_was_accepted_in_the_ledger(
-    cohort, simulated_braze, sandbox, settings, monkeypatch, marketer
+    cohort, sandbox, settings, monkeypatch, marketer
 ):
     settings.COHORTSYNC_CHECKPOINT_MEMBERS = BATCH
     settings.COHORTSYNC_CHECKPOINT_SECONDS = 3600.0
     members = fill(cohort, 20 * BATCH)
-    sync = braze_sync(cohort, simulated_braze)
+    # Two requests in flight at most: the batches sent before the cancel is seen are bounded.
+    sync = braze_sync(cohort, make_simulator_connection(sandbox, max_concurrent_requests=2))
     run = queued_run(sync)
     real_commit, commits = checkpoint.commit, []
 
@@ -86,9 +88,11 @@ def test_a_cancel_seen_by_the_writer_stops_the_run_with_what_was_accepted_in_the
     assert run_sync(run.pk, sleep=Sleeps()) == SyncRun.Status.CANCELED
 
     run.refresh_from_db()
-    # The writer saw the cancel a group or two later: the run sent far from everything, and
-    # every member the partner holds is in the ledger, counted.
-    assert run.added < len(members) // 2
+    # The writer saw the cancel during the second group, the run at the third's hand-over: it
+    # had sent those three batches and at most its unsettled ones (UNSETTLED_PER_SLOT per
+    # request in flight), far from everything; every member the partner holds is in the
+    # ledger, counted.
+    assert run.added <= (3 + UNSETTLED_PER_SLOT * 2) * BATCH < len(members) // 2
     assert in_destination(sandbox, cohort.name) == ledger(sync)
     assert len(ledger(sync)) == run.added
     assert run.added + run.failed == run.planned_adds
