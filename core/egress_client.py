@@ -39,7 +39,7 @@ from urllib3.exceptions import SSLError as TLSError
 from urllib3.util.ssl_ import create_urllib3_context
 
 from core import egress
-from core.egress_http import CHECKED_POOLS
+from core.egress_http import CHECKED_POOLS, named_ca_bundle
 
 # Connections kept open per host: the engine keeps up to 256 requests in flight on a run
 # (syncs/engine/run.py SENDS_IN_FLIGHT). The pool does not block: a request beyond this opens a
@@ -55,8 +55,7 @@ DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate"}
 def ca_bundle() -> str:
     """The CA certificates TLS verification trusts: the file (or directory) that
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE names, as requests reads them, else certifi's."""
-    named = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    return named or certifi.where()
+    return named_ca_bundle() or certifi.where()
 
 
 @functools.lru_cache(maxsize=4)

@@ -88,6 +88,12 @@ CHECKED_POOLS: dict[str, type[HTTPConnectionPool]] = {
 }
 
 
+def named_ca_bundle() -> str | None:
+    """The CA bundle REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE names, as requests reads them; None
+    when neither does. Read where a session or client is made, never per request."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+
 class EgressAdapter(HTTPAdapter):
     """A requests adapter whose every connection obeys the policy."""
 
@@ -126,7 +132,7 @@ def protect(session: requests.Session) -> requests.Session:
             session.mount(prefix, EgressAdapter())
     if session.trust_env:
         session.trust_env = False
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        bundle = named_ca_bundle()
         if bundle and session.verify is True:
             session.verify = bundle
     return session

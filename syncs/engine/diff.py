@@ -164,8 +164,11 @@ def whole_cohort_until(run: SyncRun) -> int | None:
     return run.add_until if run.adds_whole_cohort else None
 
 
+# A planned member's columns after its id, as the page queries select them.
+_MEMBER_COLUMNS = ", ".join(f"m.{name}" for name in PlannedMember._fields[1:])
+
+
 def _page_to_add_sql() -> str:
-    member_columns = ", ".join(f"m.{name}" for name in PlannedMember._fields[1:])
     # The join is bounded to the page's own id range as well: without it PostgreSQL hashed
     # the whole cohort for each page (a sequential scan, 22 ms a page at 100,000 members, so
     # a full sync's pages grew with the square of its size); with it, it reads the range off
@@ -174,7 +177,7 @@ def _page_to_add_sql() -> str:
         "WITH p AS ("  # noqa: S608 (names from the models)
         f"SELECT ref_id FROM {SyncRunPlanItem._meta.db_table} "
         "WHERE run_id = %s AND op = %s AND ref_id > %s ORDER BY ref_id LIMIT %s) "
-        f"SELECT p.ref_id, m.id, {member_columns} FROM p "
+        f"SELECT p.ref_id, m.id, {_MEMBER_COLUMNS} FROM p "
         f"LEFT JOIN {CohortMember._meta.db_table} m ON m.id = p.ref_id AND m.cohort_id = %s "
         "AND m.id > %s AND m.id <= (SELECT MAX(ref_id) FROM p) "
         "ORDER BY p.ref_id"
@@ -184,7 +187,7 @@ def _page_to_add_sql() -> str:
 _PAGE_TO_ADD = _page_to_add_sql()
 # The same rows read straight off the cohort's (cohort, id) index, for a whole-cohort plan.
 _COHORT_PAGE = (
-    f"SELECT m.id, m.id, {', '.join(f'm.{name}' for name in PlannedMember._fields[1:])} "  # noqa: S608
+    f"SELECT m.id, m.id, {_MEMBER_COLUMNS} "  # noqa: S608 (names from the models)
     f"FROM {CohortMember._meta.db_table} m "
     "WHERE m.cohort_id = %s AND m.id > %s AND m.id <= %s ORDER BY m.id LIMIT %s"
 )
