@@ -33,6 +33,34 @@
     }
   }
 
+  // A clipboard promise that never settles (a permission prompt nobody answers) must not leave
+  // the button saying nothing: after this long the selection copy is tried instead.
+  var CLIPBOARD_WAIT_MS = 1500;
+
+  function clipboardCopy(text, target, button) {
+    var settled = false;
+    var timer = setTimeout(function () {
+      if (!settled) {
+        settled = true;
+        fallbackCopy(target, button);
+      }
+    }, CLIPBOARD_WAIT_MS);
+    navigator.clipboard.writeText(text).then(
+      function () {
+        clearTimeout(timer);
+        settled = true;
+        copied(button); // also when it lands after the wait: the text is on the clipboard
+      },
+      function () {
+        clearTimeout(timer);
+        if (!settled) {
+          settled = true;
+          fallbackCopy(target, button);
+        }
+      }
+    );
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy-target]");
     if (!button) {
@@ -44,10 +72,7 @@
     }
     var text = "value" in target ? target.value : target.textContent;
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(
-        function () { copied(button); },
-        function () { fallbackCopy(target, button); }
-      );
+      clipboardCopy(text, target, button);
     } else {
       fallbackCopy(target, button);
     }

@@ -55,6 +55,8 @@ def test_admin_connects_braze_tests_it_and_manages_an_import_key(
     page.click("button:has-text('Generate key')")
     raw_key = page.input_value("#import-key")
     assert re.fullmatch(r"csik_\w{12}_[\w-]{43}", raw_key)
+    # copy.js is deferred: a click before it runs would go unheard.
+    page.wait_for_load_state("load")
     page.click("button[data-copy-target=import-key]")
     expect(page.locator("button[data-copy-target=import-key]")).to_have_text("Copied")
     screenshot(page, "import-key-shown-once")
@@ -62,6 +64,16 @@ def test_admin_connects_braze_tests_it_and_manages_an_import_key(
     page.evaluate(
         "navigator.clipboard.writeText = () => Promise.reject(new Error('denied'));"
         "document.execCommand = () => false;"
+    )
+    page.click("button[data-copy-target=import-key]")
+    expect(page.locator("button[data-copy-target=import-key]")).to_have_text(
+        "Select and copy by hand"
+    )
+    # A clipboard that never answers (a prompt nobody sees): the button does not stay silent.
+    page.evaluate(
+        "navigator.clipboard.writeText = () => new Promise(() => {});"
+        "document.execCommand = () => false;"
+        "document.querySelector('button[data-copy-target=import-key]').textContent = 'Copy';"
     )
     page.click("button[data-copy-target=import-key]")
     expect(page.locator("button[data-copy-target=import-key]")).to_have_text(

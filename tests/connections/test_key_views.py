@@ -1,5 +1,6 @@
 """Data-import key pages: access on every view, the one-time display, revoke and rotate."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -273,3 +274,10 @@ def test_rotating_a_revoked_key_is_refused_with_a_message(admin_client, key):
     assert ImportKey.objects.count() == 1
     get = admin_client.get(reverse("connections:key_rotate", args=[key.pk]))
     assert get.status_code == 302
+
+
+def test_the_detail_page_title_is_the_keys_name_in_plain_text(admin_client, key):
+    html = admin_client.get(reverse("connections:key_detail", args=[key.pk])).content.decode()
+    title = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert title is not None
+    assert title.group(1).strip() == f"{key.name} · Import keys · cohortsync"
