@@ -35,6 +35,7 @@ from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, Recipient
 from connections.partners.http import PartnerError
 from core import stopping
+from core.garbage_collection import fewer_collections
 from syncs.engine import checkpoint, diff
 from syncs.engine.array_cap import ArrayCapGuard
 from syncs.engine.background import off_thread_possible, read_ahead
@@ -87,7 +88,7 @@ def run_sync(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str
         else "A worker claimed the run.",
     )
     try:
-        with checkpoint.without_fsync_wait():
+        with fewer_collections(), checkpoint.without_fsync_wait():
             RunSender(run, sleep=sleep).execute()
     except LostClaim:
         logger.warning("Sync run %s was taken over by another worker; this one stops.", run_id)

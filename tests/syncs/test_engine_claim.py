@@ -55,3 +55,23 @@ def test_long_waits_beat_the_heartbeat(sync):
     assert slept == [15.0, 15.0, 10.0]
     run.refresh_from_db()
     assert run.heartbeat_at > long_ago + timedelta(minutes=9)
+
+
+def test_a_run_collects_garbage_less_often_while_it_sends_and_restores_it_after(sync, monkeypatch):
+    import gc
+
+    from core.garbage_collection import YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    seen = []
+    execute = RunSender.execute
+
+    def watched(sender):
+        seen.append(gc.get_threshold()[0])
+        return execute(sender)
+
+    monkeypatch.setattr(RunSender, "execute", watched)
+    run, _ = start_run(sync=sync, trigger=SyncRun.Trigger.MANUAL, actor=None)
+    assert run_sync(run.pk) == SyncRun.Status.SUCCEEDED
+    assert seen == [YOUNG_THRESHOLD]
+    assert gc.get_threshold() == before
