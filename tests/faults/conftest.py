@@ -13,8 +13,9 @@ from tests.factories import make_cohort, make_simulator_connection
 from tests.faults.simulator import MemberWrites
 from tests.worker_process import scratch_database
 
-# The workers' group commit in these tests: several checkpoints in a run of a few thousand.
-CHECKPOINT_MEMBERS = 300
+# The workers' group commit in these tests: several checkpoints in a run of a few thousand, and a
+# resume bound (tests/faults/test_worker_kills.py) well under the cohort.
+CHECKPOINT_MEMBERS = 150
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from django.db import connection
 
 from syncs.engine import checkpoint, diff
 from syncs.engine.background import read_ahead
+from syncs.engine.group_commit import GATHER_WHILE_WRITING
 from syncs.engine.run import UNSETTLED_PER_SLOT, run_sync
 from syncs.lifecycle import cancel_run
 from syncs.models import SyncRun, SyncRunEvent
@@ -71,7 +72,7 @@ def test_a_cancel_seen_by_the_writer_stops_the_run_with_what_was_accepted_in_the
 ):
     settings.COHORTSYNC_CHECKPOINT_MEMBERS = BATCH
     settings.COHORTSYNC_CHECKPOINT_SECONDS = 3600.0
-    members = fill(cohort, 20 * BATCH)
+    members = fill(cohort, 40 * BATCH)
     # Two requests in flight at most: the batches sent before the cancel is seen are bounded.
     sync = braze_sync(cohort, make_simulator_connection(sandbox, max_concurrent_requests=2))
     run = queued_run(sync)
@@ -89,10 +90,12 @@ def test_a_cancel_seen_by_the_writer_stops_the_run_with_what_was_accepted_in_the
 
     run.refresh_from_db()
     # The writer saw the cancel during the second group, the run at the third's hand-over: it
-    # had sent those three batches and at most its unsettled ones (UNSETTLED_PER_SLOT per
+    # had sent those three groups (each of GATHER_WHILE_WRITING batches at most, gathered while
+    # the one before was written) and at most its unsettled batches (UNSETTLED_PER_SLOT per
     # request in flight), far from everything; every member the partner holds is in the
     # ledger, counted.
-    assert run.added <= (3 + UNSETTLED_PER_SLOT * 2) * BATCH < len(members) // 2
+    bound = (3 * GATHER_WHILE_WRITING + UNSETTLED_PER_SLOT * 2) * BATCH
+    assert run.added <= bound < len(members) // 2
     assert in_destination(sandbox, cohort.name) == ledger(sync)
     assert len(ledger(sync)) == run.added
     assert run.added + run.failed == run.planned_adds

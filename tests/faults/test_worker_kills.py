@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from connections.sandbox import DEMO_BRAZE_KEY
+from syncs.engine.group_commit import GATHER_WHILE_WRITING
 from syncs.engine.run import UNSETTLED_PER_SLOT
 from syncs.models import SyncRunEvent
 from tests.faults.conftest import CHECKPOINT_MEMBERS
@@ -25,10 +26,13 @@ Kind = SyncRunEvent.Kind
 # The connection's maximum concurrent requests in these tests.
 IN_FLIGHT_REQUESTS = 4
 # The resume bound: members a killed worker may have sent that its ledger lacks (the group commit
-# being written and the one being gathered, each under a group plus the batch that filled it; and
-# the batches sent and not yet settled). Under SQLite a run writes its own groups, so only the
-# second counts there.
-RESEND_BOUND = 2 * (CHECKPOINT_MEMBERS + BATCH) + UNSETTLED_PER_SLOT * IN_FLIGHT_REQUESTS * BATCH
+# being written and the one being gathered, each under GATHER_WHILE_WRITING groups plus the batch
+# that filled it; and the batches sent and not yet settled). Under SQLite a run writes its own
+# groups, so only the second counts there.
+RESEND_BOUND = (
+    2 * (GATHER_WHILE_WRITING * CHECKPOINT_MEMBERS + BATCH)
+    + UNSETTLED_PER_SLOT * IN_FLIGHT_REQUESTS * BATCH
+)
 # The requests those members took (each kill may also cut one request per slot short).
 RESEND_REQUESTS = RESEND_BOUND // BATCH
 
