@@ -13,10 +13,10 @@ pages are read ahead and the group commits written on threads of their own
 (syncs/engine/background.py), so this thread waits on no database round trip while it sends.
 
 The resume bound that follows: a killed worker has sent at most the members of two group commits
-(the one being written and the one being gathered, each under COHORTSYNC_CHECKPOINT_MEMBERS plus
-one batch) and those of its batches sent and not yet settled (UNSETTLED_PER_SLOT times its
-in-flight limit, times the batch size) that its ledger lacks; the next worker sends those again
-(both partners' writes are idempotent).
+(the one being written and the one being gathered, each under GATHER_WHILE_WRITING times
+COHORTSYNC_CHECKPOINT_MEMBERS plus one batch) and those of its batches sent and not yet settled
+(UNSETTLED_PER_SLOT times its in-flight limit, times the batch size) that its ledger lacks; the
+next worker sends those again (both partners' writes are idempotent).
 """
 
 import logging
