@@ -1,11 +1,14 @@
 """A worker that is alive but slow must never fight the worker the reaper gave its run to:
-long waits beat the heartbeat, and a worker whose claim was taken stops without writing."""
+long waits beat the heartbeat, and a worker whose claim was taken stops without writing. While
+it holds its run, the worker collects garbage less often, and restores the collector after."""
 
+import gc
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from core.garbage_collection import YOUNG_THRESHOLD
 from syncs.engine.run import RunSender, run_sync
 from syncs.models import SyncedMember, SyncRun
 from syncs.services import start_run
@@ -58,10 +61,6 @@ def test_long_waits_beat_the_heartbeat(sync):
 
 
 def test_a_run_collects_garbage_less_often_while_it_sends_and_restores_it_after(sync, monkeypatch):
-    import gc
-
-    from core.garbage_collection import YOUNG_THRESHOLD
-
     before = gc.get_threshold()
     seen = []
     execute = RunSender.execute

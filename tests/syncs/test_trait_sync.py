@@ -275,7 +275,6 @@ def test_the_pages_of_a_trait_sync_say_updated_and_count_attributes(
 
 
 @pytest.mark.usefixtures("checkpoint_every_batch")
-@pytest.mark.usefixtures("checkpoint_every_batch")
 def test_a_trait_run_stopped_at_a_checkpoint_resumes_and_every_member_is_written_once_in_the_ledger(
     connection, sandbox, received, monkeypatch
 ):
