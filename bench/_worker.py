@@ -45,6 +45,7 @@ def main(run_id: int) -> None:
     import django
 
     django.setup()
+    from connections.admission_desk import AdmissionDesk
     from syncs.engine import diff, sending
     from syncs.engine import run as engine
     from syncs.models import SyncRun
@@ -58,6 +59,16 @@ def main(run_id: int) -> None:
     sending.BatchSender.wait_for_an_answer = timed(  # type: ignore[method-assign]
         spent, "send", sending.BatchSender.wait_for_an_answer
     )
+    # The Redis round trips the run's admission desks made, for the requests they admitted.
+    desks = {"admission_trips": 0, "admitted": 0}
+    close_desk = AdmissionDesk.close
+
+    def counted_close(desk: AdmissionDesk) -> None:
+        close_desk(desk)
+        desks["admission_trips"] += desk.trips
+        desks["admitted"] += desk.admitted
+
+    AdmissionDesk.close = counted_close  # type: ignore[method-assign,assignment]
     started_at = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -90,6 +101,7 @@ def main(run_id: int) -> None:
         "throttled_seconds": run.throttled_seconds,
         "error": run.error_summary,
         **{f"{name}_seconds": value for name, value in spent.items()},
+        **desks,
         "peak_rss_mb": own_peak_rss_mb(),
         # CPU of the worker process (all its threads) during the run: the database's and the
         # simulator's are their own processes'.

@@ -239,6 +239,12 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
             "",
             "",
         ],
+        [
+            f"{kind}: requests admitted / Redis round trips for them",
+            f"{figures['admitted']:,} / {figures['admission_trips']:,}",
+            "",
+            "",
+        ],
         [f"{kind}: worker CPU, s", f"{figures['cpu_seconds']:.1f}", "", ""],
         [f"{kind}: worker peak RSS, MB", f"{figures['peak_rss_mb']:.0f}", "", ""],
     ]

@@ -20,12 +20,12 @@ import redis
 
 from connections.ratelimit import CLOCK_LUA
 
-# `lease_free` forgets the leases expired by now and says whether one of `limit` is free;
+# `lease_room` forgets the leases expired by now and says how many of `limit` are free;
 # `lease_take` adds one that expires `seconds` from now (the set outlives its last lease by 1 s).
 LEASE_LUA = """
-local function lease_free(key, limit, now)
+local function lease_room(key, limit, now)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  return redis.call('ZCARD', key) < limit
+  return limit - redis.call('ZCARD', key)
 end
 
 local function lease_take(key, seconds, id, now)
@@ -38,7 +38,7 @@ _TAKE = (
     CLOCK_LUA
     + LEASE_LUA
     + """
-if not lease_free(KEYS[1], tonumber(ARGV[1]), now) then
+if lease_room(KEYS[1], tonumber(ARGV[1]), now) < 1 then
   return 0
 end
 lease_take(KEYS[1], tonumber(ARGV[2]), ARGV[3], now)

@@ -1,9 +1,10 @@
 """A run's pace: the connection's shared rate limit (a token bucket in Redis) and its shared
 limit on requests in flight (leases in Redis), both shared by every run and worker of the
-connection, as the sending threads use them; and the backoff between attempts. A request costs
-two Redis round trips: its token and lease taken together, its lease given back together with
-what the partner's answer said of its limit (connections/admission.py). Redis going away for a
-moment (a restart, a pause) is waited out here."""
+connection, as the sending threads use them; and the backoff between attempts. The sending
+threads wait at the run's admission desk (connections/admission_desk.py), whose one thread takes
+the tokens and leases of every waiting request in one Redis round trip and gives back the
+answered ones' leases, with what the partner said of its limit, in the same trip. Redis going
+away for a moment (a restart, a pause) is waited out there, up to REDIS_OUTAGE_SECONDS."""
 
 import contextlib
 import random
@@ -14,6 +15,7 @@ import django_rq
 import redis
 
 from connections.admission import Admission
+from connections.admission_desk import AdmissionDesk
 from connections.concurrency import ConcurrencyLimit, connection_slots_key
 from connections.models import Connection
 from connections.partners.base import Partner, RateLimitSignal
@@ -26,14 +28,6 @@ MAX_BACKOFF_SECONDS = 60.0
 REDIS_OUTAGE_SECONDS = 120.0
 
 
-class RedisOutage(Exception):
-    """Redis stayed out of reach longer than a run waits for it."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"Redis out of reach for {seconds:.0f} s")
-        self.seconds = seconds
-
-
 class SharedPace:
     """The connection's token bucket and in-flight limit, for one run's sending threads (which
     wait with `pause`)."""
@@ -43,7 +37,6 @@ class SharedPace:
     ) -> None:
         rate = partner.rate_limit(partner.config)
         client = django_rq.get_connection("default")
-        self._pause = pause
         self.bucket = TokenBucket(
             client,
             connection_bucket_key(connection.pk),
@@ -57,35 +50,34 @@ class SharedPace:
             partner.max_in_flight(partner.config),
             sleep=pause,
         )
-        self.admission = Admission(self.bucket, self.slots, sleep=pause)
+        self.desk = AdmissionDesk(
+            Admission(self.bucket, self.slots),
+            max_wait=MAX_BACKOFF_SECONDS,
+            outage_seconds=REDIS_OUTAGE_SECONDS,
+            pause=pause,
+        )
 
     def acquire(self) -> tuple[float, str]:
         """A token of the shared bucket and a slot among the connection's requests in flight,
-        taken together (Admission.acquire: neither is held while waiting for the other): the
-        seconds waited for the token, and the slot's lease (give it back with `release`).
-        While Redis is out of reach (restarted, paused, a network blip), try again with
-        backoff, up to REDIS_OUTAGE_SECONDS in all."""
-        started, delay = time.monotonic(), 0.5
-        while True:
-            try:
-                lease, waited = self.admission.acquire(max_wait=MAX_BACKOFF_SECONDS)
-                return waited, lease
-            except redis.RedisError:
-                down = time.monotonic() - started
-                if down >= REDIS_OUTAGE_SECONDS:
-                    raise RedisOutage(down) from None
-                self._pause(min(delay, REDIS_OUTAGE_SECONDS - down))
-                delay = min(delay * 2, 10.0)
+        taken together at the run's admission desk (neither is held while waiting for the
+        other): the seconds waited for the token, and the slot's lease (give it back with
+        `release`). While Redis is out of reach, the desk tries again with backoff, up to
+        REDIS_OUTAGE_SECONDS, then raises RedisOutage."""
+        lease, waited = self.desk.acquire()
+        return waited, lease
 
     def release(
         self, lease: str, signal: RateLimitSignal | None = None, *, others: int = 0
     ) -> None:
-        """Give the slot back and, in the same round trip, teach the shared bucket what the
-        partner's answer said of its limit, less the `others` requests this run may have on
-        their way (`observe`). Without Redis, the lease expires by itself and the next answer
-        teaches the bucket."""
-        with contextlib.suppress(redis.RedisError):
-            self.admission.release(lease, signal, in_flight=others)
+        """Give the slot back and teach the shared bucket what the partner's answer said of its
+        limit, less the `others` requests this run may have on their way (`observe`); both go
+        with the desk's next round trip. Without Redis, the lease expires by itself."""
+        observed = None if signal is None else self.bucket.observe_args(signal, others)
+        self.desk.release(lease, observed)
+
+    def close(self) -> None:
+        """Give back the leases still held by the desk and stop its thread."""
+        self.desk.close()
 
     def observe(self, signal: RateLimitSignal | None, *, others: int = 0) -> None:
         """Teach the shared bucket what the partner said of its limit (a 429's headers: a

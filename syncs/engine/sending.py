@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from connections.admission_desk import RedisOutage
 from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, Recipient
 from connections.partners.exchanges import Exchange, recording
@@ -25,7 +26,7 @@ from core.egress_client import EgressClient
 from syncs.engine.events import Kind, record_event
 from syncs.engine.exchanges import BatchNumber, ExchangeLog
 from syncs.engine.outcome import learn_batch_size, refuse_connection
-from syncs.engine.pacing import MAX_BACKOFF_SECONDS, RedisOutage, SharedPace, backoff
+from syncs.engine.pacing import MAX_BACKOFF_SECONDS, SharedPace, backoff
 from syncs.models import SyncRun
 
 # Attempts at one batch that 5xx answers and network errors may spend; rate-limit waits spend
@@ -142,8 +143,11 @@ class BatchSender:
         self._batches_started = 0
 
     def close(self) -> None:
-        self._threads.shutdown(wait=True, cancel_futures=True)
-        self.client.close()
+        try:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self.pace.close()
+            self.client.close()
 
     def latency_ms(self) -> int | None:
         """The partner's average answer time so far, None before its first answer."""
@@ -340,8 +344,8 @@ class BatchSender:
                 others = self.open
                 self.answered += 1
                 self.answer_seconds += time.perf_counter() - posted
-            # The slot back and the answer's rate-limit headers observed in one round trip:
-            # requests still open took their tokens after the partner counted this one.
+            # The slot back and the answer's rate-limit headers observed on the desk's next
+            # round trip: requests still open took their tokens after the partner counted this.
             signal = None if result is None else result.rate_limit
             self.pace.release(lease, signal, others=others)
         if result.rate_limit is not None:

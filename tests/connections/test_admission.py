@@ -1,5 +1,7 @@
-"""A request's token and lease, taken together in one Redis round trip and given back with the
-partner's headers in one more (connections/admission.py), on a real Redis."""
+"""A request's token and lease, taken together at its run's admission desk: one Redis round trip
+for every request waiting at once, which also gives back the leases answered since the last,
+with the partner's headers (connections/admission.py, connections/admission_desk.py), on a real
+Redis."""
 
 import os
 import threading
@@ -9,8 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from connections import concurrency
+from connections import admission_desk, concurrency
 from connections.admission import Admission
+from connections.admission_desk import AdmissionDesk, RedisOutage
 from connections.concurrency import FIRST_POLL_SECONDS, ConcurrencyLimit, new_lease_id
 from connections.partners.base import RateLimitSignal
 from connections.ratelimit import RateLimitTimeout, TokenBucket
@@ -20,35 +23,58 @@ SLOTS = "cohortsync:test:admission:slots"
 
 
 class CountingRedis(redis.Redis):
-    """A client that notes the name of every command it sends: one per round trip."""
+    """A client that notes the name of every command it sends (one per round trip), and holds
+    each until `gate` is open."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sent: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.gate.wait()
         self.sent.append(str(args[0]))
         return super().execute_command(*args, **options)
 
 
-def _admission(
-    client: redis.Redis, *, capacity: int, per_seconds: float, in_flight: int, sleep=time.sleep
-) -> Admission:
-    bucket = TokenBucket(client, BUCKET, capacity=capacity, per_seconds=per_seconds)
-    slots = ConcurrencyLimit(client, SLOTS, in_flight)
-    return Admission(bucket, slots, sleep=sleep)
+def _desk(
+    client: redis.Redis,
+    *,
+    capacity: int,
+    per_seconds: float,
+    in_flight: int,
+    pause=time.sleep,
+    max_wait: float = 0.0,
+    outage_seconds: float = 120.0,
+    bucket: str = BUCKET,
+) -> AdmissionDesk:
+    admission = Admission(
+        TokenBucket(client, bucket, capacity=capacity, per_seconds=per_seconds),
+        ConcurrencyLimit(client, SLOTS, in_flight),
+    )
+    return AdmissionDesk(admission, max_wait=max_wait, outage_seconds=outage_seconds, pause=pause)
 
 
 def _tokens(client: redis.Redis, key: str = BUCKET) -> float:
     return float(client.hget(key, "tokens"))  # type: ignore[arg-type]
 
 
+def _in_threads(targets: list) -> None:
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_a_token_and_a_lease_are_taken_together(rq_redis: redis.Redis) -> None:
-    admission = _admission(rq_redis, capacity=3, per_seconds=3600, in_flight=2)
-    lease, waited = admission.acquire(max_wait=0)
+    desk = _desk(rq_redis, capacity=3, per_seconds=3600, in_flight=2)
+    lease, waited = desk.acquire()
     assert waited == 0
     assert _tokens(rq_redis) == pytest.approx(2, abs=0.01)
     assert rq_redis.zrange(SLOTS, 0, -1) == [lease.encode()]
+    desk.close()
 
 
 def test_without_a_lease_no_token_is_taken_while_the_request_polls(rq_redis: redis.Redis) -> None:
@@ -57,26 +83,28 @@ def test_without_a_lease_no_token_is_taken_while_the_request_polls(rq_redis: red
     def poll(seconds: float) -> None:
         # What the bucket holds while the second request waits; then the first one is answered.
         polls.append((seconds, _tokens(rq_redis)))
-        admission.release(first)
+        desk.release(first)
 
-    admission = _admission(rq_redis, capacity=3, per_seconds=3600, in_flight=1, sleep=poll)
-    first, _ = admission.acquire(max_wait=0)
-    second, waited = admission.acquire(max_wait=0)
+    desk = _desk(rq_redis, capacity=3, per_seconds=3600, in_flight=1, pause=poll)
+    first, _ = desk.acquire()
+    second, waited = desk.acquire()
     assert polls == [(FIRST_POLL_SECONDS, pytest.approx(2, abs=0.01))]
     assert waited == 0  # polls for a lease are not waits for a token
     assert _tokens(rq_redis) == pytest.approx(1, abs=0.01)
     assert rq_redis.zrange(SLOTS, 0, -1) == [second.encode()]
+    desk.close()
 
 
 def test_without_a_token_no_lease_is_taken_and_the_bucket_says_how_long(
     rq_redis: redis.Redis,
 ) -> None:
-    admission = _admission(rq_redis, capacity=1, per_seconds=60, in_flight=5)
-    admission.acquire(max_wait=0)
+    desk = _desk(rq_redis, capacity=1, per_seconds=60, in_flight=5, max_wait=10)
+    desk.acquire()
     with pytest.raises(RateLimitTimeout) as timeout:
-        admission.acquire(max_wait=10)
+        desk.acquire()
     assert timeout.value.needed == pytest.approx(60, abs=0.5)
     assert rq_redis.zcard(SLOTS) == 1
+    desk.close()
 
 
 def test_a_request_sleeps_what_the_bucket_says_then_gets_its_lease(rq_redis: redis.Redis) -> None:
@@ -86,13 +114,14 @@ def test_a_request_sleeps_what_the_bucket_says_then_gets_its_lease(rq_redis: red
         slept.append(seconds)
         time.sleep(seconds)
 
-    admission = _admission(rq_redis, capacity=4, per_seconds=1, in_flight=8, sleep=sleep)
+    desk = _desk(rq_redis, capacity=4, per_seconds=1, in_flight=8, pause=sleep, max_wait=1)
     for _ in range(4):
-        admission.acquire(max_wait=0)
-    _, waited = admission.acquire(max_wait=1)
+        desk.acquire()
+    _, waited = desk.acquire()
     assert 0.2 <= waited <= 0.3
     assert sum(slept) == pytest.approx(waited)
     assert rq_redis.zcard(SLOTS) == 5
+    desk.close()
 
 
 def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis: redis.Redis, monkeypatch) -> None:
@@ -103,13 +132,14 @@ def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis: redis.Redis, mon
         polls.append(seconds)
         time.sleep(seconds)
 
-    admission = _admission(rq_redis, capacity=10, per_seconds=1, in_flight=1, sleep=sleep)
-    admission.acquire(max_wait=0)  # never given back: its holder died
+    desk = _desk(rq_redis, capacity=10, per_seconds=1, in_flight=1, pause=sleep)
+    desk.acquire()  # never given back: its holder died
     started = time.monotonic()
-    lease, waited = admission.acquire(max_wait=0)
+    lease, waited = desk.acquire()
     assert polls and waited == 0
     assert time.monotonic() - started < 5
     assert rq_redis.zrange(SLOTS, 0, -1) == [lease.encode()]
+    desk.close()
 
 
 @pytest.mark.parametrize(
@@ -125,12 +155,13 @@ def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis: redis.Redis, mon
 def test_giving_the_lease_back_observes_the_headers_as_the_bucket_does(
     rq_redis: redis.Redis, signal: RateLimitSignal
 ) -> None:
-    admission = _admission(rq_redis, capacity=100, per_seconds=3600, in_flight=4)
-    lease, _ = admission.acquire(max_wait=0)
+    desk = _desk(rq_redis, capacity=100, per_seconds=3600, in_flight=4)
+    lease, _ = desk.acquire()
     alone = TokenBucket(rq_redis, "cohortsync:test:admission:alone", capacity=100, per_seconds=3600)
     alone.acquire(max_wait=0)
 
-    admission.release(lease, signal, in_flight=2)
+    desk.release(lease, desk.admission.bucket.observe_args(signal, 2))
+    desk.close()  # gives back what it still holds
     alone.observe(signal, in_flight=2)
 
     assert rq_redis.zcard(SLOTS) == 0
@@ -142,42 +173,124 @@ def test_giving_the_lease_back_observes_the_headers_as_the_bucket_does(
 
 
 def test_without_headers_the_lease_alone_is_given_back(rq_redis: redis.Redis) -> None:
-    admission = _admission(rq_redis, capacity=10, per_seconds=3600, in_flight=4)
-    lease, _ = admission.acquire(max_wait=0)
-    admission.release(lease, RateLimitSignal(limit=None, remaining=None, reset_at=None))
+    desk = _desk(rq_redis, capacity=10, per_seconds=3600, in_flight=4)
+    lease, _ = desk.acquire()
+    desk.release(lease)
+    desk.close()
     assert rq_redis.zcard(SLOTS) == 0
     assert _tokens(rq_redis) == pytest.approx(9, abs=0.01)
 
 
-def test_a_request_costs_two_round_trips(rq_redis: redis.Redis) -> None:
+def test_a_lease_given_back_goes_with_the_next_request_in_one_round_trip(
+    rq_redis: redis.Redis, monkeypatch
+) -> None:
+    monkeypatch.setattr(admission_desk, "RELEASE_LINGER_SECONDS", 30.0)
     client = CountingRedis(connection_pool=rq_redis.connection_pool)
-    admission = _admission(client, capacity=100, per_seconds=1, in_flight=4)
+    desk = _desk(client, capacity=100, per_seconds=1, in_flight=4)
     signal = RateLimitSignal(limit=100, remaining=90, reset_at=time.time() + 1)
-    admission.release(admission.acquire(max_wait=0)[0], signal)  # loads the scripts
+    first, _ = desk.acquire()
     client.sent.clear()
 
-    lease, _ = admission.acquire(max_wait=0)
-    admission.release(lease, signal, in_flight=1)
-    assert client.sent == ["EVALSHA", "EVALSHA"]
+    desk.release(first, desk.admission.bucket.observe_args(signal, 0))
+    second, _ = desk.acquire()
+    assert client.sent == ["EVALSHA"]
+    assert rq_redis.zrange(SLOTS, 0, -1) == [second.encode()]
+    # The partner said 90 remain; the second request took one of them.
+    assert _tokens(rq_redis) == pytest.approx(89, abs=0.1)
+    desk.close()
 
 
-def test_lease_ids_are_unique_across_clients_threads_and_forked_processes(
+def test_requests_waiting_together_are_admitted_in_one_round_trip(rq_redis: redis.Redis) -> None:
+    client = CountingRedis(connection_pool=rq_redis.connection_pool)
+    desk = _desk(client, capacity=100, per_seconds=1, in_flight=10)
+    client.gate.clear()  # the first request's trip waits here while seven more arrive
+    leases: list[str] = []
+    threads = [threading.Thread(target=lambda: leases.append(desk.acquire()[0])) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while desk.waiting < 8 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    client.gate.set()
+    for thread in threads:
+        thread.join()
+
+    assert desk.admitted == 8
+    assert client.sent.count("EVALSHA") <= 2 < 8
+    assert sorted(rq_redis.zrange(SLOTS, 0, -1)) == sorted(lease.encode() for lease in leases)
+    assert _tokens(rq_redis) == pytest.approx(92, abs=0.5)
+    desk.close()
+
+
+def test_runs_on_one_connection_never_hold_more_leases_than_its_limit(
+    rq_redis: redis.Redis,
+) -> None:
+    desks = [_desk(rq_redis, capacity=1000, per_seconds=1, in_flight=3) for _ in range(2)]
+    now = peak = 0
+    lock = threading.Lock()
+
+    def request(desk: AdmissionDesk) -> None:
+        nonlocal now, peak
+        for _ in range(5):
+            lease, _ = desk.acquire()
+            with lock:
+                now += 1
+                peak = max(peak, now)
+            time.sleep(0.01)
+            with lock:
+                now -= 1
+            desk.release(lease)
+
+    # Eight sending threads of two runs.
+    _in_threads([lambda desk=desk: request(desk) for desk in desks for _ in range(4)])
+    for desk in desks:
+        desk.close()
+    assert peak == 3
+    assert rq_redis.zcard(SLOTS) == 0
+
+
+def test_redis_out_of_reach_is_waited_out_then_refused_and_what_was_held_goes_back_after(
+    rq_redis: redis.Redis, monkeypatch
+) -> None:
+    desk = _desk(rq_redis, capacity=100, per_seconds=1, in_flight=4, outage_seconds=0.2)
+    lease, _ = desk.acquire()
+    exchange = desk.admission.exchange
+    attempts = 0
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        raise redis.ConnectionError("Redis is away")
+
+    monkeypatch.setattr(desk.admission, "exchange", unreachable)
+    desk.release(lease)
+    with pytest.raises(RedisOutage) as outage:
+        desk.acquire()
+    assert outage.value.seconds >= 0.2
+    assert attempts >= 2
+    assert rq_redis.zcard(SLOTS) == 1  # the lease waits for Redis to come back
+
+    monkeypatch.setattr(desk.admission, "exchange", exchange)
+    again, _ = desk.acquire()
+    assert rq_redis.zrange(SLOTS, 0, -1) == [again.encode()]
+    desk.close()
+
+
+def test_lease_ids_are_unique_across_desks_threads_and_forked_processes(
     rq_redis: redis.Redis,
 ) -> None:
     clients = [redis.Redis(connection_pool=rq_redis.connection_pool) for _ in range(2)]
-    admissions = [_admission(c, capacity=1000, per_seconds=1, in_flight=1000) for c in clients]
+    desks = [_desk(c, capacity=1000, per_seconds=1, in_flight=1000) for c in clients]
     leases: list[str] = []
 
-    def take(admission: Admission) -> None:
+    def take(desk: AdmissionDesk) -> None:
         for _ in range(50):
-            leases.append(admission.acquire(max_wait=0)[0])
+            leases.append(desk.acquire()[0])
 
-    threads = [threading.Thread(target=take, args=(a,)) for a in admissions for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads([lambda desk=desk: take(desk) for desk in desks for _ in range(2)])
     assert len(set(leases)) == len(leases) == 200 == rq_redis.zcard(SLOTS)
+    for desk in desks:
+        desk.close()
 
     # An RQ work-horse is a fork of its worker: it must not count on from the parent's ids.
     reading, writing = os.pipe()

@@ -80,7 +80,7 @@ def test_redis_out_of_reach_past_the_bound_interrupts_the_run_instead_of_failing
     def unreachable(*args, **kwargs):
         raise redis.ConnectionError("Redis is away")
 
-    monkeypatch.setattr(pacing.Admission, "acquire", unreachable)
+    monkeypatch.setattr(pacing.Admission, "exchange", unreachable)
     assert run_sync(run.pk, sleep=lambda seconds: None) == "interrupted"
     run.refresh_from_db()
     assert run.status == SyncRun.Status.QUEUED
