@@ -51,16 +51,15 @@ class _Ticket:
         self.came = came
         self.token_waits_before = token_waits_before
         self.lease = ""
+        # The desk's waits for a token while this request was next in line.
         self.waited = 0.0
         self.error: BaseException | None = None
         # A held lock is the cheapest thing a thread can wait on and another wake.
         self._settled = threading.Lock()
         self._settled.acquire()
 
-    def settle(
-        self, lease: str = "", waited: float = 0.0, error: BaseException | None = None
-    ) -> None:
-        self.lease, self.waited, self.error = lease, waited, error
+    def settle(self, lease: str = "", error: BaseException | None = None) -> None:
+        self.lease, self.error = lease, error
         self._settled.release()
 
     def wait(self) -> tuple[str, float]:
@@ -96,7 +95,8 @@ class AdmissionDesk:
         self._queue: deque[_Ticket] = deque()
         self._give_back: list[str] = []
         self._observed: Sequence[int | str] | None = None
-        # Seconds the clerk has slept for tokens in all: a request waited what grew meanwhile.
+        # Seconds the clerk has slept for tokens in all: a request has waited what grew since it
+        # came, which `max_wait` bounds.
         self._token_waits = 0.0
         self._closed = False
         self._broken: BaseException | None = None
@@ -111,8 +111,10 @@ class AdmissionDesk:
         return len(self._queue)
 
     def acquire(self) -> tuple[str, float]:
-        """A lease (give it back with `release`) and the seconds this request waited for a
-        token; RateLimitTimeout or RedisOutage as the class says."""
+        """A lease (give it back with `release`) and the seconds the desk waited for a token
+        while this request was next in line, so that a run's waits add up to the time the
+        bucket held it back, not to that time once per request waiting; RateLimitTimeout or
+        RedisOutage as the class says."""
         with self._wake:
             if self._broken is not None:
                 raise self._broken
@@ -206,6 +208,8 @@ class AdmissionDesk:
             else:
                 poll = FIRST_POLL_SECONDS
                 if self._refuse_past_max_wait(exchanged.wait):
+                    with self._wake:
+                        self._queue[0].waited += exchanged.wait
                     self._pause(exchanged.wait)
                     self._token_waits += exchanged.wait
 
@@ -213,8 +217,7 @@ class AdmissionDesk:
         """The oldest waiting requests get the leases, in the order they came."""
         with self._wake:
             for lease in leases:
-                ticket = self._queue.popleft()
-                ticket.settle(lease, self._token_waits - ticket.token_waits_before)
+                self._queue.popleft().settle(lease)
             self.admitted += len(leases)
 
     def _refuse_past_max_wait(self, wait: float) -> bool:
@@ -223,10 +226,10 @@ class AdmissionDesk:
         are left."""
         with self._wake:
             for ticket in list(self._queue):
-                waited = self._token_waits - ticket.token_waits_before
-                if waited + wait > self.max_wait:
+                if self._token_waits - ticket.token_waits_before + wait > self.max_wait:
                     self._queue.remove(ticket)
-                    ticket.settle(error=RateLimitTimeout(self.admission.bucket.key, waited, wait))
+                    timeout = RateLimitTimeout(self.admission.bucket.key, ticket.waited, wait)
+                    ticket.settle(error=timeout)
             return bool(self._queue)
 
     def _refuse_past_outage(self, down_since: float) -> None:

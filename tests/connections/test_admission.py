@@ -124,6 +124,27 @@ def test_a_request_sleeps_what_the_bucket_says_then_gets_its_lease(rq_redis: red
     desk.close()
 
 
+def test_requests_waiting_together_count_the_bucket_s_hold_once(rq_redis: redis.Redis) -> None:
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    desk = _desk(rq_redis, capacity=10, per_seconds=1, in_flight=20, pause=sleep, max_wait=5)
+    for _ in range(10):
+        desk.acquire()
+    waits: list[float] = []
+    started = time.monotonic()
+    _in_threads([lambda: waits.append(desk.acquire()[1]) for _ in range(5)])
+    # Five requests waited together about 0.5 s for five tokens: the run was held 0.5 s, not
+    # 0.5 s for each of them.
+    assert sum(waits) == pytest.approx(sum(slept))
+    assert 0.4 <= sum(waits) <= time.monotonic() - started
+    assert rq_redis.zcard(SLOTS) == 15
+    desk.close()
+
+
 def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis: redis.Redis, monkeypatch) -> None:
     monkeypatch.setattr(concurrency, "LEASE_SECONDS", 0.05)
     polls: list[float] = []
