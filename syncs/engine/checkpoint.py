@@ -33,7 +33,7 @@ from syncs.engine.trait_run import TraitRow, record_traits
 from syncs.models import SyncedMember, SyncRun, SyncRunError, SyncRunEvent
 
 if TYPE_CHECKING:
-    from syncs.engine.sending import Attempt
+    from syncs.engine.posting import Attempt
 
 COUNTERS = ("added", "removed", "failed", "skipped", "requests", "throttled_seconds")
 

@@ -45,7 +45,8 @@ from syncs.engine.events import Kind, record_event
 from syncs.engine.group_commit import GroupCommit
 from syncs.engine.outcome import finish_run, interrupt_run, refuse_connection
 from syncs.engine.plan import Scope, plan_run, restore_plan
-from syncs.engine.sending import HEARTBEAT_EVERY_SECONDS, BatchSender, Interrupted, StopRun
+from syncs.engine.posting import HEARTBEAT_EVERY_SECONDS
+from syncs.engine.sending import BatchSender, Interrupted, StopRun
 from syncs.engine.trait_run import TraitWork
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 

@@ -2,31 +2,26 @@
 429, 5xx and network errors with backoff that honours the partner's reset time, split in halves
 when the partner says the batch is too large. A refused credential stops the run.
 
-Requests go out on a few sending threads, so a run has several batches in flight while the
-engine checkpoints the ones before them; the threads touch the network and Redis, never the
-database."""
+Requests go out on the run's sending threads (syncs/engine/posting.py), so a run has several
+batches in flight while the engine checkpoints the ones before them; their answers are taken
+here, on the run's thread."""
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from connections.admission_desk import RedisOutage
 from connections.models import Connection
 from connections.partners.base import BatchResult, Partner, Recipient
-from connections.partners.exchanges import Exchange, recording
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
-from connections.ratelimit import RateLimitTimeout
-from core.egress_client import EgressClient
 from syncs.engine.events import Kind, record_event
 from syncs.engine.exchanges import BatchNumber, ExchangeLog
 from syncs.engine.outcome import learn_batch_size, refuse_connection
-from syncs.engine.pacing import MAX_BACKOFF_SECONDS, SharedPace, backoff
+from syncs.engine.pacing import MAX_BACKOFF_SECONDS, backoff
+from syncs.engine.posting import HEARTBEAT_EVERY_SECONDS, Attempt, SendingThreads
 from syncs.models import SyncRun
 
 # Attempts at one batch that 5xx answers and network errors may spend; rate-limit waits spend
@@ -36,8 +31,6 @@ MAX_ATTEMPTS = 6
 RESUME_AFTER_RATE_WAIT_SECONDS = 300.0
 # Waits for the shared bucket shorter than this are pacing, not news: only the total is kept.
 NOTABLE_WAIT_SECONDS = 1.0
-# Well under the reaper's 90 s: a run waiting this long for an answer beats its heartbeat.
-HEARTBEAT_EVERY_SECONDS = 15.0
 
 
 class StopRun(Exception):
@@ -58,25 +51,6 @@ class Interrupted(Exception):
         super().__init__(message)
         self.message = message
         self.resume_in = resume_in
-
-
-@dataclass
-class Attempt:
-    """One try at a batch: the partner's answer or why there was none, and the seconds spent
-    waiting for the shared rate limit first; which batch and attempt it was, and the requests it
-    made with their answers (kept on the run's page when worth it: syncs/engine/exchanges.py)."""
-
-    batch: BatchNumber
-    number: int = 0
-    waited: float = 0.0
-    exchanges: list[Exchange] = field(default_factory=list)
-    result: BatchResult | None = None
-    refused: PartnerError | None = None
-    too_large: BatchTooLarge | None = None
-    objects_refused: ObjectsRefused | None = None
-    no_token: RateLimitTimeout | None = None
-    # Seconds Redis stayed out of reach before this attempt gave up waiting for a token.
-    redis_down: float | None = None
 
 
 class BatchSender:
@@ -105,18 +79,17 @@ class BatchSender:
         self.run_id = run_id
         self.connection = connection
         self.partner = partner
-        self.cohort_label = cohort_label
         self.options = options
         self.count = count
         self.sleep = sleep
         self.beat = beat
-        self._threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="send")
-        # One client for the run, shared by its sending threads: keep-alive connections to the
-        # partner, each taken by one request at a time.
-        self.client = EgressClient()
-        # Sending threads wait for the bucket with a plain `pause`: the heartbeat is a database
-        # write, beaten by the thread that waits for their answer (`beat`).
-        self.pace = SharedPace(connection, partner, pause=pause)
+        self.threads = SendingThreads(
+            connection=connection,
+            partner=partner,
+            cohort_label=cohort_label,
+            in_flight=in_flight,
+            pause=pause,
+        )
         self.batch_size = partner.max_batch_size()
         # Requests and waits of accepted batches, added to the counters by the engine's
         # checkpoint: one UPDATE per batch instead of two.
@@ -126,35 +99,26 @@ class BatchSender:
         self.throttled = 0
         self.throttled_in_a_row = 0
         self.rate_waited = 0.0
-        # The requests the partner last said remain in its window, which bound the run's
-        # requests in flight (None: it does not say, or its limit is at least the connection's
-        # and the shared bucket alone paces the run: SharedPace.in_flight_bound).
-        self.remaining: int | None = None
-        # This run's requests posted and not yet answered; those answered, and their time.
-        self.open = 0
-        self.answered = 0
-        self.answer_seconds = 0.0
-        self._open_lock = threading.Lock()
-        # This run's attempts handed to a sending thread and not yet done (waiting for a token
-        # or a lease, or posted), and the condition the engine waits on for one to finish.
-        self.unanswered = 0
-        self._answers = threading.Condition()
         self.exchange_log = ExchangeLog(run_id, type(partner))
         self._batches_started = 0
 
     def close(self) -> None:
-        try:
-            self._threads.shutdown(wait=True, cancel_futures=True)
-        finally:
-            self.pace.close()
-            self.client.close()
+        self.threads.close()
 
     def latency_ms(self) -> int | None:
         """The partner's average answer time so far, None before its first answer."""
-        with self._open_lock:
-            if not self.answered:
-                return None
-            return round(1000 * self.answer_seconds / self.answered)
+        return self.threads.latency_ms()
+
+    @property
+    def unanswered(self) -> int:
+        """This run's attempts on a sending thread and not yet done."""
+        return self.threads.unanswered
+
+    @property
+    def remaining(self) -> int | None:
+        """What the partner last said remains in its window, as a bound on the run's requests
+        in flight (SendingThreads.remaining)."""
+        return self.threads.remaining
 
     def take_uncounted(self) -> dict[str, float]:
         """What accepted sends have not counted yet, for the checkpoint to add; then forgotten."""
@@ -179,25 +143,12 @@ class BatchSender:
     def _submit(
         self, add: list[Recipient], remove: list[Recipient], batch: BatchNumber
     ) -> "Future[Attempt]":
-        with self._answers:
-            self.unanswered += 1
-        attempt = self._threads.submit(self._attempt, add, remove, batch)
-        attempt.add_done_callback(self._one_answered)
-        return attempt
-
-    def _one_answered(self, _attempt: "Future[Attempt]") -> None:
-        with self._answers:
-            self.unanswered -= 1
-            self._answers.notify()
+        return self.threads.submit(add, remove, batch, self.options)
 
     def wait_for_an_answer(self, *, below: int) -> None:
         """Wait until fewer than `below` of this run's attempts are unanswered, whichever
         finishes first, beating the heartbeat during long waits."""
-        with self._answers:
-            while not self._answers.wait_for(
-                lambda: self.unanswered < below, timeout=HEARTBEAT_EVERY_SECONDS
-            ):
-                self.beat()
+        self.threads.wait_for_an_answer(below=below, beat=self.beat)
 
     def finish(
         self,
@@ -303,56 +254,6 @@ class BatchSender:
             except FutureTimeout:
                 self.beat()
 
-    def _attempt(
-        self, add: list[Recipient], remove: list[Recipient], batch: BatchNumber
-    ) -> Attempt:
-        """Wait for a token, post the batch (its requests and answers noted, in memory), read
-        the rate-limit headers. No database here: it runs on the sending threads."""
-        try:
-            waited, lease = self.pace.acquire()
-        except RateLimitTimeout as timeout:
-            return Attempt(batch, no_token=timeout)
-        except RedisOutage as outage:
-            return Attempt(batch, redis_down=outage.seconds)
-        # A batch's attempts follow one another: only one thread counts them at a time.
-        attempt = Attempt(batch, batch.next_attempt(), waited)
-        with self._open_lock:
-            self.open += 1
-        posted = time.perf_counter()
-        result: BatchResult | None = None
-        try:
-            with recording() as attempt.exchanges:
-                result = self.partner.send_batch(
-                    cohort_label=self.cohort_label,
-                    add=add,
-                    remove=remove,
-                    options=self.options,
-                    client=self.client,
-                )
-        except BatchTooLarge as too_large:
-            attempt.too_large = too_large
-            return attempt
-        except ObjectsRefused as refused:
-            attempt.objects_refused = refused
-            return attempt
-        except PartnerError as exc:
-            attempt.refused = exc
-            return attempt
-        finally:
-            with self._open_lock:
-                self.open -= 1
-                others = self.open
-                self.answered += 1
-                self.answer_seconds += time.perf_counter() - posted
-            # The slot back and the answer's rate-limit headers observed on the desk's next
-            # round trip: requests still open took their tokens after the partner counted this.
-            signal = None if result is None else result.rate_limit
-            self.pace.release(lease, signal, others=others)
-        if result.rate_limit is not None:
-            self.remaining = self.pace.in_flight_bound(result.rate_limit)
-        attempt.result = result
-        return attempt
-
     def _handle_error(self, exc: PartnerError, attempt: int) -> None:
         """Stop the run, or wait before the next attempt (5xx, network errors)."""
         label = self.partner.label
@@ -381,7 +282,7 @@ class BatchSender:
         """A 429: wait for the partner's reset (or back off), without spending an attempt."""
         if exc.rate_limit is not None:
             # Every worker on this connection waits for the partner's reset, not just us.
-            self.pace.observe(exc.rate_limit)
+            self.threads.pace.observe(exc.rate_limit)
         self.throttled += 1
         self.throttled_in_a_row += 1
         delay = backoff(self.throttled_in_a_row, exc)
