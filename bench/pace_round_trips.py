@@ -106,7 +106,7 @@ def main() -> None:
     def at_the_desk() -> None:
         lease, _ = desk.acquire()
         time.sleep(hold)
-        desk.release(lease, observed)
+        desk.release(lease, signal)
 
     rows = []
     for name, request in [("apart", apart), ("two trips each", two_trips), ("desk", at_the_desk)]:

@@ -18,12 +18,13 @@ desk's `outage_seconds` per request, after which that request's `acquire` raises
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import redis
 
 from connections.admission import Admission
 from connections.concurrency import FIRST_POLL_SECONDS, LONGEST_POLL_SECONDS
+from connections.partners.base import RateLimitSignal
 from connections.ratelimit import RateLimitTimeout
 
 # How long a lease given back waits for a request to take the trip with it before the clerk
@@ -94,7 +95,10 @@ class AdmissionDesk:
         self._wake = threading.Condition()
         self._queue: deque[_Ticket] = deque()
         self._give_back: list[str] = []
-        self._observed: Sequence[int | str] | None = None
+        # The newest answer's word on the partner's limit, observed on the next trip.
+        self._signal: RateLimitSignal | None = None
+        # Leases admitted and not given back yet: the run's requests on their way.
+        self._held = 0
         # Seconds the clerk has slept for tokens in all: a request has waited what grew since it
         # came, which `max_wait` bounds.
         self._token_waits = 0.0
@@ -130,14 +134,16 @@ class AdmissionDesk:
             self._wake.notify()
         return ticket.wait()
 
-    def release(self, lease: str, observed: Sequence[int | str] | None = None) -> None:
+    def release(self, lease: str, signal: RateLimitSignal | None = None) -> None:
         """Give the lease back on the next trip, with what the partner's answer said of its
-        limit (TokenBucket.observe_args) if it said anything: the newest answer's word is the
-        one the trip carries."""
+        limit if it said anything: the newest answer's word is the one the trip carries. The
+        trip corrects the bucket from it less every request of the run still on its way then
+        (TokenBucket.observe), those admitted since this answer came included: the partner
+        had not counted them."""
         with self._wake:
             self._give_back.append(lease)
-            if observed is not None:
-                self._observed = observed
+            if signal is not None:
+                self._signal = signal
             if len(self._give_back) == 1 and not self._queue:
                 self._wake.notify()
 
@@ -181,7 +187,13 @@ class AdmissionDesk:
                         return
                 wanted = len(self._queue)
                 give_back, self._give_back = self._give_back, []
-                observed, self._observed = self._observed, None
+                signal, self._signal = self._signal, None
+                self._held -= len(give_back)
+                observed = (
+                    None
+                    if signal is None
+                    else self.admission.bucket.observe_args(signal, self._held)
+                )
             try:
                 exchanged = self.admission.exchange(wanted, give_back, observed)
             except redis.RedisError:
@@ -189,6 +201,7 @@ class AdmissionDesk:
                     return  # the leases expire by themselves
                 with self._wake:
                     self._give_back[:0] = give_back
+                    self._held += len(give_back)
                 down_since = self._clock() if down_since is None else down_since
                 self._refuse_past_outage(down_since)
                 self._pause(outage_pause)
@@ -219,6 +232,7 @@ class AdmissionDesk:
             for lease in leases:
                 self._queue.popleft().settle(lease)
             self.admitted += len(leases)
+            self._held += len(leases)
 
     def _refuse_past_max_wait(self, wait: float) -> bool:
         """Refuse the requests that would wait past `max_wait` for the next token (another

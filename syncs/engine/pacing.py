@@ -66,14 +66,11 @@ class SharedPace:
         lease, waited = self.desk.acquire()
         return waited, lease
 
-    def release(
-        self, lease: str, signal: RateLimitSignal | None = None, *, others: int = 0
-    ) -> None:
+    def release(self, lease: str, signal: RateLimitSignal | None = None) -> None:
         """Give the slot back and teach the shared bucket what the partner's answer said of its
-        limit, less the `others` requests this run may have on their way (`observe`); both go
-        with the desk's next round trip. Without Redis, the lease expires by itself."""
-        observed = None if signal is None else self.bucket.observe_args(signal, others)
-        self.desk.release(lease, observed)
+        limit, less the requests this run still has on their way (AdmissionDesk.release); both
+        go with the desk's next round trip. Without Redis, the lease expires by itself."""
+        self.desk.release(lease, signal)
 
     def close(self) -> None:
         """Give back the leases still held by the desk and stop its thread."""

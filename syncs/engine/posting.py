@@ -4,7 +4,7 @@ decision about what an answer means: syncs/engine/sending.py takes the attempts'
 run's thread and retries, splits or stops there.
 
 The threads count what the run's window needs: its attempts not yet answered (waiting for the
-pace, or posted), its requests open at the partner, and the partner's answer time."""
+pace, or posted), and the partner's answer time."""
 
 import threading
 import time
@@ -72,11 +72,10 @@ class SendingThreads:
         # requests in flight (None: it does not say, or its limit is at least the connection's
         # and the shared bucket alone paces the run: SharedPace.in_flight_bound).
         self.remaining: int | None = None
-        # This run's requests posted and not yet answered; those answered, and their time.
-        self.open = 0
+        # This run's requests answered, and their time.
         self.answered = 0
         self.answer_seconds = 0.0
-        self._open_lock = threading.Lock()
+        self._answered_lock = threading.Lock()
         # This run's attempts handed to a sending thread and not yet done (waiting for a token
         # or a lease, or posted), and the condition the run waits on for one to finish.
         self.unanswered = 0
@@ -92,7 +91,7 @@ class SendingThreads:
 
     def latency_ms(self) -> int | None:
         """The partner's average answer time so far, None before its first answer."""
-        with self._open_lock:
+        with self._answered_lock:
             if not self.answered:
                 return None
             return round(1000 * self.answer_seconds / self.answered)
@@ -142,8 +141,6 @@ class SendingThreads:
             return Attempt(batch, redis_down=outage.seconds)
         # A batch's attempts follow one another: only one thread counts them at a time.
         attempt = Attempt(batch, batch.next_attempt(), waited)
-        with self._open_lock:
-            self.open += 1
         posted = time.perf_counter()
         result: BatchResult | None = None
         try:
@@ -165,15 +162,12 @@ class SendingThreads:
             attempt.refused = exc
             return attempt
         finally:
-            with self._open_lock:
-                self.open -= 1
-                others = self.open
+            with self._answered_lock:
                 self.answered += 1
                 self.answer_seconds += time.perf_counter() - posted
             # The slot back and the answer's rate-limit headers observed on the pace's next
-            # round trip: requests still open took their tokens after the partner counted this.
-            signal = None if result is None else result.rate_limit
-            self.pace.release(lease, signal, others=others)
+            # round trip, less the run's requests still on their way then.
+            self.pace.release(lease, None if result is None else result.rate_limit)
         if result.rate_limit is not None:
             self.remaining = self.pace.in_flight_bound(result.rate_limit)
         attempt.result = result

@@ -173,24 +173,47 @@ def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis: redis.Redis, mon
     ],
     ids=["below-capacity", "at-capacity", "none-remain", "more-than-held"],
 )
-def test_giving_the_lease_back_observes_the_headers_as_the_bucket_does(
+def test_giving_the_lease_back_observes_the_headers_less_the_requests_still_out(
     rq_redis: redis.Redis, signal: RateLimitSignal
 ) -> None:
     desk = _desk(rq_redis, capacity=100, per_seconds=3600, in_flight=4)
     lease, _ = desk.acquire()
+    desk.acquire()
+    desk.acquire()  # two requests still on their way when the answer is observed
     alone = TokenBucket(rq_redis, "cohortsync:test:admission:alone", capacity=100, per_seconds=3600)
-    alone.acquire(max_wait=0)
+    alone.acquire(3, max_wait=0)
 
-    desk.release(lease, desk.admission.bucket.observe_args(signal, 2))
+    desk.release(lease, signal)
     desk.close()  # gives back what it still holds
     alone.observe(signal, in_flight=2)
 
-    assert rq_redis.zcard(SLOTS) == 0
+    assert rq_redis.zcard(SLOTS) == 2
     together, apart = rq_redis.hgetall(BUCKET), rq_redis.hgetall(alone.key)
     for field in (b"tokens", b"blocked", b"held"):
         assert float(together[field]) == pytest.approx(float(apart[field]), abs=0.01)
     if signal.remaining is not None and signal.remaining < 99:
         assert _tokens(rq_redis) == max(signal.remaining - 2, 0)
+
+
+def test_a_request_admitted_after_the_answer_is_taken_off_what_the_partner_said_remains(
+    rq_redis: redis.Redis,
+) -> None:
+    client = CountingRedis(connection_pool=rq_redis.connection_pool)
+    desk = _desk(client, capacity=100, per_seconds=3600, in_flight=4)
+    first, _ = desk.acquire()
+    client.gate.clear()  # the next trip waits here, its request admitted after the answer
+    second = threading.Thread(target=desk.acquire)
+    second.start()
+    deadline = time.monotonic() + 10
+    while desk.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    desk.release(first, RateLimitSignal(limit=50, remaining=5, reset_at=time.time() + 30))
+    client.gate.set()
+    second.join()
+    desk.close()
+    # The partner said 5 remain; the second request had not reached it then.
+    assert _tokens(rq_redis) == pytest.approx(4, abs=0.01)
+    assert rq_redis.zcard(SLOTS) == 1
 
 
 def test_without_headers_the_lease_alone_is_given_back(rq_redis: redis.Redis) -> None:
@@ -212,7 +235,7 @@ def test_a_lease_given_back_goes_with_the_next_request_in_one_round_trip(
     first, _ = desk.acquire()
     client.sent.clear()
 
-    desk.release(first, desk.admission.bucket.observe_args(signal, 0))
+    desk.release(first, signal)
     second, _ = desk.acquire()
     assert client.sent == ["EVALSHA"]
     assert rq_redis.zrange(SLOTS, 0, -1) == [second.encode()]
