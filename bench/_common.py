@@ -182,10 +182,17 @@ def queue_run(sync: Any) -> int:
 
 
 def run_in_worker(
-    run_id: int, *, script: str = "_worker.py", args: Sequence[str] = ()
+    run_id: int,
+    *,
+    script: str = "_worker.py",
+    args: Sequence[str] = (),
+    checkout: Path = ROOT,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """bench/_worker.py runs the run in a fresh process; its timings and its own peak RSS.
-    (`script`: another job's runner, e.g. _pull_worker.py for an Amplitude pull.)"""
+    (`script`: another job's runner, e.g. _pull_worker.py for an Amplitude pull; `checkout`:
+    another checkout of the project whose code runs the run, for bench/ab_full_sync.py;
+    `extra_env`: settings of that run's own.)"""
     from django.conf import settings
 
     # A production worker: DEBUG off, or Django keeps the last 9,000 queries in memory (about
@@ -196,9 +203,10 @@ def run_in_worker(
         "SECRET_KEY": settings.SECRET_KEY,
         "COHORTSYNC_ENCRYPTION_KEYS": ",".join(settings.COHORTSYNC_ENCRYPTION_KEYS),
         "ALLOWED_HOSTS": "127.0.0.1",
+        **(extra_env or {}),
     }
     started = time.perf_counter()
-    command = [PYTHON, str(ROOT / "bench" / script), str(run_id), *args]
+    command = [PYTHON, str(checkout / "bench" / script), str(run_id), *args]
     if os.environ.get("BENCH_PYSPY"):
         # A sampled profile of the run (py-spy, installed by hand: not a project dependency).
         profile = os.environ["BENCH_PYSPY"]
@@ -213,7 +221,7 @@ def run_in_worker(
         ]
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=checkout,
         env=env,
         stdout=subprocess.PIPE,
         text=True,

@@ -56,6 +56,14 @@ def _desk(
     return AdmissionDesk(admission, max_wait=max_wait, outage_seconds=outage_seconds, pause=pause)
 
 
+class Slept(list[float]):
+    """A pause that really sleeps and notes each sleep."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        time.sleep(seconds)
+
+
 def _tokens(client: redis.Redis, key: str = BUCKET) -> float:
     return float(client.hget(key, "tokens"))  # type: ignore[arg-type]
 
@@ -108,13 +116,8 @@ def test_without_a_token_no_lease_is_taken_and_the_bucket_says_how_long(
 
 
 def test_a_request_sleeps_what_the_bucket_says_then_gets_its_lease(rq_redis: redis.Redis) -> None:
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        time.sleep(seconds)
-
-    desk = _desk(rq_redis, capacity=4, per_seconds=1, in_flight=8, pause=sleep, max_wait=1)
+    slept = Slept()
+    desk = _desk(rq_redis, capacity=4, per_seconds=1, in_flight=8, pause=slept, max_wait=1)
     for _ in range(4):
         desk.acquire()
     _, waited = desk.acquire()
@@ -125,13 +128,8 @@ def test_a_request_sleeps_what_the_bucket_says_then_gets_its_lease(rq_redis: red
 
 
 def test_requests_waiting_together_count_the_bucket_s_hold_once(rq_redis: redis.Redis) -> None:
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        time.sleep(seconds)
-
-    desk = _desk(rq_redis, capacity=10, per_seconds=1, in_flight=20, pause=sleep, max_wait=5)
+    slept = Slept()
+    desk = _desk(rq_redis, capacity=10, per_seconds=1, in_flight=20, pause=slept, max_wait=5)
     for _ in range(10):
         desk.acquire()
     waits: list[float] = []
@@ -147,13 +145,8 @@ def test_requests_waiting_together_count_the_bucket_s_hold_once(rq_redis: redis.
 
 def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis: redis.Redis, monkeypatch) -> None:
     monkeypatch.setattr(concurrency, "LEASE_SECONDS", 0.05)
-    polls: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        polls.append(seconds)
-        time.sleep(seconds)
-
-    desk = _desk(rq_redis, capacity=10, per_seconds=1, in_flight=1, pause=sleep)
+    polls = Slept()
+    desk = _desk(rq_redis, capacity=10, per_seconds=1, in_flight=1, pause=polls)
     desk.acquire()  # never given back: its holder died
     started = time.monotonic()
     lease, waited = desk.acquire()
