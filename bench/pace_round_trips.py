@@ -88,6 +88,7 @@ def main() -> None:
     admission = Admission(bucket, slots)
     signal = RateLimitSignal(limit=10_000_000, remaining=9_000_000, reset_at=time.time() + 600)
     observed = bucket.observe_args(signal, 0)
+    assert observed is not None
 
     def apart() -> None:
         bucket.acquire(1, max_wait=60)
@@ -99,7 +100,7 @@ def main() -> None:
     def two_trips() -> None:
         [lease] = admission.exchange(1).leases
         time.sleep(hold)
-        admission.exchange(0, [lease], observed)
+        admission.exchange(0, [lease], [observed])
 
     desk = AdmissionDesk(admission, max_wait=60, outage_seconds=60)
 

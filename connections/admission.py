@@ -1,8 +1,8 @@
 """A run's admissions to a partner, taken from Redis in one round trip for all the requests
 waiting at once: a token of the connection's bucket (connections/ratelimit.py) and a lease among
 its requests in flight (connections/concurrency.py) for each, while the same trip gives back the
-leases of the requests answered since the last one, with what the newest answer's headers said of
-the partner's limit.
+leases of the requests answered since the last one, with what their answers' headers said of the
+partner's limit.
 
 Taken apart, they cost four round trips a request (take a token, take a lease, give the lease
 back, observe the headers), and two taken together per request (the design until 2026-12),
@@ -23,23 +23,27 @@ from connections.ratelimit import BUCKET_LUA, CLOCK_LUA, TokenBucket, as_text
 _ALL_LEASES_OUT = "busy"
 
 # KEYS[1] the bucket hash, KEYS[2] the lease set. ARGV: capacity, per_seconds, in-flight limit,
-# lease seconds, tokens wanted, the new leases' id prefix; then what the partner's newest answer
-# said, as TokenBucket.observe_args gives it (remaining, reset_at, the requests in flight it had
+# lease seconds, tokens wanted, the new leases' id prefix; how many answers' words follow, then
+# each as TokenBucket.observe_args gives it (remaining, reset_at, the requests in flight it had
 # not counted, limit; "" where not said); then the leases to give back. Gives the leases back,
-# observes, then takes as many tokens and leases as are there, up to those wanted, one lease
-# per token: a token is never taken without its lease. Answers {taken, then "0" (all taken),
-# the seconds until the next token, or "busy" (a token is there, no lease)}.
+# observes each answer in turn, then takes as many tokens and leases as are there, up to those
+# wanted, one lease per token: a token is never taken without its lease. Answers {taken, then
+# "0" (all taken), the seconds until the next token, or "busy" (a token is there, no lease)}.
 _EXCHANGE = (
     CLOCK_LUA
     + BUCKET_LUA
     + LEASE_LUA
     + """
-if #ARGV >= 11 then
-  redis.call('ZREM', KEYS[2], unpack(ARGV, 11))
+local said = tonumber(ARGV[7])
+local give_back_at = 8 + 4 * said
+if #ARGV >= give_back_at then
+  redis.call('ZREM', KEYS[2], unpack(ARGV, give_back_at))
 end
 local b = bucket_load(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
-bucket_observe(b, tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]) or 0,
-  tonumber(ARGV[10]), now)
+for at = 8, give_back_at - 1, 4 do
+  bucket_observe(b, tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]) or 0,
+    tonumber(ARGV[at + 3]), now)
+end
 local wanted = tonumber(ARGV[5])
 local taken = 0
 local answer = 0
@@ -91,20 +95,20 @@ class Admission:
         self,
         wanted: int,
         give_back: Sequence[str] = (),
-        observed: Sequence[int | str] | None = None,
+        observed: Sequence[Sequence[int | str]] = (),
     ) -> Exchanged:
-        """Give `give_back`'s leases back, correct the bucket from `observed` (what
-        TokenBucket.observe_args made of the partner's newest answer), then take up to `wanted`
+        """Give `give_back`'s leases back, correct the bucket from each of `observed` (what
+        TokenBucket.observe_args made of the partner's answers), then take up to `wanted`
         tokens, each with its lease; all in one round trip."""
         prefix = f"{new_lease_id()}:"
-        said = list(observed) if observed is not None else ["", "", 0, ""]
         args = [
             *self.bucket.shape_args(),
             self.slots.limit,
             concurrency.LEASE_SECONDS,
             wanted,
             prefix,
-            *said,
+            len(observed),
+            *(value for said in observed for value in said),
             *give_back,
         ]
         taken, answer = (

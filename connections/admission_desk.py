@@ -95,8 +95,8 @@ class AdmissionDesk:
         self._wake = threading.Condition()
         self._queue: deque[_Ticket] = deque()
         self._give_back: list[str] = []
-        # The newest answer's word on the partner's limit, observed on the next trip.
-        self._signal: RateLimitSignal | None = None
+        # What the answers since the last trip said of the partner's limit, observed on the next.
+        self._signals: list[RateLimitSignal] = []
         # Leases admitted and not given back yet: the run's requests on their way.
         self._held = 0
         # Seconds the clerk has slept for tokens in all: a request has waited what grew since it
@@ -136,14 +136,15 @@ class AdmissionDesk:
 
     def release(self, lease: str, signal: RateLimitSignal | None = None) -> None:
         """Give the lease back on the next trip, with what the partner's answer said of its
-        limit if it said anything: the newest answer's word is the one the trip carries. The
-        trip corrects the bucket from it less every request of the run still on its way then
-        (TokenBucket.observe), those admitted since this answer came included: the partner
-        had not counted them."""
+        limit if it said anything. The trip corrects the bucket from every answer's word since
+        the trip before (TokenBucket.observe only ever lowers it: the answers come back in any
+        order, and an older one may say more remain), each less every request of the run still
+        on its way then, those admitted since the answer came included: the partner had not
+        counted them."""
         with self._wake:
             self._give_back.append(lease)
             if signal is not None:
-                self._signal = signal
+                self._signals.append(signal)
             if len(self._give_back) == 1 and not self._queue:
                 self._wake.notify()
 
@@ -187,13 +188,12 @@ class AdmissionDesk:
                         return
                 wanted = len(self._queue)
                 give_back, self._give_back = self._give_back, []
-                signal, self._signal = self._signal, None
+                signals, self._signals = self._signals, []
                 self._held -= len(give_back)
-                observed = (
-                    None
-                    if signal is None
-                    else self.admission.bucket.observe_args(signal, self._held)
-                )
+                observe_args = self.admission.bucket.observe_args
+                observed = [
+                    args for signal in signals if (args := observe_args(signal, self._held))
+                ]
             try:
                 exchanged = self.admission.exchange(wanted, give_back, observed)
             except redis.RedisError:

@@ -6,13 +6,11 @@ the tokens and leases of every waiting request in one Redis round trip and gives
 answered ones' leases, with what the partner said of its limit, in the same trip. Redis going
 away for a moment (a restart, a pause) is waited out there, up to REDIS_OUTAGE_SECONDS."""
 
-import contextlib
 import random
 import time
 from collections.abc import Callable
 
 import django_rq
-import redis
 
 from connections.admission import Admission
 from connections.admission_desk import AdmissionDesk
@@ -57,33 +55,24 @@ class SharedPace:
             pause=pause,
         )
 
-    def acquire(self) -> tuple[float, str]:
+    def acquire(self) -> tuple[str, float]:
         """A token of the shared bucket and a slot among the connection's requests in flight,
         taken together at the run's admission desk (neither is held while waiting for the
-        other): the seconds waited for the token, and the slot's lease (give it back with
-        `release`). While Redis is out of reach, the desk tries again with backoff, up to
+        other): the slot's lease (give it back with `release`) and the seconds waited for the
+        token. While Redis is out of reach, the desk tries again with backoff, up to
         REDIS_OUTAGE_SECONDS, then raises RedisOutage."""
-        lease, waited = self.desk.acquire()
-        return waited, lease
+        return self.desk.acquire()
 
     def release(self, lease: str, signal: RateLimitSignal | None = None) -> None:
-        """Give the slot back and teach the shared bucket what the partner's answer said of its
-        limit, less the requests this run still has on their way (AdmissionDesk.release); both
-        go with the desk's next round trip. Without Redis, the lease expires by itself."""
+        """Give the slot back and teach the shared bucket what the partner's answer (a 429's
+        too) said of its limit, less the requests this run still has on their way
+        (AdmissionDesk.release); both go with the desk's next round trip. Without Redis, the
+        lease expires by itself and the next answer teaches the bucket."""
         self.desk.release(lease, signal)
 
     def close(self) -> None:
         """Give back the leases still held by the desk and stop its thread."""
         self.desk.close()
-
-    def observe(self, signal: RateLimitSignal | None, *, others: int = 0) -> None:
-        """Teach the shared bucket what the partner said of its limit (a 429's headers: a
-        request's answer is observed by `release`), less the `others` requests this run may
-        have on their way; without Redis, the next answer will."""
-        if signal is None:
-            return
-        with contextlib.suppress(redis.RedisError):
-            self.bucket.observe(signal, in_flight=others)
 
     def in_flight_bound(self, signal: RateLimitSignal) -> int | None:
         """What the partner says remains, as a bound on a run's requests in flight; None when

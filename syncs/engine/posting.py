@@ -15,7 +15,7 @@ from typing import Any
 
 from connections.admission_desk import RedisOutage
 from connections.models import Connection
-from connections.partners.base import BatchResult, Partner, Recipient
+from connections.partners.base import BatchResult, Partner, RateLimitSignal, Recipient
 from connections.partners.exchanges import Exchange, recording
 from connections.partners.http import BatchTooLarge, ObjectsRefused, PartnerError
 from connections.ratelimit import RateLimitTimeout
@@ -134,7 +134,7 @@ class SendingThreads:
         """Wait for a token, post the batch (its requests and answers noted, in memory), read
         the rate-limit headers."""
         try:
-            waited, lease = self.pace.acquire()
+            lease, waited = self.pace.acquire()
         except RateLimitTimeout as timeout:
             return Attempt(batch, no_token=timeout)
         except RedisOutage as outage:
@@ -143,6 +143,7 @@ class SendingThreads:
         attempt = Attempt(batch, batch.next_attempt(), waited)
         posted = time.perf_counter()
         result: BatchResult | None = None
+        signal: RateLimitSignal | None = None
         try:
             with recording() as attempt.exchanges:
                 result = self.partner.send_batch(
@@ -152,6 +153,7 @@ class SendingThreads:
                     options=options,
                     client=self.client,
                 )
+            signal = result.rate_limit
         except BatchTooLarge as too_large:
             attempt.too_large = too_large
             return attempt
@@ -159,6 +161,8 @@ class SendingThreads:
             attempt.objects_refused = refused
             return attempt
         except PartnerError as exc:
+            # A 429's headers too: every worker on the connection then waits for the reset.
+            signal = exc.rate_limit
             attempt.refused = exc
             return attempt
         finally:
@@ -167,8 +171,8 @@ class SendingThreads:
                 self.answer_seconds += time.perf_counter() - posted
             # The slot back and the answer's rate-limit headers observed on the pace's next
             # round trip, less the run's requests still on their way then.
-            self.pace.release(lease, None if result is None else result.rate_limit)
-        if result.rate_limit is not None:
-            self.remaining = self.pace.in_flight_bound(result.rate_limit)
+            self.pace.release(lease, signal)
+        if signal is not None:
+            self.remaining = self.pace.in_flight_bound(signal)
         attempt.result = result
         return attempt

@@ -279,10 +279,9 @@ class BatchSender:
         self.sleep(delay)
 
     def _wait_for_partner(self, exc: PartnerError) -> None:
-        """A 429: wait for the partner's reset (or back off), without spending an attempt."""
-        if exc.rate_limit is not None:
-            # Every worker on this connection waits for the partner's reset, not just us.
-            self.threads.pace.observe(exc.rate_limit)
+        """A 429: wait for the partner's reset (or back off), without spending an attempt. Its
+        headers went to the shared bucket with its lease (SendingThreads), so every worker on
+        the connection waits for the reset, not just this run."""
         self.throttled += 1
         self.throttled_in_a_row += 1
         delay = backoff(self.throttled_in_a_row, exc)

@@ -209,6 +209,22 @@ def test_a_request_admitted_after_the_answer_is_taken_off_what_the_partner_said_
     assert rq_redis.zcard(SLOTS) == 1
 
 
+def test_an_older_answer_given_back_last_does_not_raise_what_a_newer_one_said_remains(
+    rq_redis: redis.Redis, monkeypatch
+) -> None:
+    monkeypatch.setattr(admission_desk, "RELEASE_LINGER_SECONDS", 30.0)
+    desk = _desk(rq_redis, capacity=100, per_seconds=3600, in_flight=4)
+    first, second = desk.acquire()[0], desk.acquire()[0]
+    desk.acquire()  # still on its way when both answers are observed
+    reset_at = time.time() + 30
+    # The newer answer (5 remain) is given back first, the older one (8 remain) after it.
+    desk.release(first, RateLimitSignal(limit=50, remaining=5, reset_at=reset_at))
+    desk.release(second, RateLimitSignal(limit=50, remaining=8, reset_at=reset_at))
+    desk.close()
+    assert _tokens(rq_redis) == pytest.approx(4, abs=0.01)
+    assert rq_redis.zcard(SLOTS) == 1
+
+
 def test_without_headers_the_lease_alone_is_given_back(rq_redis: redis.Redis) -> None:
     desk = _desk(rq_redis, capacity=10, per_seconds=3600, in_flight=4)
     lease, _ = desk.acquire()
