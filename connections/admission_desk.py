@@ -2,7 +2,7 @@
 desk's clerk, makes the Redis round trips (connections/admission.py) for all of them.
 
 Each trip takes a token and a lease for every request waiting at that moment, and gives back the
-leases of the requests answered since the trip before, with what the newest answer said of the
+leases of the requests answered since the trip before, with what their answers said of the
 partner's limit. Under load the requests that queue while one trip is under way all go in the
 next, and a lease given back rides with the next take, so a request costs well under one round
 trip, and none of them on a sending thread: a round trip made by dozens of threads cost each a
