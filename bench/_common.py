@@ -292,3 +292,48 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
         cells = [str(row[0]).ljust(widths[0])]
         cells += [str(cell).rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         print("  ".join(cells))
+
+
+# What shares the box during a run, by process: the CPU each group used is where the box's two
+# cores went (a run bound by the box can only go faster by taking work off one of them).
+CPU_GROUPS = {"postgres": "PostgreSQL", "redis-server": "Redis", "valkey-server": "Redis"}
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def box_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the box's live processes, grouped: PostgreSQL, Redis, the
+    simulator (`partner_sandbox`), this benchmark process; and the box's idle seconds (all
+    cores). Two readings' difference is what a run cost each. A process that ended between
+    them (the worker) is not in it: it reports its own."""
+    groups = {"PostgreSQL": 0.0, "Redis": 0.0, "simulator": 0.0, "benchmark": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # it ended while we looked
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND  # utime + stime
+        if comm == "postgres":
+            # and its ended children's: a backend ends with its connection (the worker's is
+            # gone when this is read), and the postmaster counts it
+            seconds += (int(fields[13]) + int(fields[14])) / TICKS_PER_SECOND
+        if int(stat.parent.name) == os.getpid():
+            groups["benchmark"] += seconds
+        elif b"partner_sandbox" in cmdline:
+            groups["simulator"] += seconds
+        elif comm in CPU_GROUPS:
+            groups[CPU_GROUPS[comm]] += seconds
+    groups["idle"] = box_idle()
+    return groups
+
+
+def box_idle() -> float:
+    """Seconds the box's cores have been idle (all cores, idle + iowait)."""
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()
+    return (int(cpu[4]) + int(cpu[5])) / TICKS_PER_SECOND
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in before}

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import box_idle
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohortsync.settings")
 os.environ.setdefault("DEBUG", "true")
 
@@ -72,6 +75,8 @@ def main(run_id: int) -> None:
     started_at = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()
+    times_started = os.times()
+    idle_started = box_idle()
     if os.environ.get("BENCH_PROFILE"):
         # BENCH_PROFILE=<file>: a cProfile of the run, for `python -m pstats <file>`.
         import cProfile
@@ -84,6 +89,8 @@ def main(run_id: int) -> None:
     wall = time.perf_counter() - started
     finished_at = time.time()
     cpu = time.process_time() - cpu_started
+    system = os.times().system - times_started.system
+    idle = box_idle() - idle_started
     run = SyncRun.objects.get(pk=run_id)
     figures = {
         "status": status,
@@ -106,6 +113,10 @@ def main(run_id: int) -> None:
         # CPU of the worker process (all its threads) during the run: the database's and the
         # simulator's are their own processes'.
         "cpu_seconds": cpu,
+        # Of which in the kernel: sockets, and threads woken and put to sleep.
+        "cpu_system_seconds": system,
+        # The box's cores left idle during the run (all cores): none left, the box is the bound.
+        "box_idle_seconds": idle,
     }
     print(json.dumps(figures))
 

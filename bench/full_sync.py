@@ -139,6 +139,7 @@ def checkpoints_alone(connection: Any, cohort: Any, members: int, batch: int) ->
                     add_cursor=start + len(sent),
                     sent=sent,
                     event={"added": len(sent)},
+                    new_to_ledger=True,  # a first sync's, as the engine writes them
                 )
             )
             assert status == SyncRun.Status.RUNNING
@@ -179,7 +180,9 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
                 "/appsflyer/audiences",
                 {"name": f"bench {tag}", "platform": "android", "import_key": import_key},
             )
+        before = _common.box_cpu()
         reference_seconds = run_reference(url, path, secret, bodies, threads)
+        reference_cpu = _common.cpu_between(before, _common.box_cpu())
         del bodies
         # The simulator's own ceiling in this run: its limit lifted, twice the requests in
         # flight; a figure near it would measure the simulator.
@@ -193,7 +196,11 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
         )
         sync = _common.make_sync(cohort, connection)
         try:
-            figures = _common.run_in_worker(_common.queue_run(sync))
+            run_id = _common.queue_run(sync)
+            before = _common.box_cpu()
+            figures = _common.run_in_worker(run_id)
+            run_cpu = _common.cpu_between(before, _common.box_cpu())
+            run_cpu["idle"] = figures["box_idle_seconds"]  # the run's, not its process start's
             floor_seconds = checkpoints_alone(connection, cohort, members, checkpoint_members(kind))
         finally:
             _common.drop_cohort(cohort)
@@ -245,7 +252,13 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
             "",
             "",
         ],
-        [f"{kind}: worker CPU, s", f"{figures['cpu_seconds']:.1f}", "", ""],
+        [
+            f"{kind}: worker CPU, s (of which in the kernel)",
+            f"{figures['cpu_seconds']:.1f} ({figures['cpu_system_seconds']:.1f})",
+            "",
+            "",
+        ],
+        *box_rows(kind, run_cpu, reference_cpu),
         [f"{kind}: worker peak RSS, MB", f"{figures['peak_rss_mb']:.0f}", "", ""],
     ]
     verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
@@ -255,6 +268,32 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
         f"{TARGET_RATIO:.0%}); {rss} peak RSS {figures['peak_rss_mb']:.0f} MB "
         f"(bound {_common.RSS_BOUND_MB} MB)",
         flush=True,
+    )
+    return rows
+
+
+def box_rows(kind: str, run: dict[str, float], reference: dict[str, float]) -> list[list[str]]:
+    """Where the box's CPU went during each (the client: the reference's threads in this
+    process; the worker's own is its row above, and its process start is in neither)."""
+    rows = [
+        [f"{kind}: box CPU, s: {name}", f"{run[name]:.1f}", f"{reference[name]:.1f}", ""]
+        for name in ("simulator", "PostgreSQL", "Redis")
+    ]
+    rows.append(
+        [
+            f"{kind}: box CPU, s: reference client",
+            "",
+            f"{reference['benchmark']:.1f}",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            f"{kind}: box CPU, s: idle (all cores)",
+            f"{run['idle']:.1f}",
+            f"{reference['idle']:.1f}",
+            "",
+        ]
     )
     return rows
 

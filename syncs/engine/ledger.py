@@ -7,6 +7,7 @@ ORM path (SQLite, and batches of removals).
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 from django.utils import timezone
@@ -29,14 +30,17 @@ class LedgerRow(NamedTuple):
 COLUMNS = LedgerRow._fields
 
 
-def record_sent(sync_id: int, run_id: int, rows: Sequence[LedgerRow]) -> None:
-    """Add the members the partner accepted; a member already in the ledger stays as it is."""
+def record_sent(
+    sync_id: int, run_id: int, rows: Sequence[LedgerRow], *, at: datetime | None = None
+) -> None:
+    """Add the members the partner accepted (`at` then, else now); a member already in the
+    ledger stays as it is."""
     if not rows:
         return
-    now = timezone.now()
+    added_at = at or timezone.now()
     SyncedMember.objects.bulk_create(
         [
-            SyncedMember(sync_id=sync_id, run_id=run_id, added_at=now, **row._asdict())
+            SyncedMember(sync_id=sync_id, run_id=run_id, added_at=added_at, **row._asdict())
             for row in rows
         ],
         ignore_conflicts=True,
