@@ -20,6 +20,7 @@ next worker sends those again (both partners' writes are idempotent).
 """
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -58,10 +59,12 @@ T = TypeVar("T")
 PAGE_MEMBERS = 1000
 # Batches one run keeps in flight at most, whatever its connection allows (each has a thread).
 SENDS_IN_FLIGHT = 256
-# A run starts with this many batches in flight and grows by one per batch answered without a
-# 429, up to its connection's limit; a 429 halves it. In flight comes to rate x latency by
-# itself, and a partner whose real limit is below the connection's setting is not flooded
-# before its rate-limit headers have taught the shared bucket.
+# A run starts with this many batches in flight. Each batch answered without a 429 takes it to
+# what the connection's rate calls for at the partner's answer time so far (rate x latency, the
+# requests that keep the rate's budget busy), or one more if that is more, up to the
+# connection's limit; a 429 halves it. A partner whose real limit is below the connection's
+# setting is not flooded: the first answers' rate-limit headers teach the shared bucket before
+# the window opens, and a 429 closes it again.
 FIRST_IN_FLIGHT = 4
 # Batches sent and not yet settled, per request the run may have in flight: answered batches
 # wait behind an older one still out without holding a request's slot.
@@ -127,6 +130,7 @@ class RunSender:
         config = self.partner.config
         self.in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
         self.window = min(FIRST_IN_FLIGHT, self.in_flight_limit)
+        self.rate = self.partner.rate_limit(config)
         self.unsettled_limit = UNSETTLED_PER_SLOT * self.in_flight_limit
         self.throttled_seen = 0
         self.off_thread = off_thread_possible()
@@ -384,7 +388,8 @@ class RunSender:
             self._commit_answered()
 
     def _adapt_window(self) -> None:
-        """One more batch in flight after an answer without a 429, never more than the partner
+        """After an answer without a 429, as many batches in flight as the rate calls for at
+        the partner's answer time (at least one more than before), never more than the partner
         said remain in its window; half as many after a 429."""
         ceiling = self.in_flight_limit
         if self.sender.remaining is not None:
@@ -393,7 +398,15 @@ class RunSender:
             self.throttled_seen = self.sender.throttled
             self.window = max(1, self.window // 2)
         else:
-            self.window = min(ceiling, self.window + 1)
+            self.window = min(ceiling, max(self.window + 1, self._rate_times_latency()))
+
+    def _rate_times_latency(self) -> int:
+        """The requests in flight that keep the connection's rate busy at the partner's
+        average answer time so far (0 before its first answer)."""
+        latency_ms = self.sender.latency_ms()
+        if latency_ms is None:
+            return 0
+        return math.ceil(self.rate.requests / self.rate.seconds * latency_ms / 1000)
 
     def _answer(self, batch: InFlight, result: BatchResult) -> None:
         self.answered.add(

@@ -118,3 +118,22 @@ def test_a_lease_of_a_killed_holder_expires_by_itself(rq_redis, monkeypatch):
     assert waited > 0
     assert time.monotonic() - started < 5
     limit.release(lease)
+
+
+def test_after_its_first_answers_a_run_opens_to_what_the_rate_calls_for_at_that_latency(
+    cohort, sandbox, monkeypatch
+):
+    """Each answer takes 50 ms and the connection's rate (Braze's 1,000 a second) calls for
+    50 in flight: after the first answers the run holds its connection's 20. Growing by one a
+    batch answered (slow start), 24 batches never pass about 14 at once."""
+    connection = make_simulator_connection(sandbox, max_concurrent_requests=20)
+    concurrency = Concurrency(hold_seconds=0.05)
+    monkeypatch.setattr(sandbox.state, "pop_fault", concurrency)
+    members = fill(cohort, 24 * BATCH)
+    sync = braze_sync(cohort, connection)
+    run = queued_run(sync)
+
+    assert run_sync(run.pk, sleep=Sleeps()) == SyncRun.Status.SUCCEEDED
+
+    assert concurrency.peak >= 18
+    assert in_destination(sandbox, cohort.name) == members == ledger(sync)
