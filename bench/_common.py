@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -337,3 +338,10 @@ def box_idle() -> float:
 
 def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: after[name] - before[name] for name in before}
+
+
+def context_switches() -> int:
+    """This process's context switches so far, all its threads (ended ones too): put to sleep
+    (a lock, a socket, a condition) or pre-empted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw + usage.ru_nivcsw

@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import box_idle
+from _common import box_idle, context_switches
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohortsync.settings")
 os.environ.setdefault("DEBUG", "true")
@@ -76,6 +76,7 @@ def main(run_id: int) -> None:
     started = time.perf_counter()
     cpu_started = time.process_time()
     times_started = os.times()
+    switches_started = context_switches()
     idle_started = box_idle()
     if os.environ.get("BENCH_PROFILE"):
         # BENCH_PROFILE=<file>: a cProfile of the run, for `python -m pstats <file>`.
@@ -90,6 +91,7 @@ def main(run_id: int) -> None:
     finished_at = time.time()
     cpu = time.process_time() - cpu_started
     system = os.times().system - times_started.system
+    switches = context_switches() - switches_started
     idle = box_idle() - idle_started
     run = SyncRun.objects.get(pk=run_id)
     figures = {
@@ -115,6 +117,8 @@ def main(run_id: int) -> None:
         "cpu_seconds": cpu,
         # Of which in the kernel: sockets, and threads woken and put to sleep.
         "cpu_system_seconds": system,
+        # Every thread's, put to sleep (waiting for a lock, a socket, a condition) or pre-empted.
+        "context_switches": switches,
         # The box's cores left idle during the run (all cores): none left, the box is the bound.
         "box_idle_seconds": idle,
     }

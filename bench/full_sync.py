@@ -180,9 +180,10 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
                 "/appsflyer/audiences",
                 {"name": f"bench {tag}", "platform": "android", "import_key": import_key},
             )
-        before = _common.box_cpu()
+        before, switches = _common.box_cpu(), _common.context_switches()
         reference_seconds = run_reference(url, path, secret, bodies, threads)
         reference_cpu = _common.cpu_between(before, _common.box_cpu())
+        reference_switches = _common.context_switches() - switches
         del bodies
         # The simulator's own ceiling in this run: its limit lifted, twice the requests in
         # flight; a figure near it would measure the simulator.
@@ -256,6 +257,12 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
             f"{kind}: worker CPU, s (of which in the kernel)",
             f"{figures['cpu_seconds']:.1f} ({figures['cpu_system_seconds']:.1f})",
             "",
+            "",
+        ],
+        [
+            f"{kind}: worker context switches per request",
+            f"{figures['context_switches'] / max(1, requests):.1f}",
+            f"{reference_switches / reference_requests:.1f}",
             "",
         ],
         *box_rows(kind, run_cpu, reference_cpu),

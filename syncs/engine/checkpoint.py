@@ -134,7 +134,7 @@ def of_batch(
         taken = [recipient for recipient in batch.recipients if recipient.ref in accepted]
         planned = cast(dict[int, PlannedMember], by_ref)
         if batch.traits is None:
-            sent = [_ledger_row(planned[recipient.ref], recipient) for recipient in taken]
+            sent = [_ledger_row(planned[recipient.ref]) for recipient in taken]
         else:
             values = batch.traits
             traits = [_trait_row(planned[r.ref], r, values[r.ref]) for r in taken]
@@ -216,18 +216,10 @@ def merged(checkpoints: Sequence[Checkpoint]) -> Checkpoint:
     )
 
 
-def _ledger_row(member: PlannedMember, sent: Recipient) -> ledger.LedgerRow:
-    # _make takes the tuple as it is (one per member sent: cheaper than six arguments bound).
-    return ledger.LedgerRow._make(
-        (
-            member.id_type,
-            member.alias_label,
-            member.value,
-            sent.identifier_type,
-            sent.identifier,
-            sent.alias_label,
-        )
-    )
+def _ledger_row(member: PlannedMember) -> ledger.LedgerRow:
+    """The ledger row of a member sent as planned: its fields after its id (the run sends a
+    member by the identifier its page chose)."""
+    return ledger.LedgerRow._make(member[1:])
 
 
 def _trait_row(member: PlannedMember, sent: Recipient, values: dict[str, Any]) -> TraitRow:

@@ -60,8 +60,9 @@ def record_unreached(run: SyncRun, why: str) -> int:
 def _unreached(run: SyncRun) -> Iterator[tuple[str, tuple[str, str, str]]]:
     sync, after = run.sync, run.add_cursor
     until = diff.whole_cohort_until(run)
+    # Only who they are: no identifier to choose (an empty mapping).
     while page := diff.page_to_add(
-        sync, run_id=run.pk, after_id=after, limit=UNREACHED_CHUNK, until=until
+        sync, mapping=(), run_id=run.pk, after_id=after, limit=UNREACHED_CHUNK, until=until
     ):
         after = page.last_ref
         yield from (("add", (m.id_type, m.alias_label, m.value)) for m in page.rows)

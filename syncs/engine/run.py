@@ -239,15 +239,18 @@ class RunSender:
     def _pages_to_add(self) -> Iterator[list[PlannedMember]]:
         after = self.run.add_cursor
         pages = self.traits.page if self.traits is not None else self._page_to_add
-        while page := pages(run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS):
+        while page := pages(
+            mapping=self.mapping, run_id=self.run.pk, after_id=after, limit=PAGE_MEMBERS
+        ):
             after = page.last_ref
             yield page.rows
 
     def _page_to_add(
-        self, *, run_id: int, after_id: int, limit: int
+        self, *, mapping: list[str], run_id: int, after_id: int, limit: int
     ) -> diff.Page[PlannedMember] | None:
         return diff.page_to_add(
             self.sync,
+            mapping=mapping,
             run_id=run_id,
             after_id=after_id,
             limit=limit,
@@ -318,11 +321,11 @@ class RunSender:
         # A trait run's batch: each member's ledger values once the partner accepts it.
         traits: dict[int, dict[str, Any]] | None = None if self.traits is None else {}
         for member in members:
-            recipient = diff.recipient_for(member, self.mapping)
             update = self.traits.pending.pop(member.pk, None) if self.traits else None
-            if recipient is None:
+            if member.dest_type is None:  # none of the mapping's identifiers
                 skipped.append(member)
                 continue
+            recipient = Recipient(member.pk, member.dest_type, member.dest_value, member.dest_label)
             if traits is not None:
                 if update is None:
                     # Nothing left to change: not sent, and counted as skipped when the run

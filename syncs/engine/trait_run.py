@@ -118,10 +118,14 @@ class TraitWork:
             removes=0,
         )
 
-    def page(self, *, run_id: int, after_id: int, limit: int) -> Page[PlannedMember] | None:
+    def page(
+        self, *, mapping: list[str], run_id: int, after_id: int, limit: int
+    ) -> Page[PlannedMember] | None:
         """The next page of the plan, as diff.page_to_add, each member's update computed now
         and kept in `pending` until its batch goes out."""
-        page = diff.page_to_add(self.sync, run_id=run_id, after_id=after_id, limit=limit)
+        page = diff.page_to_add(
+            self.sync, mapping=mapping, run_id=run_id, after_id=after_id, limit=limit
+        )
         if page is None:
             return None
         found = with_ledger(

@@ -265,7 +265,7 @@ def test_a_lowered_cap_fails_only_the_members_whose_array_is_full(connection, sa
 
 
 def planned(value, pk):
-    return PlannedMember(pk, "external_id", "", value, None, None, None, None, None, None)
+    return PlannedMember(pk, "external_id", "", value, "external_id", value, "")
 
 
 def test_no_check_is_made_while_no_more_cohorts_share_the_array_than_its_cap(
