@@ -6,6 +6,7 @@ bundle read once, failures named as requests named them, and one client shared b
 Every test runs under a tripwire that fails it on a connect off the loopback.
 """
 
+import http.client
 import socket
 import threading
 from collections.abc import Iterator
@@ -196,3 +197,41 @@ def test_one_client_serves_many_threads_at_once_on_kept_connections(settings):
     assert len(server.requests) == threads * each
     # Connections are kept and reused: one per request open at once, not one per request.
     assert len(server.connections) == threads
+
+
+def test_a_bytes_body_goes_out_with_its_header_block_in_one_send(settings, monkeypatch):
+    """One system call a request, not two: each gives up the interpreter to the sending
+    threads around it (core/egress_http.py, _OneSend)."""
+    settings.COHORTSYNC_ALLOW_INSECURE_ENDPOINTS = True
+    sent: list[bytes] = []
+    real_send = http.client.HTTPConnection.send
+
+    def recording_send(connection, data):
+        sent.append(bytes(data))
+        return real_send(connection, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", recording_send)
+    server = AnswerServer(200, body=lambda path: {"path": path}, tls=False, keep_alive=True)
+    body = (
+        b'{"attributes": [' + b", ".join(b'{"external_id": "u%d"}' % n for n in range(75)) + b"]}"
+    )
+    with servers(server), EgressClient() as client:
+        posted = [
+            client.request(
+                "POST", f"{server.url}/track/{n}", headers=JSON, body=body, timeout=TIMEOUT
+            )
+            for n in range(2)
+        ]
+        got = client.request("GET", f"{server.url}/export", headers={}, timeout=TIMEOUT)
+
+    assert [answer.json() for answer in [*posted, got]] == [
+        {"path": "/track/0"},
+        {"path": "/track/1"},
+        {"path": "/export"},
+    ]
+    assert len(server.connections) == 1  # kept: each body was read whole, nothing more
+    assert len(sent) == 3
+    for data, path in zip(sent[:2], ["/track/0", "/track/1"], strict=True):
+        assert data.startswith(f"POST {path} HTTP/1.1\r\n".encode())
+        assert data.endswith(b"\r\n\r\n" + body)
+    assert sent[2].startswith(b"GET /export HTTP/1.1\r\n") and sent[2].endswith(b"\r\n\r\n")
