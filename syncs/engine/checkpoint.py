@@ -6,19 +6,9 @@ It is written only while the run is still this worker's (its `interruptions` unc
 reaper that re-queued the run bumped them). A checkpoint that finds the run taken over writes
 nothing; one that finds it canceled is still written, since the partner did accept the batch.
 
-On PostgreSQL a checkpoint of adds takes one of two ways:
-
-- Members new to the ledger (a run that is neither resumed nor a full resync: its plan is the
-  cohort less the ledger, and no other run of the sync writes beside it) are copied in. One
-  transaction: the counters UPDATE with the INSERTs of the errors and the event (one prepared
-  statement), then a binary COPY of the ledger rows. COPY writes a row for half of what an
-  INSERT ... ON CONFLICT costs the server (5.5 against 10.5 µs on the 2-core bench box).
-- Otherwise, or when a copied row is in the ledger all the same (a unique violation rolls the
-  copy back), the same parts and the ledger's INSERT ... ON CONFLICT DO NOTHING are one
-  statement: a member already in the ledger stays as it is.
-
-Removals (which move ledger rows into the removal history) and SQLite go through the ORM in one
-transaction.
+On PostgreSQL a checkpoint of adds is one prepared statement, its ledger rows copied in beside it
+when they are new to the ledger (syncs/engine/checkpoint_sql.py). Removals (which move ledger
+rows into the removal history), trait rows and SQLite go through the ORM in one transaction.
 """
 
 import logging
@@ -27,17 +17,16 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from connections.partners.base import BatchResult, Recipient
-from syncs.engine import ledger
+from syncs.engine import checkpoint_sql, ledger
+from syncs.engine.checkpoint_sql import TakenOver
 from syncs.engine.diff import PlannedMember
 from syncs.engine.errors import error_row, skipped_reason
 from syncs.engine.trait_run import TraitRow, record_traits
@@ -47,8 +36,6 @@ if TYPE_CHECKING:
     from syncs.engine.posting import Attempt
 
 logger = logging.getLogger(__name__)
-
-COUNTERS = ("added", "removed", "failed", "skipped", "requests", "throttled_seconds")
 
 
 @dataclass
@@ -262,10 +249,6 @@ def without_fsync_wait() -> Iterator[None]:
             pass  # the connection is broken: the setting goes with it
 
 
-class _TakenOver(Exception):
-    """Rolls a checkpoint back: the run is no longer this worker's."""
-
-
 def commit(checkpoint: Checkpoint) -> str | None:
     """Write the checkpoint; the run's status after it, or None when the run is no longer this
     worker's (then nothing was written)."""
@@ -273,7 +256,7 @@ def commit(checkpoint: Checkpoint) -> str | None:
     if connection.vendor == "postgresql" and not checkpoint.removed and not checkpoint.traits:
         if checkpoint.new_to_ledger and checkpoint.sent:
             try:
-                return _commit_copying(checkpoint)
+                return checkpoint_sql.commit_copying(checkpoint)
             except psycopg.errors.UniqueViolation:
                 # Rolled back whole: merged below instead, every row that is new written.
                 logger.warning(
@@ -281,11 +264,11 @@ def commit(checkpoint: Checkpoint) -> str | None:
                     "checkpoint merges the rows instead.",
                     checkpoint.run_id,
                 )
-        return _commit_in_one_statement(checkpoint)
+        return checkpoint_sql.commit_in_one_statement(checkpoint)
     try:
         with transaction.atomic():
             return _commit_with_orm(checkpoint)
-    except _TakenOver:
+    except TakenOver:
         return None
 
 
@@ -299,7 +282,7 @@ def _commit_with_orm(checkpoint: Checkpoint) -> str:
             updates[name] = getattr(checkpoint, name)
     now = timezone.now()
     if not ours.update(**updates, heartbeat_at=now):
-        raise _TakenOver
+        raise TakenOver
     ledger.record_sent(checkpoint.sync_id, checkpoint.run_id, checkpoint.sent, at=now)
     ledger.record_removed(checkpoint.sync_id, checkpoint.run_id, checkpoint.removed)
     if checkpoint.traits:
@@ -309,108 +292,3 @@ def _commit_with_orm(checkpoint: Checkpoint) -> str:
         run_id=checkpoint.run_id, kind=SyncRunEvent.Kind.BATCH, details=checkpoint.event
     )
     return ours.values_list("status", flat=True).get()
-
-
-def _commit_in_one_statement(checkpoint: Checkpoint) -> str | None:
-    connection.ensure_connection()
-    # Django's cursors bind on the client, quoting every array element in Python; a plain
-    # psycopg cursor binds on the server, in binary, and the statement is prepared once.
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_ONE_STATEMENT, _parameters(checkpoint, timezone.now()), prepare=True)
-        row = cursor.fetchone()
-    return None if row is None else str(row[0])
-
-
-def _commit_copying(checkpoint: Checkpoint) -> str | None:
-    """The counters, errors and event in one statement, then the ledger rows copied in, in one
-    transaction; raises UniqueViolation (having written nothing) if a row was there already."""
-    connection.ensure_connection()
-    now = timezone.now()
-    try:
-        with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(
-                _WITHOUT_LEDGER, _parameters(checkpoint, now, ledger_rows=False), prepare=True
-            )
-            row = cursor.fetchone()
-            if row is None:
-                raise _TakenOver
-            with cursor.copy(_COPY_LEDGER) as copy:
-                copy.set_types(_COPY_TYPES)
-                head = (checkpoint.sync_id, checkpoint.run_id, now)
-                for sent in checkpoint.sent:
-                    copy.write_row(head + sent)
-            return str(row[0])
-    except _TakenOver:
-        return None
-
-
-def _parameters(checkpoint: Checkpoint, now: datetime, *, ledger_rows: bool = True) -> list[Any]:
-    return [
-        *(int(checkpoint.counts.get(name, 0)) for name in COUNTERS[:-1]),
-        float(checkpoint.counts.get("throttled_seconds", 0.0)),
-        checkpoint.add_cursor,
-        checkpoint.remove_cursor,
-        now,
-        checkpoint.run_id,
-        checkpoint.interruptions,
-        # One JSON array of rows: psycopg packs list elements one by one in Python, JSON is
-        # written in C (a 75-row batch: 0.6 ms down to 0.05 ms), and orjson writes a group
-        # commit's 2,000 rows in 170 µs where the json module took 840 (its `default` turns each
-        # LedgerRow, a named tuple it does not take as it is, into a tuple).
-        *((checkpoint.sync_id, _json(checkpoint.sent)) if ledger_rows else ()),
-        _json(
-            [
-                (error.operation, error.member, error.reason, error.partner_status)
-                for error in checkpoint.errors
-            ]
-        ),
-        SyncRunEvent.Kind.BATCH.value,
-        _json(checkpoint.event),
-    ]
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=tuple).decode()
-
-
-def _one_statement(*, ledger_rows: bool = True) -> str:
-    """The checkpoint's statement: the run's counters and cursors (only while the run is this
-    worker's), its errors and its event, and its ledger rows unless they are copied."""
-    run_table = SyncRun._meta.db_table
-    counters = ", ".join(
-        f"{name} = {name} + %s::{'float8' if name == 'throttled_seconds' else 'integer'}"
-        for name in COUNTERS
-    )
-    columns = ", ".join(f"r->>{n}" for n in range(len(ledger.COLUMNS)))
-    sent = (
-        f"sent AS (INSERT INTO {ledger.TABLE} "  # noqa: S608 (names from the models)
-        f"(sync_id, run_id, added_at, {', '.join(ledger.COLUMNS)}) "
-        f"SELECT %s, run.id, run.heartbeat_at, {columns} "
-        "FROM run, json_array_elements(%s::json) AS r "
-        "ON CONFLICT (sync_id, id_type, alias_label, value) DO NOTHING), "
-    )
-    return (
-        f"WITH run AS (UPDATE {run_table} SET {counters}, "  # noqa: S608 (names from the models)
-        "add_cursor = COALESCE(%s::bigint, add_cursor), "
-        "remove_cursor = COALESCE(%s::bigint, remove_cursor), heartbeat_at = %s "
-        "WHERE id = %s AND interruptions = %s RETURNING id, status, heartbeat_at), "
-        f"{sent if ledger_rows else ''}"
-        f"failed AS (INSERT INTO {SyncRunError._meta.db_table} "
-        "(run_id, operation, member, reason, partner_status, created_at) "
-        "SELECT run.id, e->>0, e->>1, e->>2, (e->>3)::smallint, run.heartbeat_at "
-        "FROM run, json_array_elements(%s::json) AS e), "
-        f"event AS (INSERT INTO {SyncRunEvent._meta.db_table} (run_id, at, kind, message, details) "
-        "SELECT run.id, run.heartbeat_at, %s, '', %s::jsonb FROM run) "
-        "SELECT status FROM run"
-    )
-
-
-_ONE_STATEMENT = _one_statement()
-_WITHOUT_LEDGER = _one_statement(ledger_rows=False)
-# The ledger rows as COPY takes them: the sync, the run and the time, then a LedgerRow; binary,
-# so the server parses no text.
-_COPY_LEDGER = (
-    f"COPY {ledger.TABLE} (sync_id, run_id, added_at, {', '.join(ledger.COLUMNS)}) "
-    "FROM STDIN (FORMAT BINARY)"
-)
-_COPY_TYPES = ["int8", "int8", "timestamptz", *["text"] * len(ledger.COLUMNS)]

@@ -8,7 +8,7 @@ import logging
 import pytest
 from django.db import connection
 
-from syncs.engine import checkpoint
+from syncs.engine import checkpoint, checkpoint_sql
 from syncs.engine.errors import error_row
 from syncs.engine.ledger import LedgerRow, record_sent
 from syncs.models import SyncedMember, SyncRun, SyncRunError, SyncRunEvent
@@ -67,7 +67,7 @@ def test_a_first_runs_rows_are_copied_in_not_merged(run, monkeypatch):
     def merged(*_):
         raise AssertionError("merged, not copied")
 
-    monkeypatch.setattr(checkpoint, "_commit_in_one_statement", merged)
+    monkeypatch.setattr(checkpoint_sql, "commit_in_one_statement", merged)
     assert checkpoint.commit(checkpoint_of(run, rows("u1", "u2"))) == "running"
     assert SyncedMember.objects.filter(sync_id=run.sync_id).count() == 2
 
