@@ -1,8 +1,9 @@
 """What the sync benchmarks share: Django on PostgreSQL, the simulator in a process of its own,
-cohorts filled in SQL, a sync run in a worker process of its own, and the machine line.
+cohorts filled in SQL, a sync run in a worker process of its own, the machine line, and where
+the box's CPU went (by process group, and context switches).
 
-Imported by bench/full_sync.py, delta_sync.py, dispatcher_tick.py, realtime_latency.py,
-simulator_ceiling.py and amplitude_download.py; not by the import benchmarks, which predate it.
+Imported by the sync benchmarks and by bench/_worker.py (the CPU readings); not by the import
+benchmarks, which predate it.
 """
 
 import json

@@ -281,7 +281,9 @@ def bench_partner(kind: str, members: int, threads: int, latency_ms: int) -> lis
 
 def box_rows(kind: str, run: dict[str, float], reference: dict[str, float]) -> list[list[str]]:
     """Where the box's CPU went during each (the client: the reference's threads in this
-    process; the worker's own is its row above, and its process start is in neither)."""
+    process; the worker's own is its row above). The other processes' CPU is read around the
+    worker's whole process, its start included (a few queries, no partner call); the idle
+    seconds are the run's own, read by the worker."""
     rows = [
         [f"{kind}: box CPU, s: {name}", f"{run[name]:.1f}", f"{reference[name]:.1f}", ""]
         for name in ("simulator", "PostgreSQL", "Redis")

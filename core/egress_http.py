@@ -1,6 +1,8 @@
 """The egress policy (core/egress.py) applied to requests: a session whose every TCP connection
 is made to an address the policy checked at that moment (so DNS cannot change it between check
-and use), that follows no redirect and uses no proxy from the environment."""
+and use), that follows no redirect and uses no proxy from the environment. The same connection
+classes serve core/egress_client.py; they send a request's header block and bytes body in one
+system call (_OneSend)."""
 
 import ipaddress
 import os

