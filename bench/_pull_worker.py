@@ -45,6 +45,10 @@ def main(pull_id: int, properties: list[str]) -> None:
     from cohorts import membership
     from cohorts.models import AmplitudePull
     from cohorts.pulls import run
+    from cohortsync.worker import warm_up
+
+    # What the worker loads before it forks the work horse (cohortsync/worker.py).
+    warm_up()
 
     spent: dict[str, float] = {}
     if properties:

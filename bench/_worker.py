@@ -48,6 +48,7 @@ def main(run_id: int) -> None:
     import django
 
     django.setup()
+    from cohortsync.worker import warm_up
     from connections.admission_desk import AdmissionDesk
     from syncs.engine import diff, sending
     from syncs.engine import run as engine
@@ -72,6 +73,8 @@ def main(run_id: int) -> None:
         desks["admitted"] += desk.admitted
 
     AdmissionDesk.close = counted_close  # type: ignore[method-assign,assignment]
+    # What the worker loads before it forks the work horse (cohortsync/worker.py).
+    warm_up()
     started_at = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()

@@ -59,7 +59,7 @@ def ca_bundle() -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _tls_context(bundle: str) -> ssl.SSLContext:
+def tls_context(bundle: str) -> ssl.SSLContext:
     """One verifying TLS context per bundle, shared by every client and connection: loading
     certifi's bundle costs milliseconds, too much for each short-lived client. urllib3 checks
     the certificate against the URL's host name itself."""
@@ -79,7 +79,7 @@ class EgressClient:
             maxsize=max_connections,
             block=False,
             retries=False,
-            ssl_context=_tls_context(ca_bundle()),
+            ssl_context=tls_context(ca_bundle()),
         )
         self._pools.pool_classes_by_scheme = dict(CHECKED_POOLS)
 
