@@ -4,8 +4,9 @@ A checkpoint writes the ledger and the run's counters in one transaction after t
 accepted the batch (syncs/engine/checkpoint.py), so a run that dies resumes from the ledger: nothing
 skipped, and nothing sent twice beyond the batches in flight.
 
-As many batches are in flight at once as the connection allows (its maximum concurrent
-requests, shared by all its runs and workers, always under its rate limit): while the sending
+As many batches are in flight at once as the run's window allows (syncs/engine/window.py: rate
+x latency, within the connection's maximum concurrent requests, shared by all its runs and
+workers, always under its rate limit): while the sending
 threads post the next ones, this thread takes the answers of the oldest, always in the order
 they were sent, and checkpoints them together (a group commit, syncs/engine/group_commit.py), so
 a checkpoint's cursor never passes a batch that is not in the ledger. On PostgreSQL the plan's
@@ -20,7 +21,6 @@ next worker sends those again (both partners' writes are idempotent).
 """
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +49,7 @@ from syncs.engine.plan import Scope, plan_run, restore_plan
 from syncs.engine.posting import HEARTBEAT_EVERY_SECONDS
 from syncs.engine.sending import BatchSender, Interrupted, StopRun
 from syncs.engine.trait_run import TraitWork
+from syncs.engine.window import Window
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 
 logger = logging.getLogger(__name__)
@@ -59,13 +60,6 @@ T = TypeVar("T")
 PAGE_MEMBERS = 1000
 # Batches one run keeps in flight at most, whatever its connection allows (each has a thread).
 SENDS_IN_FLIGHT = 256
-# A run starts with this many batches in flight. Each batch answered without a 429 takes it to
-# what the connection's rate calls for at the partner's answer time so far (rate x latency, the
-# requests that keep the rate's budget busy), or one more if that is more, up to the
-# connection's limit; a 429 halves it. A partner whose real limit is below the connection's
-# setting is not flooded: the first answers' rate-limit headers teach the shared bucket before
-# the window opens, and a 429 closes it again.
-FIRST_IN_FLIGHT = 4
 # Batches sent and not yet settled, per request the run may have in flight: answered batches
 # wait behind an older one still out without holding a request's slot.
 UNSETTLED_PER_SLOT = 2
@@ -128,11 +122,9 @@ class RunSender:
         except (ValueError, crypto.CredentialError) as exc:
             raise StopRun(f"The connection cannot be used: {exc}") from None
         config = self.partner.config
-        self.in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
-        self.window = min(FIRST_IN_FLIGHT, self.in_flight_limit)
-        self.rate = self.partner.rate_limit(config)
-        self.unsettled_limit = UNSETTLED_PER_SLOT * self.in_flight_limit
-        self.throttled_seen = 0
+        in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
+        self.window = Window(limit=in_flight_limit, rate=self.partner.rate_limit(config))
+        self.unsettled_limit = UNSETTLED_PER_SLOT * in_flight_limit
         self.off_thread = off_thread_possible()
         self.sender = BatchSender(
             run_id=run.pk,
@@ -144,7 +136,7 @@ class RunSender:
             sleep=self._sleep_beating,
             pause=sleep,
             beat=self.beat,
-            in_flight=self.in_flight_limit,
+            in_flight=in_flight_limit,
         )
         self.in_flight: deque[InFlight] = deque()
         # Batches answered and not yet checkpointed, oldest first, and their writer.
@@ -369,8 +361,8 @@ class RunSender:
         while self.in_flight:
             if _answered(self.in_flight[0]) or len(self.in_flight) >= self.unsettled_limit:
                 self._settle(self.in_flight.popleft())
-            elif self.sender.unanswered >= self.window:
-                self.sender.wait_for_an_answer(below=self.window)
+            elif self.sender.unanswered >= self.window.size:
+                self.sender.wait_for_an_answer(below=self.window.size)
             else:
                 return
 
@@ -385,31 +377,14 @@ class RunSender:
         except (StopRun, Interrupted):
             self._settle_accepted()
             raise
-        self._adapt_window()
+        self.window.after_answer(
+            throttled=self.sender.throttled,
+            latency_ms=self.sender.latency_ms(),
+            remaining=self.sender.remaining,
+        )
         self._answer(batch, result)
         if self.answered.due():
             self._commit_answered()
-
-    def _adapt_window(self) -> None:
-        """After an answer without a 429, as many batches in flight as the rate calls for at
-        the partner's answer time (at least one more than before), never more than the partner
-        said remain in its window; half as many after a 429."""
-        ceiling = self.in_flight_limit
-        if self.sender.remaining is not None:
-            ceiling = min(ceiling, max(1, self.sender.remaining))
-        if self.sender.throttled > self.throttled_seen:
-            self.throttled_seen = self.sender.throttled
-            self.window = max(1, self.window // 2)
-        else:
-            self.window = min(ceiling, max(self.window + 1, self._rate_times_latency()))
-
-    def _rate_times_latency(self) -> int:
-        """The requests in flight that keep the connection's rate busy at the partner's
-        average answer time so far (0 before its first answer)."""
-        latency_ms = self.sender.latency_ms()
-        if latency_ms is None:
-            return 0
-        return math.ceil(self.rate.requests / self.rate.seconds * latency_ms / 1000)
 
     def _answer(self, batch: InFlight, result: BatchResult) -> None:
         self.answered.add(

@@ -7,7 +7,7 @@ from alerts.models import AlertDelivery
 from connections.models import Connection
 from connections.sandbox import DEMO_BRAZE_KEY
 from core.models import AuditEntry
-from syncs.engine.run import FIRST_IN_FLIGHT
+from syncs.engine.window import FIRST_IN_FLIGHT
 from syncs.models import Sync, SyncRun
 from tests.alerts.helpers import configure as configure_alerts
 from tests.base import make_connection
