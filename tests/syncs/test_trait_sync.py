@@ -16,6 +16,7 @@ from connections.keys import generate_import_key
 from connections.partners.braze import simulator as braze_simulator
 from syncs.models import Sync, SyncedTraits, SyncRun
 from syncs.services import create_sync, start_run
+from tests.factories import make_simulator_connection
 from tests.jobs import run_jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rq_redis")]
@@ -276,10 +277,13 @@ def test_the_pages_of_a_trait_sync_say_updated_and_count_attributes(
 
 @pytest.mark.usefixtures("checkpoint_every_batch")
 def test_a_trait_run_stopped_at_a_checkpoint_resumes_and_every_member_is_written_once_in_the_ledger(
-    connection, sandbox, received, monkeypatch
+    sandbox, received, monkeypatch
 ):
     # Each batch its own checkpoint: the run stops at its first, with batches still to send.
     # (A group commit by time could come after all 8 batches were answered: nothing to resume.)
+    # One request in flight: batches answered behind a slow first one may wait to be settled
+    # (two a request in flight), and on a loaded box all 8 were answered before the first.
+    connection = make_simulator_connection(sandbox, max_concurrent_requests=1)
     from cohorts.membership import Identity, apply_changes
     from cohorts.models import Cohort
     from core import stopping
