@@ -49,7 +49,7 @@ from syncs.engine.plan import Scope, plan_run, restore_plan
 from syncs.engine.posting import HEARTBEAT_EVERY_SECONDS
 from syncs.engine.sending import BatchSender, Interrupted, StopRun
 from syncs.engine.trait_run import TraitWork
-from syncs.engine.window import Window
+from syncs.engine.window import Window, known_latency_ms
 from syncs.models import Sync, SyncedMember, SyncRun, SyncRunPlanItem
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,11 @@ class RunSender:
             raise StopRun(f"The connection cannot be used: {exc}") from None
         config = self.partner.config
         in_flight_limit = max(1, min(SENDS_IN_FLIGHT, self.partner.max_in_flight(config)))
-        self.window = Window(limit=in_flight_limit, rate=self.partner.rate_limit(config))
+        self.window = Window(
+            limit=in_flight_limit,
+            rate=self.partner.rate_limit(config),
+            known_latency_ms=known_latency_ms(self.connection.pk),
+        )
         self.unsettled_limit = UNSETTLED_PER_SLOT * in_flight_limit
         self.off_thread = off_thread_possible()
         self.sender = BatchSender(

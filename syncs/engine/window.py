@@ -5,14 +5,18 @@ flight: at its rate limit R requests a second and an answer time of L seconds, R
 The window starts small, opens to that after the first answer, and closes again on a 429. The
 connection's limit (its maximum concurrent requests, shared by every run and worker of it, and
 held in Redis by the admission desk) bounds it, and so does what the partner last said remains
-of its budget. syncs/engine/run.py keeps up to the window's requests going.
+of its budget. syncs/engine/run.py keeps up to the window's requests going. A connection whose
+latest run met no 429 starts the next where that run's answer time calls for.
 """
 
 import math
 
 from connections.partners.base import RateLimit
+from syncs.engine.events import Kind
+from syncs.models import SyncRun, SyncRunEvent
 
-# A run starts with this many batches in flight. Each batch answered without a 429 takes it to
+# A run starts with this many batches in flight (more on a connection whose latest run met no
+# 429: Window's `known_latency_ms`). Each batch answered without a 429 takes it to
 # what the connection's rate calls for at the partner's answer time so far (rate x latency, the
 # requests that keep the rate's budget busy), or one more if that is more, up to the
 # connection's limit; a 429 halves it. A partner whose real limit is below the connection's
@@ -25,10 +29,14 @@ class Window:
     """The requests a run may have unanswered at once (`size`), up to `limit`, for a
     connection allowed `rate`."""
 
-    def __init__(self, *, limit: int, rate: RateLimit) -> None:
+    def __init__(self, *, limit: int, rate: RateLimit, known_latency_ms: int | None = None) -> None:
+        """`known_latency_ms`: the partner's answer time in the connection's latest run, when
+        that run met no 429. The window then starts where that run's answers took it (rate x
+        latency, at least FIRST_IN_FLIGHT), not at FIRST_IN_FLIGHT: the partner has shown it
+        takes as many, and the first round trip is not spent on four requests."""
         self.limit = limit
         self.rate = rate
-        self.size = min(FIRST_IN_FLIGHT, limit)
+        self.size = min(limit, max(FIRST_IN_FLIGHT, self.rate_times_latency(known_latency_ms)))
         self._throttled_seen = 0
 
     def after_answer(
@@ -56,3 +64,31 @@ class Window:
         if latency_ms is None:
             return 0
         return math.ceil(self.rate.requests / self.rate.seconds * latency_ms / 1000)
+
+
+def latest_answer_time(connection_id: int) -> tuple[int, int | None] | None:
+    """The connection's latest finished run that made requests, and the partner's average
+    answer time in it, in ms (None before any)."""
+    return (
+        SyncRun.objects.filter(
+            sync__connection_id=connection_id,
+            partner_latency_ms__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("pk", "partner_latency_ms")
+        .first()
+    )
+
+
+def known_latency_ms(connection_id: int) -> int | None:
+    """The partner's answer time in the connection's latest run, unless that run met a 429
+    (then None, as before any run): a window to start from."""
+    latest = latest_answer_time(connection_id)
+    if latest is None:
+        return None
+    run_id, latency_ms = latest
+    met_429 = SyncRunEvent.objects.filter(
+        run_id=run_id, kind=Kind.THROTTLED, details__status=429
+    ).exists()
+    return None if met_429 else latency_ms

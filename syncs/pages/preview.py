@@ -20,7 +20,8 @@ from django.db.models.functions import RowNumber
 from cohorts.models import EXTRA_IDENTIFIERS, CohortMember, IdType
 from connections.models import Connection
 from syncs.engine import diff
-from syncs.models import Sync, SyncedMember, SyncRun
+from syncs.engine.window import latest_answer_time
+from syncs.models import Sync, SyncedMember
 from syncs.pages.progress import format_duration
 
 PRIMARY_TYPES = tuple(choice.value for choice in IdType)
@@ -120,22 +121,13 @@ def connection_pace(connection: Connection) -> Pace:
     query); raises ValueError when the config is not valid."""
     config = connection.get_config()
     rate = connection.partner.rate_limit(config)
-    latency = (
-        SyncRun.objects.filter(
-            sync__connection_id=connection.pk,
-            partner_latency_ms__isnull=False,
-            finished_at__isnull=False,
-        )
-        .order_by("-finished_at")
-        .values_list("partner_latency_ms", flat=True)
-        .first()
-    )
+    latest = latest_answer_time(connection.pk)
     return Pace(
         batch_size=connection.partner(config, "").max_batch_size(),
         rate_requests=rate.requests,
         rate_seconds=rate.seconds,
         in_flight=connection.partner.max_in_flight(config),
-        latency_ms=latency,
+        latency_ms=None if latest is None else latest[1],
         mixes=connection.partner.mixes_adds_and_removes,
     )
 

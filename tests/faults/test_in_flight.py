@@ -9,8 +9,9 @@ import pytest
 
 from connections.concurrency import ConcurrencyLimit
 from syncs.engine.run import run_sync
+from syncs.engine.window import FIRST_IN_FLIGHT
 from syncs.models import SyncRun, SyncRunEvent
-from tests.factories import make_simulator_connection
+from tests.factories import make_cohort, make_simulator_connection
 from tests.faults.simulator import BATCH, Sleeps, in_destination, track_answers
 from tests.faults.test_partner_faults import braze_sync, fill, ledger, queued_run
 
@@ -25,15 +26,24 @@ class Concurrency:
         self.hold_seconds = hold_seconds
         self.now = 0
         self.peak = 0
+        # The most answered at once before the first answer went back: the run's first window.
+        self.first_wave = 0
+        self.answered = 0
         self._lock = threading.Lock()
 
     def __call__(self, partner: str) -> None:
         with self._lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
+            if not self.answered:
+                self.first_wave = max(self.first_wave, self.now)
         time.sleep(self.hold_seconds)
         with self._lock:
             self.now -= 1
+            self.answered += 1
+
+    def start_over(self) -> None:
+        self.now = self.peak = self.first_wave = self.answered = 0
 
 
 @pytest.mark.parametrize("in_flight", [1, 4, 8])
@@ -137,3 +147,26 @@ def test_after_its_first_answers_a_run_opens_to_what_the_rate_calls_for_at_that_
 
     assert concurrency.peak >= 18
     assert in_destination(sandbox, cohort.name) == members == ledger(sync)
+
+
+def test_the_next_run_of_a_connection_starts_where_its_latest_run_s_answers_took_it(
+    cohort, sandbox, monkeypatch
+):
+    """The first run of a connection sends 4 batches, then hears how fast the partner answers;
+    the next one starts from that answer time (50 ms at 1,000 a second: past the connection's
+    20), its first round trip not spent on four batches."""
+    connection = make_simulator_connection(sandbox, max_concurrent_requests=20)
+    concurrency = Concurrency(hold_seconds=0.05)
+    monkeypatch.setattr(sandbox.state, "pop_fault", concurrency)
+    fill(cohort, 24 * BATCH)
+    first = queued_run(braze_sync(cohort, connection))
+    assert run_sync(first.pk, sleep=Sleeps()) == SyncRun.Status.SUCCEEDED
+    assert concurrency.first_wave <= FIRST_IN_FLIGHT
+
+    concurrency.start_over()
+    other = make_cohort(name="Other")
+    fill(other, 24 * BATCH)
+    second = queued_run(braze_sync(other, connection, name="second"))
+    assert run_sync(second.pk, sleep=Sleeps()) == SyncRun.Status.SUCCEEDED
+    assert concurrency.first_wave >= 15
+    assert concurrency.peak <= 20

@@ -1,10 +1,17 @@
-"""A run's window (syncs/engine/window.py): small at first, rate x latency after the first
-answer, within the connection's limit and what the partner says remains, halved by a 429."""
+"""A run's window (syncs/engine/window.py): small at first (or where the connection's latest
+run's answers took it), rate x latency after the first answer, within the connection's limit and
+what the partner says remains, halved by a 429."""
+
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from connections.partners.base import RateLimit
-from syncs.engine.window import FIRST_IN_FLIGHT, Window
+from syncs.engine.events import Kind, record_event
+from syncs.engine.window import FIRST_IN_FLIGHT, Window, known_latency_ms
+from syncs.models import SyncRun
+from tests.factories import make_connection, make_run, make_sync
 
 BRAZE = RateLimit(requests=3000, seconds=3)  # 1,000 requests a second
 
@@ -51,3 +58,44 @@ def test_a_429_halves_it_once_and_the_next_answers_open_it_again() -> None:
     for throttled in (2, 3, 4, 5, 6):
         window.after_answer(throttled=throttled, latency_ms=200, remaining=None)
     assert window.size == 1
+
+
+@pytest.mark.parametrize(
+    ("known_latency_ms", "limit", "first"),
+    [
+        (None, 64, FIRST_IN_FLIGHT),  # no run of the connection yet, or its latest met a 429
+        (50, 64, 50),  # where the latest run's answers took its window
+        (200, 64, 64),  # never past the connection's limit
+        (1, 64, FIRST_IN_FLIGHT),  # a fast partner: never below the usual start
+        (1, 2, 2),
+    ],
+)
+def test_a_connection_s_latest_answer_time_sets_where_the_next_run_starts(
+    known_latency_ms, limit, first
+) -> None:
+    assert Window(limit=limit, rate=BRAZE, known_latency_ms=known_latency_ms).size == first
+
+
+@pytest.mark.django_db
+def test_the_answer_time_to_start_from_is_the_latest_finished_run_s_unless_it_met_a_429() -> None:
+    connection = make_connection()
+    assert known_latency_ms(connection.pk) is None
+    now = timezone.now()
+    older = make_run(make_sync(connection=connection, name="older"), partner_latency_ms=120)
+    SyncRun.objects.filter(pk=older.pk).update(finished_at=now - timedelta(hours=1))
+    assert known_latency_ms(connection.pk) == 120
+    # A run still going, a run that made no request, another connection's: none counts.
+    make_run(make_sync(connection=connection, name="going"), partner_latency_ms=900)
+    SyncRun.objects.filter(pk=make_run(make_sync(connection=connection, name="none")).pk).update(
+        finished_at=now
+    )
+    elsewhere = make_run(make_sync(connection=make_connection(), name="elsewhere"))
+    SyncRun.objects.filter(pk=elsewhere.pk).update(finished_at=now, partner_latency_ms=5)
+    assert known_latency_ms(connection.pk) == 120
+    latest = make_run(make_sync(connection=connection, name="latest"), partner_latency_ms=80)
+    SyncRun.objects.filter(pk=latest.pk).update(finished_at=now - timedelta(minutes=1))
+    # Waits for the connection's own bucket are pacing, not the partner's refusal.
+    record_event(latest.pk, Kind.THROTTLED, "Waited 2.0 s for the rate limit.", seconds=2.0)
+    assert known_latency_ms(connection.pk) == 80
+    record_event(latest.pk, Kind.THROTTLED, "Braze answered 429.", status=429, seconds=1.0)
+    assert known_latency_ms(connection.pk) is None
