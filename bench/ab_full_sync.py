@@ -12,6 +12,8 @@ and so its code (a `git worktree add ../cohortsync-old <commit>` of this reposit
 migrations must match this database's), with the settings given as its environment (for
 example `--arm small=.,COHORTSYNC_CHECKPOINT_MEMBERS=500`). Each run is a fresh sync's first run
 on one connection, so a whole-cohort send; the simulator is started once, at the latency given.
+From the second run on, the connection's latest run sets where a run's window starts
+(syncs/engine/window.py): the first arm's first round alone starts at 4, a median's outlier.
 Differences within the spread of one arm's own runs are noise: on a 2-core box, ±3-10 %.
 """
 
