@@ -31,9 +31,11 @@ class Window:
 
     def __init__(self, *, limit: int, rate: RateLimit, known_latency_ms: int | None = None) -> None:
         """`known_latency_ms`: the partner's answer time in the connection's latest run, when
-        that run met no 429. The window then starts where that run's answers took it (rate x
-        latency, at least FIRST_IN_FLIGHT), not at FIRST_IN_FLIGHT: the partner has shown it
-        takes as many, and the first round trip is not spent on four requests."""
+        that run met no 429. The window then starts at what that answer time calls for (rate
+        x latency, at least FIRST_IN_FLIGHT), so the first round trip is not spent on four
+        requests; a partner that has lowered its limit since answers 429 to some of the first
+        ones, and the window halves as in any run. Without it (no run yet, or a 429 in the
+        latest) the run probes with FIRST_IN_FLIGHT."""
         self.limit = limit
         self.rate = rate
         self.size = min(limit, max(FIRST_IN_FLIGHT, self.rate_times_latency(known_latency_ms)))
