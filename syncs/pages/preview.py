@@ -117,8 +117,9 @@ class Pace:
 
 
 def connection_pace(connection: Connection) -> Pace:
-    """Read from the typed config and the connection's latest run that made requests (one
-    query); raises ValueError when the config is not valid."""
+    """Read from the typed config and the partner's answer time the engine starts a run from
+    (window.latest_answer_time: the latest run that made requests of the connection's sync
+    that finished last); raises ValueError when the config is not valid."""
     config = connection.get_config()
     rate = connection.partner.rate_limit(config)
     latest = latest_answer_time(connection.pk)

@@ -99,6 +99,7 @@ def test_the_time_follows_the_partners_answer_time_over_the_requests_in_flight(c
         partner_latency_ms=200,
     )
     SyncRun.objects.filter(pk=run.pk).update(finished_at=run.queued_at)
+    Sync.objects.filter(pk=run.sync_id).update(last_run_at=run.queued_at)  # as finish_run does
     preview = preview_new_sync(cohort_id=cohort.pk, connection=connection, mapping=["external_id"])
     # 40 requests, 8 at a time, 200 ms each: 5 rounds, 1 s, where the rate limit (3,000 per
     # 3 s) alone would say 0.04 s.

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from connections.partners.base import RateLimit
 from syncs.engine.events import Kind, record_event
-from syncs.engine.window import FIRST_IN_FLIGHT, Window, known_latency_ms
-from syncs.models import SyncRun
+from syncs.engine.window import FIRST_IN_FLIGHT, RECENT_RUNS, Window, known_latency_ms
+from syncs.models import Sync, SyncRun
 from tests.factories import make_connection, make_run, make_sync
 
 BRAZE = RateLimit(requests=3000, seconds=3)  # 1,000 requests a second
@@ -76,26 +76,46 @@ def test_a_connection_s_latest_answer_time_sets_where_the_next_run_starts(
     assert Window(limit=limit, rate=BRAZE, known_latency_ms=known_latency_ms).size == first
 
 
+def _finished(sync, *, at, latency_ms=None, **fields):
+    """A finished run of `sync`, its end on the sync as finish_run leaves it."""
+    run = make_run(sync, partner_latency_ms=latency_ms, **fields)
+    SyncRun.objects.filter(pk=run.pk).update(finished_at=at)
+    Sync.objects.filter(pk=sync.pk).update(last_run_at=at)
+    return run
+
+
 @pytest.mark.django_db
-def test_the_answer_time_to_start_from_is_the_latest_finished_run_s_unless_it_met_a_429() -> None:
+def test_the_answer_time_to_start_from_is_the_latest_finished_sync_s_unless_it_met_a_429() -> None:
     connection = make_connection()
     assert known_latency_ms(connection.pk) is None
     now = timezone.now()
-    older = make_run(make_sync(connection=connection, name="older"), partner_latency_ms=120)
-    SyncRun.objects.filter(pk=older.pk).update(finished_at=now - timedelta(hours=1))
+    _finished(make_sync(connection=connection, name="older"), at=now - timedelta(hours=1),
+              latency_ms=120)  # fmt: skip
     assert known_latency_ms(connection.pk) == 120
-    # A run still going, a run that made no request, another connection's: none counts.
+    # A run still going, another connection's: neither counts.
     make_run(make_sync(connection=connection, name="going"), partner_latency_ms=900)
-    SyncRun.objects.filter(pk=make_run(make_sync(connection=connection, name="none")).pk).update(
-        finished_at=now
-    )
-    elsewhere = make_run(make_sync(connection=make_connection(), name="elsewhere"))
-    SyncRun.objects.filter(pk=elsewhere.pk).update(finished_at=now, partner_latency_ms=5)
+    _finished(make_sync(connection=make_connection(), name="elsewhere"), at=now, latency_ms=5)
     assert known_latency_ms(connection.pk) == 120
-    latest = make_run(make_sync(connection=connection, name="latest"), partner_latency_ms=80)
-    SyncRun.objects.filter(pk=latest.pk).update(finished_at=now - timedelta(minutes=1))
-    # Waits for the connection's own bucket are pacing, not the partner's refusal.
-    record_event(latest.pk, Kind.THROTTLED, "Waited 2.0 s for the rate limit.", seconds=2.0)
+    # The sync that finished last: its latest run that made requests, past one that made none.
+    latest = make_sync(connection=connection, name="latest")
+    timed = _finished(latest, at=now - timedelta(minutes=2), latency_ms=80)
+    _finished(latest, at=now - timedelta(minutes=1))
     assert known_latency_ms(connection.pk) == 80
-    record_event(latest.pk, Kind.THROTTLED, "Braze answered 429.", status=429, seconds=1.0)
+    # Waits for the connection's own bucket are pacing, not the partner's refusal.
+    record_event(timed.pk, Kind.THROTTLED, "Waited 2.0 s for the rate limit.", seconds=2.0)
+    assert known_latency_ms(connection.pk) == 80
+    record_event(timed.pk, Kind.THROTTLED, "Braze answered 429.", status=429, seconds=1.0)
+    assert known_latency_ms(connection.pk) is None
+
+
+@pytest.mark.django_db
+def test_a_sync_s_runs_that_made_no_request_are_looked_through_up_to_a_bound() -> None:
+    connection = make_connection()
+    sync = make_sync(connection=connection)
+    now = timezone.now()
+    _finished(sync, at=now - timedelta(hours=1), latency_ms=150)
+    for minutes in range(RECENT_RUNS - 1, 0, -1):
+        _finished(sync, at=now - timedelta(minutes=minutes))
+    assert known_latency_ms(connection.pk) == 150
+    _finished(sync, at=now)
     assert known_latency_ms(connection.pk) is None
