@@ -10,9 +10,12 @@ few hundred microseconds of CPU waiting to take the interpreter lock back.
 
 Requests are admitted in the order they came, never more than the shared bucket and the shared
 in-flight limit allow at the moment of the trip, so every run and worker of the connection still
-shares its budget as before. A lease given back with no request waiting is held at most
-RELEASE_LINGER_SECONDS for one to carry it. Redis out of reach is waited out here, up to the
-desk's `outage_seconds` per request, after which that request's `acquire` raises RedisOutage.
+shares its budget as before. When every lease of the connection is out, the clerk tries again
+after a poll's interval (2 ms, doubling up to 50 ms: the leases free within a request's answer
+time), and at once when its own run gives one back meanwhile. A lease
+given back with no request waiting is held at most RELEASE_LINGER_SECONDS for one to carry it.
+Redis out of reach is waited out here, up to the desk's `outage_seconds` per request, after
+which that request's `acquire` raises RedisOutage.
 """
 
 import threading
@@ -102,6 +105,8 @@ class AdmissionDesk:
         # Seconds the clerk has slept for tokens in all: a request has waited what grew since it
         # came, which `max_wait` bounds.
         self._token_waits = 0.0
+        # The clerk waits for one of this run's leases to come back: every lease is out.
+        self._awaiting_lease = False
         self._closed = False
         self._broken: BaseException | None = None
         self._clerk: threading.Thread | None = None
@@ -145,7 +150,7 @@ class AdmissionDesk:
             self._give_back.append(lease)
             if signal is not None:
                 self._signals.append(signal)
-            if len(self._give_back) == 1 and not self._queue:
+            if self._awaiting_lease or (len(self._give_back) == 1 and not self._queue):
                 self._wake.notify()
 
     def close(self) -> None:
@@ -214,9 +219,8 @@ class AdmissionDesk:
                 poll = FIRST_POLL_SECONDS
             elif exchanged.busy:
                 # A lease frees within a request's answer time: poll, short first; at once when
-                # this run gave one back during the trip.
-                if not self._give_back:
-                    self._pause(poll)
+                # this run gives one back.
+                if not self._wait_for_own_lease(poll):
                     poll = min(poll * 2, LONGEST_POLL_SECONDS)
             else:
                 poll = FIRST_POLL_SECONDS
@@ -225,6 +229,23 @@ class AdmissionDesk:
                         self._queue[0].waited += exchanged.wait
                     self._pause(exchanged.wait)
                     self._token_waits += exchanged.wait
+
+    def _wait_for_own_lease(self, poll: float) -> bool:
+        """Wait up to `poll` seconds for a lease while every lease is out: until this run gives
+        one back (woken by `release`) if it holds any, else (the leases are other runs') the
+        pause; whether this run gave one back."""
+        with self._wake:
+            if self._give_back:
+                return True
+            if self._held:
+                self._awaiting_lease = True
+                try:
+                    self._wake.wait(poll)
+                finally:
+                    self._awaiting_lease = False
+                return bool(self._give_back)
+        self._pause(poll)
+        return False
 
     def _admit(self, leases: list[str]) -> None:
         """The oldest waiting requests get the leases, in the order they came."""
