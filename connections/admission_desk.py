@@ -12,10 +12,10 @@ Requests are admitted in the order they came, never more than the shared bucket 
 in-flight limit allow at the moment of the trip, so every run and worker of the connection still
 shares its budget as before. When every lease of the connection is out, the clerk tries again
 after a poll's interval (2 ms, doubling up to 50 ms: the leases free within a request's answer
-time), and at once when its own run gives one back meanwhile. A lease
-given back with no request waiting is held at most RELEASE_LINGER_SECONDS for one to carry it.
-Redis out of reach is waited out here, up to the desk's `outage_seconds` per request, after
-which that request's `acquire` raises RedisOutage.
+time), and at once when its own run gives one back meanwhile. A lease given back with no request
+waiting is held at most RELEASE_LINGER_SECONDS for one to carry it. Redis out of reach is waited
+out here, up to the desk's `outage_seconds` per request, after which that request's `acquire`
+raises RedisOutage.
 """
 
 import threading

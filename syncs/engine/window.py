@@ -5,8 +5,9 @@ flight: at its rate limit R requests a second and an answer time of L seconds, R
 The window starts small, opens to that after the first answer, and closes again on a 429. The
 connection's limit (its maximum concurrent requests, shared by every run and worker of it, and
 held in Redis by the admission desk) bounds it, and so does what the partner last said remains
-of its budget. syncs/engine/run.py keeps up to the window's requests going. A connection whose
-latest run met no 429 starts the next where that run's answer time calls for.
+of its budget. syncs/engine/run.py keeps up to the window's requests going. A run starts where
+the partner's answer time in a recent run of the connection calls for, when that run met no 429
+(`known_latency_ms`).
 """
 
 import math
@@ -32,12 +33,12 @@ class Window:
     connection allowed `rate`."""
 
     def __init__(self, *, limit: int, rate: RateLimit, known_latency_ms: int | None = None) -> None:
-        """`known_latency_ms`: the partner's answer time in the connection's latest run, when
-        that run met no 429. The window then starts at what that answer time calls for (rate
-        x latency, at least FIRST_IN_FLIGHT), so the first round trip is not spent on four
-        requests; a partner that has lowered its limit since answers 429 to some of the first
-        ones, and the window halves as in any run. Without it (no run yet, or a 429 in the
-        latest) the run probes with FIRST_IN_FLIGHT."""
+        """`known_latency_ms`: the partner's answer time in a recent run of the connection
+        (`known_latency_ms()` says which), when that run met no 429. The window then starts at
+        what that answer time calls for (rate x latency, at least FIRST_IN_FLIGHT), so the
+        first round trip is not spent on four requests; a partner that has lowered its limit
+        since answers 429 to some of the first ones, and the window halves as in any run.
+        Without it (no run yet, or a 429 in the latest) the run probes with FIRST_IN_FLIGHT."""
         self.limit = limit
         self.rate = rate
         self.size = min(limit, max(FIRST_IN_FLIGHT, self.rate_times_latency(known_latency_ms)))
